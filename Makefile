@@ -1,0 +1,31 @@
+# rdb — build, test and run.
+GO       ?= go
+BIN      := bin
+PROTOS   := proto/raftpb/raftpb.proto proto/kvrpc/kvrpc.proto proto/storepb/storepb.proto proto/pdpb/pdpb.proto
+GOTOOLBIN := $(CURDIR)/.tools
+
+.PHONY: all build test proto lint run chaos bench images demo clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/...
+
+proto:
+	@mkdir -p $(GOTOOLBIN)
+	$(GO) build -o $(GOTOOLBIN)/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	$(GO) build -o $(GOTOOLBIN)/protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	PATH=$(GOTOOLBIN):$$PATH protoc -I proto \
+		--go_out=. --go_opt=module=github.com/rdb-project/rdb \
+		--go-grpc_out=. --go-grpc_opt=module=github.com/rdb-project/rdb \
+		$(PROTOS)
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)
+	$(GO) vet ./...
+
+test: build
+	$(GO) test -count=1 -timeout 15m ./...
+
+clean:
+	rm -rf $(BIN) $(GOTOOLBIN)
