@@ -785,9 +785,12 @@ func (x *DeleteCommand) GetEpoch() uint64 {
 }
 
 // LoadBegin clears the group's data to receive the merged state of epoch.
+// load_id names this load: batches and the activation of another load (a
+// driver that lost its role and did not know yet) are ignored.
 type LoadBegin struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	LoadId        uint64                 `protobuf:"varint,2,opt,name=load_id,json=loadId,proto3" json:"load_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -829,12 +832,20 @@ func (x *LoadBegin) GetEpoch() uint64 {
 	return 0
 }
 
+func (x *LoadBegin) GetLoadId() uint64 {
+	if x != nil {
+		return x.LoadId
+	}
+	return 0
+}
+
 // LoadBatch adds merged records (tombstones are skipped but their
 // timestamps count) to the state being loaded for epoch.
 type LoadBatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	Records       []*LWWRecord           `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	LoadId        uint64                 `protobuf:"varint,3,opt,name=load_id,json=loadId,proto3" json:"load_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -883,10 +894,20 @@ func (x *LoadBatch) GetRecords() []*LWWRecord {
 	return nil
 }
 
-// Activate starts serving strong operations at epoch.
+func (x *LoadBatch) GetLoadId() uint64 {
+	if x != nil {
+		return x.LoadId
+	}
+	return 0
+}
+
+// Activate starts serving strong operations at epoch, once the load
+// load_id has received exactly records_loaded records.
 type Activate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	LoadId        uint64                 `protobuf:"varint,2,opt,name=load_id,json=loadId,proto3" json:"load_id,omitempty"`
+	RecordsLoaded uint64                 `protobuf:"varint,3,opt,name=records_loaded,json=recordsLoaded,proto3" json:"records_loaded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -924,6 +945,20 @@ func (*Activate) Descriptor() ([]byte, []int) {
 func (x *Activate) GetEpoch() uint64 {
 	if x != nil {
 		return x.Epoch
+	}
+	return 0
+}
+
+func (x *Activate) GetLoadId() uint64 {
+	if x != nil {
+		return x.LoadId
+	}
+	return 0
+}
+
+func (x *Activate) GetRecordsLoaded() uint64 {
+	if x != nil {
+		return x.RecordsLoaded
 	}
 	return 0
 }
@@ -991,7 +1026,10 @@ type GroupState struct {
 	// The greatest timestamp among loaded records.
 	MaxLoadedTs *Timestamp `protobuf:"bytes,4,opt,name=max_loaded_ts,json=maxLoadedTs,proto3" json:"max_loaded_ts,omitempty"`
 	// The timestamp the latest fence converted the state with.
-	FenceTs       *Timestamp `protobuf:"bytes,5,opt,name=fence_ts,json=fenceTs,proto3" json:"fence_ts,omitempty"`
+	FenceTs *Timestamp `protobuf:"bytes,5,opt,name=fence_ts,json=fenceTs,proto3" json:"fence_ts,omitempty"`
+	LoadId  uint64     `protobuf:"varint,6,opt,name=load_id,json=loadId,proto3" json:"load_id,omitempty"`
+	// Records (tombstones included) received by load load_id.
+	RecordsLoaded uint64 `protobuf:"varint,7,opt,name=records_loaded,json=recordsLoaded,proto3" json:"records_loaded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1059,6 +1097,20 @@ func (x *GroupState) GetFenceTs() *Timestamp {
 		return x.FenceTs
 	}
 	return nil
+}
+
+func (x *GroupState) GetLoadId() uint64 {
+	if x != nil {
+		return x.LoadId
+	}
+	return 0
+}
+
+func (x *GroupState) GetRecordsLoaded() uint64 {
+	if x != nil {
+		return x.RecordsLoaded
+	}
+	return 0
 }
 
 type RaftMessage struct {
@@ -2221,24 +2273,30 @@ const file_storepb_storepb_proto_rawDesc = "" +
 	"\rDeleteCommand\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12)\n" +
 	"\x10expected_version\x18\x02 \x01(\x04R\x0fexpectedVersion\x12\x14\n" +
-	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"!\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\":\n" +
 	"\tLoadBegin\x12\x14\n" +
-	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\"S\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x17\n" +
+	"\aload_id\x18\x02 \x01(\x04R\x06loadId\"l\n" +
 	"\tLoadBatch\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x120\n" +
-	"\arecords\x18\x02 \x03(\v2\x16.rdb.storepb.LWWRecordR\arecords\" \n" +
+	"\arecords\x18\x02 \x03(\v2\x16.rdb.storepb.LWWRecordR\arecords\x12\x17\n" +
+	"\aload_id\x18\x03 \x01(\x04R\x06loadId\"`\n" +
 	"\bActivate\x12\x14\n" +
-	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\"E\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x17\n" +
+	"\aload_id\x18\x02 \x01(\x04R\x06loadId\x12%\n" +
+	"\x0erecords_loaded\x18\x03 \x01(\x04R\rrecordsLoaded\"E\n" +
 	"\x05Fence\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12&\n" +
-	"\x02ts\x18\x02 \x01(\v2\x16.rdb.storepb.TimestampR\x02ts\"\xe6\x01\n" +
+	"\x02ts\x18\x02 \x01(\v2\x16.rdb.storepb.TimestampR\x02ts\"\xa6\x02\n" +
 	"\n" +
 	"GroupState\x12!\n" +
 	"\factive_epoch\x18\x01 \x01(\x04R\vactiveEpoch\x12!\n" +
 	"\ffenced_epoch\x18\x02 \x01(\x04R\vfencedEpoch\x12#\n" +
 	"\rloading_epoch\x18\x03 \x01(\x04R\floadingEpoch\x12:\n" +
 	"\rmax_loaded_ts\x18\x04 \x01(\v2\x16.rdb.storepb.TimestampR\vmaxLoadedTs\x121\n" +
-	"\bfence_ts\x18\x05 \x01(\v2\x16.rdb.storepb.TimestampR\afenceTs\"<\n" +
+	"\bfence_ts\x18\x05 \x01(\v2\x16.rdb.storepb.TimestampR\afenceTs\x12\x17\n" +
+	"\aload_id\x18\x06 \x01(\x04R\x06loadId\x12%\n" +
+	"\x0erecords_loaded\x18\a \x01(\x04R\rrecordsLoaded\"<\n" +
 	"\vRaftMessage\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"{\n" +
