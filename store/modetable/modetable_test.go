@@ -1,0 +1,88 @@
+package modetable
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rdb-project/rdb/proto/storepb"
+)
+
+func rec(ns, mode string, v uint64) *storepb.NamespaceRecord {
+	return &storepb.NamespaceRecord{Name: ns, Mode: mode, Version: v}
+}
+
+func TestApplyKeepsTheNewestVersion(t *testing.T) {
+	tb := New()
+	for _, tc := range []struct {
+		r       *storepb.NamespaceRecord
+		applied bool
+		mode    string
+	}{
+		{rec("logs", "eventual", 5), true, "eventual"},
+		{rec("logs", "strong", 9), true, "strong"},
+		{rec("logs", "eventual", 7), false, "strong"}, // older, arrives late
+		{rec("logs", "eventual", 9), false, "strong"}, // same version
+		{rec("logs", "eventual", 10), true, "eventual"},
+	} {
+		if got := tb.Apply(tc.r); got != tc.applied {
+			t.Fatalf("Apply(v%d) = %v, want %v", tc.r.Version, got, tc.applied)
+		}
+		if r, _ := tb.Get("logs"); r.Mode != tc.mode {
+			t.Fatalf("after v%d mode = %s, want %s", tc.r.Version, r.Mode, tc.mode)
+		}
+	}
+}
+
+func TestApplyWaitsForWritesInFlight(t *testing.T) {
+	tb := New()
+	tb.Apply(rec("logs", "eventual", 1))
+	unlock := tb.Writes("logs")
+	var applied atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		tb.Apply(rec("logs", "strong", 2))
+		applied.Store(true)
+		close(done)
+	}()
+	// The row must not change while a write holds the fence.
+	select {
+	case <-done:
+		t.Fatal("row applied while a write was in flight")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if r, _ := tb.Get("logs"); r.Mode != "eventual" {
+		t.Fatalf("mode changed under the fence: %s", r.Mode)
+	}
+	unlock()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("row not applied after the write finished")
+	}
+}
+
+func TestWaitVersionAndHooks(t *testing.T) {
+	tb := New()
+	var seen atomic.Int32
+	tb.OnChange(func(old, cur *storepb.NamespaceRecord) { seen.Add(1) })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go tb.Apply(&storepb.NamespaceRecord{Name: "a", Mode: "strong", Version: 3, GroupId: 7})
+	r, err := tb.WaitVersion(ctx, "a", 3)
+	if err != nil || r.Version != 3 {
+		t.Fatalf("WaitVersion = %v, %v", r, err)
+	}
+	if ns, ok := tb.NamespaceOfGroup(7); !ok || ns != "a" {
+		t.Fatalf("NamespaceOfGroup(7) = %q, %v", ns, ok)
+	}
+	if seen.Load() != 1 {
+		t.Fatalf("hook ran %d times", seen.Load())
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel2()
+	if _, err := tb.WaitVersion(short, "a", 4); err == nil {
+		t.Fatal("WaitVersion for a version never applied returned nil")
+	}
+}

@@ -1,0 +1,239 @@
+package raftstore
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3"
+	eraftpb "go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rdb-project/rdb/store/keys"
+)
+
+// group is one Raft group's replica. Every field is owned by the loop,
+// except appliedIdx and status, which others read.
+type group struct {
+	id      uint64
+	rs      *RaftStore
+	rn      *raft.RawNode
+	storage *groupStorage
+	sm      StateMachine
+
+	applied        appliedState
+	durableApplied uint64 // applied index known to be durable
+	trunc          uint64 // last index removed from the log
+	lastIndex      uint64 // last index written to the log
+
+	lead  uint64
+	state raft.StateType
+
+	pendingReads []*readWaiter        // arrived this round
+	reads        map[string]*readBatch // ReadIndex sent, keyed by request ctx
+	readWait     []*readBatch          // ReadState known, waiting for apply
+
+	nextReconcile time.Time
+
+	appliedIdx atomic.Uint64
+	status     atomic.Pointer[Status]
+}
+
+type readWaiter struct{ ch chan error }
+
+type readBatch struct {
+	waiters []*readWaiter
+	sent    time.Time
+	index   uint64
+}
+
+func (g *group) noteSoftState(ss *raft.SoftState) {
+	if ss == nil {
+		return
+	}
+	if ss.Lead != g.lead {
+		g.rs.log.Debug("leader changed", zap.Uint64("group", g.id), zap.Uint64("leader", ss.Lead))
+	}
+	g.lead, g.state = ss.Lead, ss.RaftState
+}
+
+func (g *group) isLeader() bool { return g.state == raft.StateLeader }
+
+func (g *group) publishStatus() {
+	hs := g.rn.BasicStatus()
+	g.lead, g.state = hs.Lead, hs.RaftState
+	g.status.Store(&Status{
+		Group:    g.id,
+		Leader:   hs.Lead,
+		Term:     hs.HardState.GetTerm(),
+		Commit:   hs.HardState.GetCommit(),
+		Applied:  g.applied.index,
+		Voters:   append([]uint64(nil), g.applied.conf.GetVoters()...),
+		IsLeader: hs.RaftState == raft.StateLeader,
+	})
+}
+
+// writeEntries adds new log entries to b; entries after them left by an
+// earlier leader are removed.
+func (g *group) writeEntries(b *pebble.Batch, ents []*eraftpb.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	for _, e := range ents {
+		data, err := proto.Marshal(e)
+		if err != nil {
+			return err
+		}
+		if err := b.Set(keys.LogEntry(g.id, e.GetIndex()), data, nil); err != nil {
+			return err
+		}
+	}
+	last := ents[len(ents)-1].GetIndex()
+	if g.lastIndex > last {
+		if err := b.DeleteRange(keys.LogEntry(g.id, last+1), keys.PrefixEnd(keys.LogPrefix(g.id)), nil); err != nil {
+			return err
+		}
+	}
+	g.lastIndex = last
+	return nil
+}
+
+// writeSnapshot replaces the group's state machine, applied state and log
+// with a received snapshot.
+func (g *group) writeSnapshot(b *pebble.Batch, snap *eraftpb.Snapshot) error {
+	md := snap.GetMetadata()
+	kvs, err := decodeSnapshotData(g.id, snap.GetData())
+	if err != nil {
+		return fmt.Errorf("raftstore: group %d: %w", g.id, err)
+	}
+	prefix := keys.StatePrefix(g.id)
+	if err := b.DeleteRange(prefix, keys.PrefixEnd(prefix), nil); err != nil {
+		return err
+	}
+	for _, kv := range kvs {
+		if err := b.Set(kv.Key, kv.Value, nil); err != nil {
+			return err
+		}
+	}
+	if err := b.DeleteRange(keys.LogPrefix(g.id), keys.PrefixEnd(keys.LogPrefix(g.id)), nil); err != nil {
+		return err
+	}
+	applied := appliedState{index: md.GetIndex(), term: md.GetTerm(), conf: md.GetConfState()}
+	ab, err := encodeApplied(applied)
+	if err != nil {
+		return err
+	}
+	if err := b.Set(keys.Applied(g.id), ab, nil); err != nil {
+		return err
+	}
+	return b.Set(keys.Truncated(g.id), encodeIndexTerm(md.GetIndex(), md.GetTerm()), nil)
+}
+
+// install makes a persisted Ready visible to Raft through the storage.
+func (g *group) install(rd raft.Ready) error {
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		md := rd.Snapshot.GetMetadata()
+		meta := &eraftpb.Snapshot{Metadata: proto.Clone(md).(*eraftpb.SnapshotMetadata)}
+		if err := g.storage.ApplySnapshot(meta); err != nil {
+			return fmt.Errorf("raftstore: group %d apply snapshot: %w", g.id, err)
+		}
+		g.applied = appliedState{index: md.GetIndex(), term: md.GetTerm(), conf: md.GetConfState()}
+		g.trunc = md.GetIndex()
+		g.durableApplied = md.GetIndex()
+		g.lastIndex = md.GetIndex()
+		g.rs.log.Info("installed snapshot", zap.Uint64("group", g.id), zap.Uint64("index", md.GetIndex()))
+	}
+	if len(rd.Entries) > 0 {
+		if err := g.storage.Append(rd.Entries); err != nil {
+			return err
+		}
+	}
+	if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
+		if err := g.storage.SetHardState(rd.HardState); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// makeSnapshot is Storage.Snapshot: a snapshot of the state at the
+// applied index, taken now (in the loop, so the DB holds exactly that).
+func (g *group) makeSnapshot() (*eraftpb.Snapshot, error) {
+	rs := g.rs
+	rs.snapMu.Lock()
+	rs.nextSnap++
+	token := rs.nextSnap
+	rs.snaps[token] = &pendingSnapshot{group: g.id, snap: rs.db.NewSnapshot(), created: time.Now()}
+	rs.snapMu.Unlock()
+	return &eraftpb.Snapshot{
+		Data: encodeSnapshotToken(token),
+		Metadata: &eraftpb.SnapshotMetadata{
+			Index:     new(g.applied.index),
+			Term:      new(g.applied.term),
+			ConfState: proto.Clone(g.applied.conf).(*eraftpb.ConfState),
+		},
+	}, nil
+}
+
+func (g *group) readStateArrived(rs raft.ReadState) {
+	rb := g.reads[string(rs.RequestCtx)]
+	if rb == nil {
+		return // retried under a new id, or not ours
+	}
+	delete(g.reads, string(rs.RequestCtx))
+	rb.index = rs.Index
+	g.readWait = append(g.readWait, rb)
+	g.notifyReads()
+}
+
+// notifyReads wakes the reads whose index has been applied.
+func (g *group) notifyReads() {
+	applied := g.applied.index
+	kept := g.readWait[:0]
+	for _, rb := range g.readWait {
+		if rb.index <= applied {
+			for _, w := range rb.waiters {
+				w.ch <- nil
+			}
+			continue
+		}
+		kept = append(kept, rb)
+	}
+	g.readWait = kept
+}
+
+// retryStaleReads sends again, under a new id, reads whose ReadIndex got no
+// answer (a leader change drops them silently).
+func (g *group) retryStaleReads(now time.Time) {
+	for ctx, rb := range g.reads {
+		if now.Sub(rb.sent) > time.Second {
+			delete(g.reads, ctx)
+			g.pendingReads = append(g.pendingReads, rb.waiters...)
+		}
+	}
+}
+
+// raftLogger sends Raft's log through zap; Raft's Info is our Debug except
+// for elections, which operators want to see.
+type raftLogger struct{ s *zap.SugaredLogger }
+
+func newRaftLogger(l *zap.Logger) raft.Logger {
+	return &raftLogger{s: l.WithOptions(zap.AddCallerSkip(1)).Sugar()}
+}
+
+func (l *raftLogger) Debug(v ...any)                 { l.s.Debug(v...) }
+func (l *raftLogger) Debugf(format string, v ...any) { l.s.Debugf(format, v...) }
+func (l *raftLogger) Info(v ...any)                  { l.s.Debug(v...) }
+func (l *raftLogger) Infof(format string, v ...any)  { l.s.Debugf(format, v...) }
+func (l *raftLogger) Warning(v ...any)               { l.s.Warn(v...) }
+func (l *raftLogger) Warningf(format string, v ...any) {
+	l.s.Warnf(format, v...)
+}
+func (l *raftLogger) Error(v ...any)                 { l.s.Error(v...) }
+func (l *raftLogger) Errorf(format string, v ...any) { l.s.Errorf(format, v...) }
+func (l *raftLogger) Fatal(v ...any)                 { l.s.Fatal(v...) }
+func (l *raftLogger) Fatalf(format string, v ...any) { l.s.Fatalf(format, v...) }
+func (l *raftLogger) Panic(v ...any)                 { l.s.Panic(v...) }
+func (l *raftLogger) Panicf(format string, v ...any) { l.s.Panicf(format, v...) }

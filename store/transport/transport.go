@@ -1,0 +1,421 @@
+// Package transport carries everything stores say to each other over gRPC:
+// Raft messages (one client stream per peer, batched, each message tagged
+// with its group), snapshots (a stream of chunks per snapshot) and the
+// internal unary calls, all over one connection per peer.
+//
+// Sends never block the Raft loop: each peer has a bounded queue; when it
+// is full, or the peer cannot be reached, messages are dropped and Raft is
+// told the peer is unreachable (Raft retransmits).
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	eraftpb "go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rdb-project/rdb/proto/storepb"
+)
+
+// Raft is the part of the Raft engine the transport talks to.
+type Raft interface {
+	Step(msgs []*storepb.RaftMessage)
+	StepSnapshot(group uint64, m *eraftpb.Message)
+	StreamSnapshot(data []byte, fn func(chunk []byte) error) error
+	ReportUnreachable(to uint64)
+	ReportSnapshot(group, to uint64, ok bool)
+}
+
+// LinkFault describes what happens to traffic on one link. The zero value
+// is a healthy link. Used by fault-injection tests only.
+type LinkFault struct {
+	Partitioned bool          // nothing gets through
+	LossRate    float64       // share of Raft batches dropped
+	DupRate     float64       // share of Raft batches sent twice
+	Delay       time.Duration // added to every send
+}
+
+// Faults decides the fault of the link from this store to another.
+type Faults interface {
+	Link(to uint64) LinkFault
+}
+
+// Config configures a Transport.
+type Config struct {
+	StoreID uint64
+	Logger  *zap.Logger
+	// Resolve returns a store's address.
+	Resolve func(id uint64) (string, bool)
+	// Faults, if set, injects faults on outbound links.
+	Faults Faults
+	// QueueSize is the number of message batches queued per peer.
+	QueueSize int
+}
+
+// Transport connects this store to its peers.
+type Transport struct {
+	cfg  Config
+	log  *zap.Logger
+	raft Raft
+
+	mu     sync.Mutex
+	peers  map[uint64]*peer
+	closed bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type peer struct {
+	id     uint64
+	addr   string
+	conn   *grpc.ClientConn
+	client storepb.StoreInternalClient
+	queue  chan []*storepb.RaftMessage
+	stopc  chan struct{}
+}
+
+// New creates a transport. SetRaft must be called before messages flow.
+func New(cfg Config) *Transport {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.QueueSize == 0 {
+		cfg.QueueSize = 4096
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Transport{cfg: cfg, log: cfg.Logger, peers: make(map[uint64]*peer), ctx: ctx, cancel: cancel}
+}
+
+// SetRaft wires the Raft engine in.
+func (t *Transport) SetRaft(r Raft) { t.raft = r }
+
+// Close stops every peer and waits for its goroutines.
+func (t *Transport) Close() {
+	t.mu.Lock()
+	t.closed = true
+	peers := t.peers
+	t.peers = map[uint64]*peer{}
+	t.mu.Unlock()
+	t.cancel()
+	for _, p := range peers {
+		close(p.stopc)
+	}
+	t.wg.Wait()
+	for _, p := range peers {
+		_ = p.conn.Close()
+	}
+}
+
+// getPeer returns the peer for a store, (re)connecting if its address
+// changed.
+func (t *Transport) getPeer(id uint64) (*peer, error) {
+	addr, ok := t.cfg.Resolve(id)
+	if !ok {
+		return nil, fmt.Errorf("transport: address of store %d is unknown", id)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, errors.New("transport: closed")
+	}
+	if p := t.peers[id]; p != nil {
+		if p.addr == addr {
+			return p, nil
+		}
+		close(p.stopc)
+		go func(c *grpc.ClientConn) { _ = c.Close() }(p.conn)
+		delete(t.peers, id)
+	}
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUnaryInterceptor(t.unaryFaults(id)),
+		grpc.WithStreamInterceptor(t.streamFaults(id)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("transport: dial store %d at %s: %w", id, addr, err)
+	}
+	p := &peer{
+		id: id, addr: addr, conn: conn,
+		client: storepb.NewStoreInternalClient(conn),
+		queue:  make(chan []*storepb.RaftMessage, t.cfg.QueueSize),
+		stopc:  make(chan struct{}),
+	}
+	t.peers[id] = p
+	t.wg.Add(1)
+	go t.runPeer(p)
+	return p, nil
+}
+
+// Client returns the internal client of a store.
+func (t *Transport) Client(id uint64) (storepb.StoreInternalClient, error) {
+	p, err := t.getPeer(id)
+	if err != nil {
+		return nil, err
+	}
+	return p.client, nil
+}
+
+// Send queues Raft messages for a store. It never blocks.
+func (t *Transport) Send(to uint64, msgs []*storepb.RaftMessage) {
+	p, err := t.getPeer(to)
+	if err != nil {
+		t.log.Debug("send", zap.Uint64("to", to), zap.Error(err))
+		t.raft.ReportUnreachable(to)
+		return
+	}
+	select {
+	case p.queue <- msgs:
+	default:
+		t.raft.ReportUnreachable(to)
+	}
+}
+
+// runPeer drains a peer's queue into its Raft stream, batching whatever
+// has accumulated, and reconnects after errors.
+func (t *Transport) runPeer(p *peer) {
+	defer t.wg.Done()
+	var stream storepb.StoreInternal_RaftClient
+	var cancel context.CancelFunc = func() {}
+	defer func() { cancel() }()
+	backoff := 50 * time.Millisecond
+	for {
+		var batch []*storepb.RaftMessage
+		select {
+		case <-p.stopc:
+			return
+		case batch = <-p.queue:
+		}
+	drain:
+		for len(batch) < 4096 {
+			select {
+			case more := <-p.queue:
+				batch = append(batch, more...)
+			default:
+				break drain
+			}
+		}
+		fault := t.link(p.id)
+		if fault.Partitioned || (fault.LossRate > 0 && rand.Float64() < fault.LossRate) {
+			continue
+		}
+		if fault.Delay > 0 {
+			select {
+			case <-time.After(fault.Delay):
+			case <-p.stopc:
+				return
+			}
+		}
+		if stream == nil {
+			s, c, err := t.openRaftStream(p)
+			if err != nil {
+				t.unreachable(p, err)
+				if !t.sleep(p, &backoff) {
+					return
+				}
+				continue
+			}
+			stream, cancel = s, c
+		}
+		msg := &storepb.RaftBatch{FromStore: t.cfg.StoreID, ToStore: p.id, Messages: batch}
+		err := stream.Send(msg)
+		if err == nil && fault.DupRate > 0 && rand.Float64() < fault.DupRate {
+			err = stream.Send(msg)
+		}
+		if err != nil {
+			cancel()
+			stream = nil
+			t.unreachable(p, err)
+			if !t.sleep(p, &backoff) {
+				return
+			}
+			continue
+		}
+		backoff = 50 * time.Millisecond
+	}
+}
+
+func (t *Transport) openRaftStream(p *peer) (storepb.StoreInternal_RaftClient, context.CancelFunc, error) {
+	ctx, cancel := context.WithCancel(t.ctx)
+	s, err := p.client.Raft(ctx)
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return s, cancel, nil
+}
+
+func (t *Transport) unreachable(p *peer, err error) {
+	t.log.Debug("store unreachable", zap.Uint64("store", p.id), zap.String("addr", p.addr), zap.Error(err))
+	t.raft.ReportUnreachable(p.id)
+}
+
+func (t *Transport) sleep(p *peer, backoff *time.Duration) bool {
+	select {
+	case <-time.After(*backoff):
+	case <-p.stopc:
+		return false
+	}
+	*backoff = min(*backoff*2, time.Second)
+	return true
+}
+
+// SendSnapshot streams a MsgSnap and its data to a store, then reports
+// the outcome to Raft.
+func (t *Transport) SendSnapshot(to, group uint64, m *eraftpb.Message) {
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		err := t.sendSnapshot(to, group, m)
+		if err != nil {
+			t.log.Warn("snapshot not sent", zap.Uint64("to", to), zap.Uint64("group", group), zap.Error(err))
+		} else {
+			t.log.Info("snapshot sent", zap.Uint64("to", to), zap.Uint64("group", group),
+				zap.Uint64("index", m.GetSnapshot().GetMetadata().GetIndex()))
+		}
+		t.raft.ReportSnapshot(group, to, err == nil)
+	}()
+}
+
+func (t *Transport) sendSnapshot(to, group uint64, m *eraftpb.Message) error {
+	token := m.GetSnapshot().GetData()
+	fail := func(err error) error {
+		_ = t.raft.StreamSnapshot(token, func([]byte) error { return err })
+		return err
+	}
+	if t.link(to).Partitioned {
+		return fail(errors.New("link partitioned"))
+	}
+	p, err := t.getPeer(to)
+	if err != nil {
+		return fail(err)
+	}
+	header := proto.Clone(m).(*eraftpb.Message)
+	header.Snapshot.Data = nil
+	hb, err := proto.Marshal(header)
+	if err != nil {
+		return fail(err)
+	}
+	ctx, cancel := context.WithTimeout(t.ctx, 5*time.Minute)
+	defer cancel()
+	stream, err := p.client.Snapshot(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	first := &storepb.SnapshotChunk{FromStore: t.cfg.StoreID, ToStore: to, Message: &storepb.RaftMessage{GroupId: group, Data: hb}}
+	if err := t.raft.StreamSnapshot(token, func(chunk []byte) error {
+		c := first
+		if c == nil {
+			c = &storepb.SnapshotChunk{FromStore: t.cfg.StoreID, ToStore: to}
+		}
+		first = nil
+		c.Data = chunk
+		return stream.Send(c)
+	}); err != nil {
+		return err
+	}
+	_, err = stream.CloseAndRecv()
+	return err
+}
+
+func (t *Transport) link(to uint64) LinkFault {
+	if t.cfg.Faults == nil {
+		return LinkFault{}
+	}
+	return t.cfg.Faults.Link(to)
+}
+
+func (t *Transport) checkLink(ctx context.Context, to uint64) error {
+	f := t.link(to)
+	if f.Partitioned {
+		return status.Errorf(codes.Unavailable, "link to store %d is partitioned", to)
+	}
+	if f.Delay > 0 {
+		select {
+		case <-time.After(f.Delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (t *Transport) unaryFaults(to uint64) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if err := t.checkLink(ctx, to); err != nil {
+			return err
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+}
+
+func (t *Transport) streamFaults(to uint64) grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		if err := t.checkLink(ctx, to); err != nil {
+			return nil, err
+		}
+		return streamer(ctx, desc, cc, method, opts...)
+	}
+}
+
+// HandleRaft serves the Raft stream of one peer.
+func (t *Transport) HandleRaft(stream storepb.StoreInternal_RaftServer) error {
+	for {
+		b, err := stream.Recv()
+		if err == io.EOF {
+			return stream.SendAndClose(&storepb.RaftDone{})
+		}
+		if err != nil {
+			return err
+		}
+		if b.GetToStore() != t.cfg.StoreID {
+			return status.Errorf(codes.FailedPrecondition, "this is store %d, not store %d: check --store-id and addresses", t.cfg.StoreID, b.GetToStore())
+		}
+		t.raft.Step(b.GetMessages())
+	}
+}
+
+// HandleSnapshot reassembles one snapshot and steps its message.
+func (t *Transport) HandleSnapshot(stream storepb.StoreInternal_SnapshotServer) error {
+	var header *storepb.RaftMessage
+	var data []byte
+	for {
+		c, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if c.GetToStore() != t.cfg.StoreID {
+			return status.Errorf(codes.FailedPrecondition, "this is store %d, not store %d", t.cfg.StoreID, c.GetToStore())
+		}
+		if header == nil {
+			header = c.GetMessage()
+		}
+		data = append(data, c.GetData()...)
+	}
+	if header == nil {
+		return status.Error(codes.InvalidArgument, "snapshot stream without a message")
+	}
+	m := &eraftpb.Message{}
+	if err := proto.Unmarshal(header.GetData(), m); err != nil || m.GetSnapshot() == nil {
+		return status.Errorf(codes.InvalidArgument, "snapshot message: %v", err)
+	}
+	m.Snapshot.Data = data
+	t.raft.StepSnapshot(header.GetGroupId(), m)
+	return stream.SendAndClose(&storepb.SnapshotDone{})
+}
