@@ -1,0 +1,404 @@
+package hlc
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.uber.org/goleak"
+
+	"github.com/rdb-project/rdb/proto/storepb"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// manual is a physical clock the test sets by hand.
+type manual struct{ ns atomic.Int64 }
+
+func (m *manual) now() int64          { return m.ns.Load() }
+func (m *manual) set(ns int64)        { m.ns.Store(ns) }
+func (m *manual) add(d time.Duration) { m.ns.Add(int64(d)) }
+
+func newClock(t *testing.T, cfg Config) *Clock {
+	t.Helper()
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func mustNow(t *testing.T, c *Clock) Timestamp {
+	t.Helper()
+	ts, err := c.Now()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
+
+func TestCompare(t *testing.T) {
+	tests := []struct {
+		a, b Timestamp
+		want int
+	}{
+		{Timestamp{1, 0, 1}, Timestamp{1, 0, 1}, 0},
+		{Timestamp{1, 0, 1}, Timestamp{2, 0, 1}, -1},
+		{Timestamp{3, 0, 1}, Timestamp{2, 9, 9}, 1},
+		{Timestamp{2, 1, 1}, Timestamp{2, 2, 0}, -1},
+		{Timestamp{2, 2, 1}, Timestamp{2, 1, 9}, 1},
+		{Timestamp{2, 2, 1}, Timestamp{2, 2, 2}, -1},
+		{Timestamp{2, 2, 3}, Timestamp{2, 2, 2}, 1},
+	}
+	for _, tt := range tests {
+		if got := Compare(tt.a, tt.b); got != tt.want {
+			t.Errorf("Compare(%v, %v) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+		if got := Compare(tt.b, tt.a); got != -tt.want {
+			t.Errorf("Compare(%v, %v) = %d, want %d", tt.b, tt.a, got, -tt.want)
+		}
+		if got := tt.a.Less(tt.b); got != (tt.want < 0) {
+			t.Errorf("%v.Less(%v) = %v", tt.a, tt.b, got)
+		}
+	}
+}
+
+func TestTimestampProtoAndString(t *testing.T) {
+	ts := Timestamp{Wall: 1700000000000000123, Logical: 4, StoreID: 2}
+	if got := FromProto(ts.ToProto()); got != ts {
+		t.Fatalf("round trip: got %v, want %v", got, ts)
+	}
+	if got := FromProto(nil); !got.IsZero() {
+		t.Fatalf("FromProto(nil) = %v, want zero", got)
+	}
+	if got := FromProto(&storepb.Timestamp{}); !got.IsZero() {
+		t.Fatalf("FromProto(empty) = %v, want zero", got)
+	}
+	if ts.IsZero() {
+		t.Fatal("non-zero timestamp reports IsZero")
+	}
+	if got, want := ts.String(), "1700000000.000000123,4@2"; got != want {
+		t.Fatalf("String() = %q, want %q", got, want)
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	for _, cfg := range []Config{
+		{},
+		{StoreID: 1, MaxOffset: -1},
+		{StoreID: 1, Window: -1},
+		{StoreID: 1, Persisted: -5},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) succeeded", cfg)
+		}
+	}
+}
+
+func TestMonotonicUnderConcurrency(t *testing.T) {
+	c := newClock(t, Config{StoreID: 7})
+	const workers, perWorker = 8, 5000
+	results := make([][]Timestamp, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out := make([]Timestamp, 0, perWorker)
+			for range perWorker {
+				ts, err := c.Now()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				out = append(out, ts)
+			}
+			results[w] = out
+		}()
+	}
+	wg.Wait()
+	seen := make(map[Timestamp]bool, workers*perWorker)
+	for w, out := range results {
+		for i, ts := range out {
+			if seen[ts] {
+				t.Fatalf("timestamp %v handed out twice", ts)
+			}
+			seen[ts] = true
+			if ts.StoreID != 7 {
+				t.Fatalf("store id %d, want 7", ts.StoreID)
+			}
+			if i > 0 && !out[i-1].Less(ts) {
+				t.Fatalf("worker %d: %v then %v", w, out[i-1], ts)
+			}
+		}
+	}
+}
+
+func TestLogicalBumpWithFrozenPhysical(t *testing.T) {
+	var pt manual
+	pt.set(1000)
+	c := newClock(t, Config{StoreID: 1, Physical: pt.now})
+	for i := range uint32(5) {
+		ts := mustNow(t, c)
+		if ts.Wall != 1000 || ts.Logical != i {
+			t.Fatalf("call %d: got %v, want wall 1000 logical %d", i, ts, i)
+		}
+	}
+	// The physical clock going backwards does not move the clock back.
+	pt.set(500)
+	if ts := mustNow(t, c); ts.Wall != 1000 || ts.Logical != 5 {
+		t.Fatalf("after the physical clock went back: %v", ts)
+	}
+	// The physical clock advancing resets the logical part.
+	pt.set(2000)
+	if ts := mustNow(t, c); ts.Wall != 2000 || ts.Logical != 0 {
+		t.Fatalf("after the physical clock advanced: %v", ts)
+	}
+}
+
+func TestLogicalOverflowCarriesIntoWall(t *testing.T) {
+	var pt manual
+	pt.set(1000)
+	c := newClock(t, Config{StoreID: 1, Physical: pt.now})
+	if err := c.Update(Timestamp{Wall: 1000, Logical: ^uint32(0), StoreID: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if ts := mustNow(t, c); ts.Wall != 1001 || ts.Logical != 0 {
+		t.Fatalf("got %v, want wall 1001 logical 0", ts)
+	}
+}
+
+func TestUpdateTakesMax(t *testing.T) {
+	var pt manual
+	pt.set(int64(10 * time.Second))
+	c := newClock(t, Config{StoreID: 1, Physical: pt.now, MaxOffset: time.Second})
+	first := mustNow(t, c)
+
+	// A remote timestamp behind the clock changes nothing.
+	behind := Timestamp{Wall: first.Wall - 100, Logical: 50, StoreID: 2}
+	if err := c.Update(behind); err != nil {
+		t.Fatal(err)
+	}
+	if ts := mustNow(t, c); ts.Wall != first.Wall || ts.Logical != first.Logical+1 {
+		t.Fatalf("after an older remote: %v", ts)
+	}
+
+	// A remote timestamp ahead (within the offset) is overtaken by Now.
+	ahead := Timestamp{Wall: first.Wall + int64(500*time.Millisecond), Logical: 3, StoreID: 9}
+	if err := c.Update(ahead); err != nil {
+		t.Fatal(err)
+	}
+	ts := mustNow(t, c)
+	if !ahead.Less(ts) || ts.Wall != ahead.Wall || ts.Logical != 4 || ts.StoreID != 1 {
+		t.Fatalf("after a newer remote %v: %v", ahead, ts)
+	}
+
+	// Same wall, larger logical: the logical part is taken.
+	same := Timestamp{Wall: ts.Wall, Logical: 40, StoreID: 3}
+	if err := c.Update(same); err != nil {
+		t.Fatal(err)
+	}
+	if ts := mustNow(t, c); ts.Logical != 41 {
+		t.Fatalf("after a remote at the same wall time: %v", ts)
+	}
+}
+
+func TestUpdateRefusesTooFarAhead(t *testing.T) {
+	var pt manual
+	pt.set(int64(10 * time.Second))
+	c := newClock(t, Config{StoreID: 1, Physical: pt.now, MaxOffset: 500 * time.Millisecond})
+	before := mustNow(t, c)
+	remote := Timestamp{Wall: pt.now() + int64(501*time.Millisecond), StoreID: 2}
+	err := c.Update(remote)
+	if !errors.Is(err, ErrTooFarAhead) {
+		t.Fatalf("Update(too far ahead) = %v, want ErrTooFarAhead", err)
+	}
+	t.Logf("refusal reads: %v", err)
+	if ts := mustNow(t, c); ts.Wall != before.Wall || ts.Logical != before.Logical+1 {
+		t.Fatalf("a refused timestamp moved the clock: %v", ts)
+	}
+	// Exactly at the offset is accepted.
+	if err := c.Update(Timestamp{Wall: pt.now() + int64(500*time.Millisecond), StoreID: 2}); err != nil {
+		t.Fatalf("Update at the max offset: %v", err)
+	}
+}
+
+// store is an in-memory Persist target that counts its calls.
+type store struct {
+	mu    sync.Mutex
+	upper int64
+	calls int
+	fail  error
+}
+
+func (s *store) persist(upper int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if s.fail != nil {
+		return s.fail
+	}
+	if upper <= s.upper {
+		return errors.New("upper bound moved backwards")
+	}
+	s.upper = upper
+	return nil
+}
+
+func TestRestartNeverGoesBackwards(t *testing.T) {
+	var pt manual
+	pt.set(int64(100 * time.Second))
+	var disk store
+	cfg := Config{StoreID: 1, Physical: pt.now, Persist: disk.persist, Window: time.Second}
+	c := newClock(t, cfg)
+	var last Timestamp
+	for range 1000 {
+		last = mustNow(t, c)
+		pt.add(time.Millisecond)
+	}
+	// One second of wall time was handed out; the bound moves once per
+	// window, not once per call.
+	if disk.calls > 3 {
+		t.Fatalf("persisted %d times for 1s of wall time with a 1s window", disk.calls)
+	}
+	if last.Wall >= disk.upper {
+		t.Fatalf("handed out %v at or above the durable bound %d", last, disk.upper)
+	}
+
+	// Restart with the physical clock ten seconds behind and then frozen.
+	pt.set(int64(90 * time.Second))
+	cfg.Persisted = disk.upper
+	c2 := newClock(t, cfg)
+	prev := last
+	for range 100 {
+		ts := mustNow(t, c2)
+		if !prev.Less(ts) {
+			t.Fatalf("after restart %v is not after %v", ts, prev)
+		}
+		prev = ts
+	}
+}
+
+func TestPersistErrorPropagates(t *testing.T) {
+	var pt manual
+	pt.set(int64(time.Second))
+	disk := store{fail: errors.New("disk on fire")}
+	c := newClock(t, Config{StoreID: 1, Physical: pt.now, Persist: disk.persist})
+	if _, err := c.Now(); err == nil || !errors.Is(err, disk.fail) {
+		t.Fatalf("Now with a failing Persist = %v, want the persist error", err)
+	}
+	// Update past the bound needs a new bound too.
+	if err := c.Update(Timestamp{Wall: pt.now(), StoreID: 2}); !errors.Is(err, disk.fail) {
+		t.Fatalf("Update with a failing Persist = %v", err)
+	}
+	// Nothing was handed out; once the disk recovers, the clock works.
+	disk.mu.Lock()
+	disk.fail = nil
+	disk.mu.Unlock()
+	ts := mustNow(t, c)
+	if ts.Wall != pt.now() || ts.Logical != 0 {
+		t.Fatalf("after recovery: %v", ts)
+	}
+}
+
+func TestUpdatePersistsBeyondBound(t *testing.T) {
+	var pt manual
+	pt.set(int64(time.Second))
+	var disk store
+	c := newClock(t, Config{StoreID: 1, Physical: pt.now, Persist: disk.persist, Window: 100 * time.Millisecond})
+	mustNow(t, c)
+	remote := Timestamp{Wall: pt.now() + int64(400*time.Millisecond), StoreID: 2}
+	if err := c.Update(remote); err != nil {
+		t.Fatal(err)
+	}
+	if disk.upper <= remote.Wall {
+		t.Fatalf("bound %d not above received %v: a restart could hand out older timestamps", disk.upper, remote)
+	}
+}
+
+type discard struct{}
+
+func (discard) Infof(string, ...any)  {}
+func (discard) Errorf(string, ...any) {}
+func (discard) Fatalf(format string, args ...any) {
+	panic("pebble fatal: " + format)
+}
+
+func TestPebblePersistence(t *testing.T) {
+	dir := t.TempDir()
+	db, err := pebble.Open(dir, &pebble.Options{Logger: discard{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := LoadPersisted(db); err != nil || got != 0 {
+		t.Fatalf("LoadPersisted on a new DB = %d, %v", got, err)
+	}
+	c := newClock(t, Config{StoreID: 3, Persist: PebblePersist(db)})
+	last := mustNow(t, c)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err = pebble.Open(dir, &pebble.Options{Logger: discard{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	upper, err := LoadPersisted(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if upper <= last.Wall {
+		t.Fatalf("persisted bound %d not above %v", upper, last)
+	}
+	// A clock whose physical time is far behind still starts above.
+	c2 := newClock(t, Config{StoreID: 3, Persisted: upper, Persist: PebblePersist(db), Physical: func() int64 { return 1 }})
+	if ts := mustNow(t, c2); !last.Less(ts) {
+		t.Fatalf("restarted clock handed out %v, not after %v", ts, last)
+	}
+}
+
+func TestDecodeUpper(t *testing.T) {
+	if v, err := DecodeUpper(EncodeUpper(12345)); err != nil || v != 12345 {
+		t.Fatalf("round trip: %d, %v", v, err)
+	}
+	for _, b := range [][]byte{nil, {1, 2, 3}, make([]byte, 9), {0x80, 0, 0, 0, 0, 0, 0, 0}} {
+		if _, err := DecodeUpper(b); err == nil {
+			t.Errorf("DecodeUpper(%x) succeeded", b)
+		}
+	}
+}
+
+func FuzzDecodeUpper(f *testing.F) {
+	f.Add(EncodeUpper(0))
+	f.Add(EncodeUpper(1 << 62))
+	f.Add([]byte{})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := DecodeUpper(b)
+		if err != nil {
+			return
+		}
+		if got := EncodeUpper(v); string(got) != string(b) {
+			t.Fatalf("re-encoding %d gave %x, want %x", v, got, b)
+		}
+	})
+}
+
+func BenchmarkNow(b *testing.B) {
+	c, err := New(Config{StoreID: 1, Persist: func(int64) error { return nil }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.Now(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
