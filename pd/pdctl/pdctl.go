@@ -1,0 +1,156 @@
+// Package pdctl is the operator's command line for PD: a noun-first cobra
+// tree (`pdctl namespace set logs eventual`, `pdctl store list`) that prints
+// a table or JSON (-o json, one document per command, snake_case fields,
+// numbers as numbers) and exits non-zero on every error: 1 when the request
+// failed, 2 when the command line is wrong.
+package pdctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/status"
+
+	"github.com/rdb-project/rdb/pd/pdclient"
+)
+
+// Exit codes.
+const (
+	ExitOK    = 0
+	ExitError = 1 // the request failed
+	ExitUsage = 2 // the command line is wrong
+)
+
+// Run runs pdctl with args (without the program name) and returns its exit
+// code. Errors are printed to stderr.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	a := &app{stdout: stdout, stderr: stderr}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	a.close()
+	if err == nil {
+		return ExitOK
+	}
+	var re runError
+	if errors.As(err, &re) {
+		fmt.Fprintf(stderr, "Error: %s\n", message(re.err))
+		return ExitError
+	}
+	fmt.Fprintf(stderr, "Error: %s\nRun 'pdctl --help' for usage.\n", err)
+	return ExitUsage
+}
+
+// message is what the user reads for err: a gRPC status is shown by its
+// message alone, which PD writes for people.
+func message(err error) string {
+	if st, ok := status.FromError(err); ok {
+		return st.Message()
+	}
+	return err.Error()
+}
+
+// runError marks an error of a request, as opposed to one of the command
+// line (cobra's own errors: unknown command, bad flag, wrong arguments).
+type runError struct{ err error }
+
+func (e runError) Error() string { return e.err.Error() }
+func (e runError) Unwrap() error { return e.err }
+
+// app holds the global flags and the client of one invocation.
+type app struct {
+	stdout, stderr io.Writer
+	endpoints      string
+	output         string
+	requestTimeout time.Duration
+	client         *pdclient.Client
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "pdctl",
+		Short: "Operate the rdb placement driver (PD)",
+		Long: `pdctl reads and changes the rdb cluster's namespace -> mode table and shows
+the PD members and the stores, through any PD member (--pd lists several; the
+first that answers serves).`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args:          cobra.NoArgs,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if a.output != "table" && a.output != "json" {
+				return fmt.Errorf("-o must be json or table, not %q", a.output)
+			}
+			if a.requestTimeout <= 0 {
+				return fmt.Errorf("--request-timeout must be positive")
+			}
+			return nil
+		},
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.endpoints, "pd", pdclient.DefaultEndpoint, "PD endpoints, comma-separated host:port or http://host:port")
+	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	pf.DurationVar(&a.requestTimeout, "request-timeout", 10*time.Second, "how long one request may take, failover included")
+	root.AddCommand(a.namespaceCommand(), a.storeCommand(), a.memberCommand(), a.clusterCommand())
+	return root
+}
+
+// group is a noun: it only holds subcommands. Alone it prints its help; with
+// an unknown subcommand it is a usage error.
+func group(use, short string, subs ...*cobra.Command) *cobra.Command {
+	c := &cobra.Command{
+		Use: use, Short: short, Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	c.AddCommand(subs...)
+	return c
+}
+
+// run wraps a command's action so that its errors count as request errors.
+func run(f func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := f(cmd, args); err != nil {
+			return runError{err}
+		}
+		return nil
+	}
+}
+
+// pd returns the client, connecting on first use.
+func (a *app) pd() (*pdclient.Client, error) {
+	if a.client == nil {
+		c, err := pdclient.New(a.endpoints, pdclient.WithAttemptTimeout(3*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		a.client = c
+	}
+	return a.client, nil
+}
+
+func (a *app) close() {
+	if a.client != nil {
+		a.client.Close()
+	}
+}
+
+// request bounds one request.
+func (a *app) request(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(cmd.Context(), a.requestTimeout)
+}
+
+func (a *app) json() bool { return a.output == "json" }
+
+func joinOrDash(s []string) string {
+	if len(s) == 0 {
+		return "-"
+	}
+	return strings.Join(s, ",")
+}

@@ -1,0 +1,69 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/rdb-project/rdb/proto/pdpb"
+)
+
+// Driver is work that runs on the PD leader only: Run is called when a member
+// becomes leader and its ctx is cancelled when that leadership ends (the
+// member steps down only once Run has returned, so Run must return soon after
+// ctx is done). A member that leads again later gets a new call.
+//
+// Run receives the Cluster of its term: reads of the table and the stores,
+// and writes of namespace rows fenced by that term.
+type Driver interface {
+	Run(ctx context.Context, c Cluster)
+}
+
+// DriverFunc adapts a function to Driver.
+type DriverFunc func(ctx context.Context, c Cluster)
+
+// Run calls f(ctx, c).
+func (f DriverFunc) Run(ctx context.Context, c Cluster) { f(ctx, c) }
+
+// Cluster is what a Driver sees of PD during one leadership term.
+type Cluster interface {
+	// Namespaces returns every namespace with its rollout status, and the
+	// table revision it was read at.
+	Namespaces(ctx context.Context) ([]*pdpb.NamespaceStatus, uint64, error)
+	// Namespace returns one namespace with its rollout status; NotFound if
+	// it does not exist.
+	Namespace(ctx context.Context, name string) (*pdpb.NamespaceStatus, error)
+	// Stores returns every registered store as of the last heartbeats.
+	Stores() []*pdpb.StoreStatus
+	// UpdateNamespace rewrites one row: fn gets the current record (nil if
+	// the namespace does not exist) and returns the next one, or ErrNoChange.
+	// The write holds only if this term still leads and the row did not
+	// change since fn saw it (fn is then called again with the new row). A
+	// record that becomes strong without a group gets one, as with
+	// SetNamespaceMode. It returns the row after the call (its version is the
+	// revision of the write) and whether it wrote.
+	UpdateNamespace(ctx context.Context, name string, fn UpdateFunc) (*pdpb.NamespaceStatus, bool, error)
+}
+
+// leaderCluster is the Cluster of one term.
+type leaderCluster struct {
+	s *Server
+	l *leadership
+}
+
+func (c *leaderCluster) Namespaces(ctx context.Context) ([]*pdpb.NamespaceStatus, uint64, error) {
+	return c.s.namespaceStatuses(ctx)
+}
+
+func (c *leaderCluster) Namespace(ctx context.Context, name string) (*pdpb.NamespaceStatus, error) {
+	return c.s.namespaceStatusOf(ctx, c.l, name, false)
+}
+
+func (c *leaderCluster) Stores() []*pdpb.StoreStatus { return c.s.stores.statuses(time.Now()) }
+
+func (c *leaderCluster) UpdateNamespace(ctx context.Context, name string, fn UpdateFunc) (*pdpb.NamespaceStatus, bool, error) {
+	rec, changed, err := c.s.updateNamespace(ctx, c.l, name, fn)
+	if err != nil || rec == nil {
+		return nil, changed, err
+	}
+	return namespaceStatus(rec, c.Stores()), changed, nil
+}

@@ -1,0 +1,237 @@
+package server
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// Config is one PD member's configuration. The zero value is not usable:
+// start from DefaultConfig or ParseFlags.
+type Config struct {
+	// Name is this member's name in the etcd cluster.
+	Name string
+	// DataDir holds etcd's data; it survives restarts. Default: <name>.data.
+	DataDir string
+	// ClientURLs are the URLs this member listens on for etcd and PD clients.
+	ClientURLs []string
+	// PeerURLs are the URLs this member listens on for the other members.
+	PeerURLs []string
+	// AdvertiseClientURLs and AdvertisePeerURLs are what other members and
+	// clients are told to use. Default: the listen URLs.
+	AdvertiseClientURLs []string
+	AdvertisePeerURLs   []string
+	// InitialCluster is name=peerURL,... of the first members. Default: this
+	// member alone. Ignored once the data dir holds a cluster.
+	InitialCluster string
+	// InitialClusterState is "new" to bootstrap, "existing" to join.
+	InitialClusterState string
+	// LogLevel is debug, info, warn or error; PD and etcd log with it.
+	LogLevel string
+	// Logger, when set, is used instead of one built from LogLevel.
+	Logger *zap.Logger
+
+	// LeaderLease is the TTL of the leader's etcd lease (whole seconds): a
+	// leader that cannot renew it for that long stops acting as leader, and
+	// the other members campaign once it has expired.
+	LeaderLease time.Duration
+	// StoreDownAfter: a store that has not heartbeat for this long is down.
+	StoreDownAfter time.Duration
+	// WatchProgressInterval is how often an idle namespace watch reports the
+	// current revision.
+	WatchProgressInterval time.Duration
+	// TickMs and ElectionMs are etcd's Raft heartbeat and election timeout.
+	TickMs, ElectionMs uint
+
+	// Driver, when set, runs on the leader only (see Driver).
+	Driver Driver
+}
+
+// Default addresses: `pd-server` alone starts a one-member PD on them.
+const (
+	DefaultClientURL = "http://127.0.0.1:2379"
+	DefaultPeerURL   = "http://127.0.0.1:2380"
+	DefaultName      = "pd1"
+)
+
+// DefaultConfig returns a one-member PD on the default addresses.
+func DefaultConfig() Config {
+	return Config{
+		Name:                  DefaultName,
+		ClientURLs:            []string{DefaultClientURL},
+		PeerURLs:              []string{DefaultPeerURL},
+		InitialClusterState:   "new",
+		LogLevel:              "info",
+		LeaderLease:           3 * time.Second,
+		StoreDownAfter:        5 * time.Second,
+		WatchProgressInterval: 2 * time.Second,
+		TickMs:                100,
+		ElectionMs:            1000,
+	}
+}
+
+// ParseFlags reads a member's configuration from command-line arguments
+// (without the program name). For -h it prints the usage to output and
+// returns flag.ErrHelp; other errors are returned, not printed.
+func ParseFlags(args []string, output io.Writer) (Config, error) {
+	cfg := DefaultConfig()
+	fs := flag.NewFlagSet("pd-server", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var clientURLs, peerURLs, advClientURLs, advPeerURLs string
+	fs.StringVar(&cfg.Name, "name", cfg.Name, "member name, unique in the PD cluster")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for etcd's data (default \"<name>.data\")")
+	fs.StringVar(&clientURLs, "client-urls", DefaultClientURL, "comma-separated URLs to serve etcd and PD clients on")
+	fs.StringVar(&peerURLs, "peer-urls", DefaultPeerURL, "comma-separated URLs to serve the other members on")
+	fs.StringVar(&advClientURLs, "advertise-client-urls", "", "client URLs told to others (default: --client-urls)")
+	fs.StringVar(&advPeerURLs, "advertise-peer-urls", "", "peer URLs told to others (default: --peer-urls)")
+	fs.StringVar(&cfg.InitialCluster, "initial-cluster", "", "name=peer-url,... of the initial members (default: this member alone)")
+	fs.StringVar(&cfg.InitialClusterState, "initial-cluster-state", cfg.InitialClusterState, "new (bootstrap) or existing (join)")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.DurationVar(&cfg.LeaderLease, "leader-lease", cfg.LeaderLease, "TTL of the PD leader's lease (whole seconds)")
+	fs.DurationVar(&cfg.StoreDownAfter, "store-down-after", cfg.StoreDownAfter, "a store without a heartbeat for this long is down")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(output)
+			fmt.Fprintln(output, "Usage: pd-server [flags]")
+			fs.PrintDefaults()
+			return Config{}, err
+		}
+		return Config{}, fmt.Errorf("%w (see pd-server -h)", err)
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	cfg.ClientURLs = splitList(clientURLs)
+	cfg.PeerURLs = splitList(peerURLs)
+	cfg.AdvertiseClientURLs = splitList(advClientURLs)
+	cfg.AdvertisePeerURLs = splitList(advPeerURLs)
+	if err := cfg.complete(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// complete checks the configuration and fills in the defaults that depend on
+// other fields.
+func (c *Config) complete() error {
+	if c.Name == "" {
+		return errors.New("--name must not be empty")
+	}
+	if c.DataDir == "" {
+		c.DataDir = c.Name + ".data"
+	}
+	if len(c.ClientURLs) == 0 {
+		return errors.New("--client-urls must not be empty")
+	}
+	if len(c.PeerURLs) == 0 {
+		return errors.New("--peer-urls must not be empty")
+	}
+	if len(c.AdvertiseClientURLs) == 0 {
+		c.AdvertiseClientURLs = c.ClientURLs
+	}
+	if len(c.AdvertisePeerURLs) == 0 {
+		c.AdvertisePeerURLs = c.PeerURLs
+	}
+	for _, list := range []struct {
+		flag string
+		urls []string
+	}{
+		{"--client-urls", c.ClientURLs}, {"--peer-urls", c.PeerURLs},
+		{"--advertise-client-urls", c.AdvertiseClientURLs}, {"--advertise-peer-urls", c.AdvertisePeerURLs},
+	} {
+		for _, u := range list.urls {
+			if _, err := parseHTTPURL(u); err != nil {
+				return fmt.Errorf("%s: %w", list.flag, err)
+			}
+		}
+	}
+	if c.InitialCluster == "" {
+		parts := make([]string, len(c.AdvertisePeerURLs))
+		for i, u := range c.AdvertisePeerURLs {
+			parts[i] = c.Name + "=" + u
+		}
+		c.InitialCluster = strings.Join(parts, ",")
+	}
+	switch c.InitialClusterState {
+	case "new", "existing":
+	default:
+		return fmt.Errorf("--initial-cluster-state must be \"new\" or \"existing\", not %q", c.InitialClusterState)
+	}
+	if _, err := zapcore.ParseLevel(c.LogLevel); err != nil || c.LogLevel == "" {
+		return fmt.Errorf("--log-level must be debug, info, warn or error, not %q", c.LogLevel)
+	}
+	if c.LeaderLease < time.Second {
+		return fmt.Errorf("--leader-lease must be at least 1s, not %v", c.LeaderLease)
+	}
+	if c.StoreDownAfter <= 0 {
+		return fmt.Errorf("--store-down-after must be positive, not %v", c.StoreDownAfter)
+	}
+	if c.WatchProgressInterval <= 0 {
+		c.WatchProgressInterval = 2 * time.Second
+	}
+	if c.TickMs == 0 || c.ElectionMs < 5*c.TickMs {
+		return fmt.Errorf("etcd election timeout (%dms) must be at least 5 ticks (%dms)", c.ElectionMs, c.TickMs)
+	}
+	return nil
+}
+
+// parseHTTPURL accepts http://host:port (PD serves plaintext only).
+func parseHTTPURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("bad URL %q: %w", s, err)
+	}
+	if u.Scheme != "http" {
+		return nil, fmt.Errorf("bad URL %q: want http://host:port", s)
+	}
+	if _, _, err := net.SplitHostPort(u.Host); err != nil {
+		return nil, fmt.Errorf("bad URL %q: want http://host:port", s)
+	}
+	if u.Path != "" && u.Path != "/" {
+		return nil, fmt.Errorf("bad URL %q: a path is not allowed", s)
+	}
+	return u, nil
+}
+
+func parseURLs(list []string) ([]url.URL, error) {
+	out := make([]url.URL, 0, len(list))
+	for _, s := range list {
+		u, err := parseHTTPURL(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *u)
+	}
+	return out, nil
+}
+
+// newLogger builds the zap logger PD and its etcd share.
+func newLogger(level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.Sampling = nil
+	zc.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	return zc.Build()
+}

@@ -1,0 +1,294 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rdb-project/rdb/proto/pdpb"
+	"github.com/rdb-project/rdb/proto/storepb"
+)
+
+// The mode table: one etcd key per namespace, versioned by etcd revisions.
+// Every write goes through updateNamespace, which is fenced by the leader key
+// and by the row's own ModRevision, so a row changes only from the state its
+// writer saw, and only under the leader that wrote it.
+
+// Modes and rollout states, as they appear on the wire.
+const (
+	ModeStrong     = "strong"
+	ModeEventual   = "eventual"
+	StateActive    = "active"
+	StateSwitching = "switching"
+)
+
+// maxUpdateAttempts bounds the retries of a read-modify-write that keeps
+// losing to concurrent writers of the same row.
+const maxUpdateAttempts = 16
+
+func validName(name string) bool {
+	if len(name) == 0 || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func checkName(name string) error {
+	if !validName(name) {
+		return errInvalidName(name)
+	}
+	return nil
+}
+
+func checkMode(mode string) error {
+	if mode != ModeStrong && mode != ModeEventual {
+		return errInvalidMode(mode)
+	}
+	return nil
+}
+
+// decodeNamespace decodes one row read from etcd. The version is the
+// revision that wrote the row, never what the value says.
+func decodeNamespace(key string, value []byte, modRevision int64) (*storepb.NamespaceRecord, error) {
+	name, ok := namespaceOfKey(key)
+	if !ok || !validName(name) {
+		return nil, fmt.Errorf("bad namespace key %q", key)
+	}
+	rec := &storepb.NamespaceRecord{}
+	if err := proto.Unmarshal(value, rec); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", key, err)
+	}
+	if rec.GetName() != name {
+		return nil, fmt.Errorf("decode %s: the record names %q", key, rec.GetName())
+	}
+	if modRevision <= 0 {
+		return nil, fmt.Errorf("decode %s: bad revision %d", key, modRevision)
+	}
+	rec.Version = uint64(modRevision)
+	return rec, nil
+}
+
+func encodeNamespace(rec *storepb.NamespaceRecord) (string, error) {
+	stored := proto.Clone(rec).(*storepb.NamespaceRecord)
+	stored.Version = 0 // the revision of the write is the version
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(stored)
+	return string(b), err
+}
+
+// namespaceStatus says how far rec has rolled out over the up stores. A store
+// has applied rec when the table revision it has applied reaches rec.version.
+func namespaceStatus(rec *storepb.NamespaceRecord, stores []*pdpb.StoreStatus) *pdpb.NamespaceStatus {
+	st := &pdpb.NamespaceStatus{Record: rec, State: StateActive}
+	for _, s := range stores {
+		if !s.GetUp() {
+			continue
+		}
+		st.UpStores++
+		applied := s.GetAppliedRevision() >= rec.GetVersion()
+		if applied {
+			st.AppliedStores++
+		}
+		if !applied || reportsSwitching(s, rec.GetName()) {
+			st.State = StateSwitching
+		}
+	}
+	return st
+}
+
+func reportsSwitching(s *pdpb.StoreStatus, ns string) bool {
+	for _, n := range s.GetNamespaces() {
+		if n.GetNamespace() == ns {
+			return n.GetState() == StateSwitching
+		}
+	}
+	return false
+}
+
+// readNamespace reads one row (linearizably); nil if it does not exist.
+func (s *Server) readNamespace(ctx context.Context, name string) (*storepb.NamespaceRecord, error) {
+	resp, err := s.client.Get(ctx, NamespaceKey(name))
+	if err != nil {
+		return nil, etcdError(ctx, "read namespace", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, nil
+	}
+	kv := resp.Kvs[0]
+	rec, err := decodeNamespace(string(kv.Key), kv.Value, kv.ModRevision)
+	if err != nil {
+		return nil, internalError("%v", err)
+	}
+	return rec, nil
+}
+
+// readTable reads every row and the revision they were read at.
+func (s *Server) readTable(ctx context.Context) ([]*storepb.NamespaceRecord, int64, error) {
+	resp, err := s.client.Get(ctx, namespacePrefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, etcdError(ctx, "read namespaces", err)
+	}
+	recs := make([]*storepb.NamespaceRecord, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		rec, err := decodeNamespace(string(kv.Key), kv.Value, kv.ModRevision)
+		if err != nil {
+			s.lg.Error("skipping an undecodable namespace row", zap.Error(err))
+			continue
+		}
+		recs = append(recs, rec)
+	}
+	return recs, resp.Header.Revision, nil
+}
+
+// UpdateFunc computes a namespace's next record from its current one (nil
+// when the namespace does not exist; the function may modify it). It returns
+// ErrNoChange to leave the row as it is.
+type UpdateFunc func(cur *storepb.NamespaceRecord) (*storepb.NamespaceRecord, error)
+
+// updateNamespace is the one way PD writes a row. It reads the row, asks fn
+// for the next record and writes it in one transaction that holds only if
+// this member is still the leader of term l and nobody wrote the row since it
+// was read. A record that is strong without a group gets the next group id,
+// with every registered store as a voter, in the same transaction. It returns
+// the record as it is after the call (nil if fn declined to create it) and
+// whether it wrote.
+func (s *Server) updateNamespace(ctx context.Context, l *leadership, name string, fn UpdateFunc) (*storepb.NamespaceRecord, bool, error) {
+	if err := checkName(name); err != nil {
+		return nil, false, err
+	}
+	key := NamespaceKey(name)
+	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
+		// One read at one revision: the row, the group counter and the stores.
+		snap, err := s.client.Txn(ctx).Then(
+			clientv3.OpGet(key),
+			clientv3.OpGet(nextGroupIDKey),
+			clientv3.OpGet(storePrefix, clientv3.WithPrefix()),
+		).Commit()
+		if err != nil {
+			return nil, false, etcdError(ctx, "read namespace", err)
+		}
+		readRev := snap.Header.Revision
+		var cur *storepb.NamespaceRecord
+		var curModRev int64
+		if kvs := snap.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+			curModRev = kvs[0].ModRevision
+			if cur, err = decodeNamespace(key, kvs[0].Value, curModRev); err != nil {
+				return nil, false, internalError("%v", err)
+			}
+		}
+		var before *storepb.NamespaceRecord
+		if cur != nil {
+			before = proto.Clone(cur).(*storepb.NamespaceRecord)
+		}
+		next, err := fn(cur)
+		if errors.Is(err, ErrNoChange) {
+			return before, false, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if next == nil {
+			return nil, false, internalError("update of namespace %q returned no record", name)
+		}
+		next = proto.Clone(next).(*storepb.NamespaceRecord)
+		next.Name = name
+		if err := checkMode(next.GetMode()); err != nil {
+			return nil, false, err
+		}
+
+		cmps := append(s.fence(l), clientv3.Compare(clientv3.ModRevision(key), "=", curModRev))
+		var ops []clientv3.Op
+		if next.GetMode() == ModeStrong && next.GetGroupId() == 0 {
+			counter := snap.Responses[1].GetResponseRange().GetKvs()
+			id, counterModRev := firstGroupID, int64(0)
+			if len(counter) > 0 {
+				counterModRev = counter[0].ModRevision
+				if id, err = parseGroupCounter(counter[0].Value); err != nil {
+					return nil, false, internalError("%v", err)
+				}
+			}
+			peers := []uint64{}
+			for _, kv := range snap.Responses[2].GetResponseRange().GetKvs() {
+				info, err := decodeStore(string(kv.Key), kv.Value)
+				if err != nil {
+					return nil, false, internalError("%v", err)
+				}
+				peers = append(peers, info.GetId())
+			}
+			slices.Sort(peers)
+			next.GroupId, next.GroupPeers = id, peers
+			cmps = append(cmps,
+				clientv3.Compare(clientv3.ModRevision(nextGroupIDKey), "=", counterModRev),
+				// No store registered since the read: the peers are all of them.
+				clientv3.Compare(clientv3.ModRevision(storePrefix).WithPrefix(), "<", readRev+1),
+			)
+			ops = append(ops, clientv3.OpPut(nextGroupIDKey, formatGroupCounter(id+1)))
+		}
+		val, err := encodeNamespace(next)
+		if err != nil {
+			return nil, false, internalError("encode namespace %q: %v", name, err)
+		}
+		ops = append(ops, clientv3.OpPut(key, val))
+
+		resp, err := s.client.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(leaderKey)).Commit()
+		if err != nil {
+			return nil, false, etcdError(ctx, "write namespace", err)
+		}
+		if resp.Succeeded {
+			next.Version = uint64(resp.Header.Revision)
+			s.lg.Info("namespace written", zap.String("namespace", name), zap.String("mode", next.GetMode()),
+				zap.Bool("from-default", next.GetFromDefault()), zap.Uint64("version", next.GetVersion()),
+				zap.Uint64("epoch", next.GetEpoch()), zap.Uint64("group", next.GetGroupId()))
+			return next, true, nil
+		}
+		if !s.stillLeader(l, resp.Responses[0].GetResponseRange().GetKvs()) {
+			return nil, false, errLostLeader
+		}
+		// Someone else wrote the row (or registered a store) in between: redo.
+	}
+	return nil, false, errContention(name)
+}
+
+// setModeFunc is SetNamespaceMode's rule. Setting the mode a configured
+// namespace already has is no change (so the request can be retried freely),
+// except that it may turn force on for a switch that is still rolling out.
+// A mode change bumps the epoch; configuring a from_default namespace in the
+// mode it has is a change of from_default only.
+func setModeFunc(req *pdpb.SetNamespaceModeRequest) UpdateFunc {
+	return func(cur *storepb.NamespaceRecord) (*storepb.NamespaceRecord, error) {
+		if cur == nil {
+			return &storepb.NamespaceRecord{Mode: req.GetMode(), Epoch: 1, Force: req.GetForce()}, nil
+		}
+		if req.GetOnlyIfAbsent() {
+			return nil, ErrNoChange
+		}
+		if cur.GetMode() == req.GetMode() && !cur.GetFromDefault() && (cur.GetForce() || !req.GetForce()) {
+			return nil, ErrNoChange
+		}
+		if cur.GetMode() != req.GetMode() {
+			cur.Mode = req.GetMode()
+			cur.Epoch++
+		}
+		cur.FromDefault = false
+		cur.Force = req.GetForce()
+		return cur, nil
+	}
+}
+
+// createDefaultFunc creates a namespace in the default mode.
+func createDefaultFunc(cur *storepb.NamespaceRecord) (*storepb.NamespaceRecord, error) {
+	if cur != nil {
+		return nil, ErrNoChange
+	}
+	return &storepb.NamespaceRecord{Mode: ModeStrong, FromDefault: true, Epoch: 1}, nil
+}

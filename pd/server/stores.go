@@ -1,0 +1,123 @@
+package server
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rdb-project/rdb/proto/pdpb"
+	"github.com/rdb-project/rdb/proto/storepb"
+)
+
+// storeTracker is the leader's memory of the stores: their registered
+// addresses (a copy of /rdb/stores/, reloaded from etcd when a member becomes
+// leader) and what their last heartbeat said. Heartbeats are never written to
+// etcd: a new leader learns them again within one heartbeat interval.
+type storeTracker struct {
+	downAfter time.Duration
+
+	mu     sync.Mutex
+	stores map[uint64]*trackedStore
+}
+
+type trackedStore struct {
+	info *storepb.StoreInfo
+	// lastHeartbeat is zero until the store heartbeats this leader.
+	lastHeartbeat time.Time
+	// upUntil keeps a store that a new leader loaded from etcd "up" until it
+	// had time to heartbeat: a new leader must not believe every store down
+	// (and a change applied by all of none of them).
+	upUntil time.Time
+	last    *pdpb.StoreHeartbeatRequest
+}
+
+func newStoreTracker(downAfter time.Duration) *storeTracker {
+	return &storeTracker{downAfter: downAfter, stores: map[uint64]*trackedStore{}}
+}
+
+// reset replaces everything with the stores registered in etcd; each counts
+// as up, with nothing applied, until it has had downAfter to heartbeat.
+func (t *storeTracker) reset(infos []*storepb.StoreInfo, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stores = make(map[uint64]*trackedStore, len(infos))
+	for _, info := range infos {
+		t.stores[info.GetId()] = &trackedStore{info: info, upUntil: now.Add(t.downAfter)}
+	}
+}
+
+// info returns a registered store's address record.
+func (t *storeTracker) info(id uint64) (*storepb.StoreInfo, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, ok := t.stores[id]
+	if !ok {
+		return nil, false
+	}
+	return st.info, true
+}
+
+// register records a (re-)registration; it counts as a sign of life.
+func (t *storeTracker) register(info *storepb.StoreInfo, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, ok := t.stores[info.GetId()]
+	if !ok {
+		st = &trackedStore{}
+		t.stores[info.GetId()] = st
+	}
+	st.info = info
+	st.lastHeartbeat = now
+}
+
+// heartbeat records what a registered store reports.
+func (t *storeTracker) heartbeat(req *pdpb.StoreHeartbeatRequest, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, ok := t.stores[req.GetStoreId()]
+	if !ok {
+		return
+	}
+	st.lastHeartbeat = now
+	st.last = proto.Clone(req).(*pdpb.StoreHeartbeatRequest)
+}
+
+// infos returns every registered store, by id.
+func (t *storeTracker) infos() []*storepb.StoreInfo {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*storepb.StoreInfo, 0, len(t.stores))
+	for _, st := range t.stores {
+		out = append(out, st.info)
+	}
+	slices.SortFunc(out, func(a, b *storepb.StoreInfo) int { return cmp.Compare(a.GetId(), b.GetId()) })
+	return out
+}
+
+// statuses returns every registered store's status at now, by id.
+func (t *storeTracker) statuses(now time.Time) []*pdpb.StoreStatus {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*pdpb.StoreStatus, 0, len(t.stores))
+	for _, st := range t.stores {
+		s := &pdpb.StoreStatus{
+			Id:   st.info.GetId(),
+			Addr: st.info.GetAddr(),
+			Up:   now.Before(st.upUntil) || (!st.lastHeartbeat.IsZero() && now.Sub(st.lastHeartbeat) < t.downAfter),
+		}
+		if !st.lastHeartbeat.IsZero() {
+			s.LastHeartbeatUnixNano = st.lastHeartbeat.UnixNano()
+		}
+		if st.last != nil {
+			s.AppliedRevision = st.last.GetAppliedRevision()
+			s.Groups = st.last.GetGroups()
+			s.Namespaces = st.last.GetNamespaces()
+		}
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b *pdpb.StoreStatus) int { return cmp.Compare(a.GetId(), b.GetId()) })
+	return out
+}
