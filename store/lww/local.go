@@ -1,0 +1,467 @@
+package lww
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.uber.org/zap"
+
+	"github.com/rdb-project/rdb/proto/storepb"
+	"github.com/rdb-project/rdb/store/hlc"
+	"github.com/rdb-project/rdb/store/keys"
+)
+
+// applyChunk is the most records one read-modify-write batch holds the key
+// locks of.
+const applyChunk = 256
+
+// Put writes value at key in ns, stamped with the clock, and returns the
+// timestamp. The write is synced before Put returns (concurrent writers
+// share fsyncs through pebble's group commit); it is then queued to be
+// pushed to every peer. The caller has checked that ns is eventual.
+//
+// If the key already holds a newer record (one received from a store
+// whose clock is ahead), the write is a no-op: under last-writer-wins it
+// was overwritten at once.
+func (e *Engine) Put(ctx context.Context, ns string, key, value []byte) (hlc.Timestamp, error) {
+	if err := validValue(value); err != nil {
+		return hlc.Timestamp{}, err
+	}
+	return e.writeLocal(ctx, ns, key, value, false)
+}
+
+// Delete writes a tombstone at key in ns, whether or not the key exists
+// here (another store may hold it), like Put.
+func (e *Engine) Delete(ctx context.Context, ns string, key []byte) (hlc.Timestamp, error) {
+	return e.writeLocal(ctx, ns, key, nil, true)
+}
+
+func (e *Engine) writeLocal(ctx context.Context, ns string, key, value []byte, tombstone bool) (hlc.Timestamp, error) {
+	if err := ctx.Err(); err != nil {
+		return hlc.Timestamp{}, err
+	}
+	if err := validNamespace(ns); err != nil {
+		return hlc.Timestamp{}, err
+	}
+	if err := validKey(key); err != nil {
+		return hlc.Timestamp{}, err
+	}
+	if err := e.enter(); err != nil {
+		return hlc.Timestamp{}, err
+	}
+	defer e.opMu.RUnlock()
+	st := e.state(ns)
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+
+	lk := keys.LWWKey(ns, key)
+	mu := &e.stripes[stripe(ns, key)]
+	mu.Lock()
+	// The timestamp is taken under the key's lock, so two writes to one
+	// key commit in the order of their timestamps.
+	ts, err := e.clock.Now()
+	if err != nil {
+		mu.Unlock()
+		return hlc.Timestamp{}, err
+	}
+	old, err := e.readRecord(lk)
+	if err != nil {
+		mu.Unlock()
+		return hlc.Timestamp{}, err
+	}
+	r := record{ts: ts, tombstone: tombstone, value: value}
+	if len(r.value) == 0 {
+		r.value = nil
+	}
+	if old != nil && compareRecords(r, *old) <= 0 {
+		mu.Unlock()
+		return ts, nil
+	}
+	if err := e.db.Set(lk, encodeValue(r), pebble.Sync); err != nil {
+		mu.Unlock()
+		return hlc.Timestamp{}, fmt.Errorf("lww: write %q: %w", lk, err)
+	}
+	st.change(key, old, &r)
+	mu.Unlock()
+
+	e.enqueue(ns, r.toProto(key))
+	return ts, nil
+}
+
+// Get returns the record of key in ns. found reports a live value; a
+// tombstone is returned as the record (Tombstone set) with found false,
+// and a key with no record returns nil, false.
+func (e *Engine) Get(ns string, key []byte) (rec *storepb.LWWRecord, found bool, err error) {
+	if err := validNamespace(ns); err != nil {
+		return nil, false, err
+	}
+	if err := validKey(key); err != nil {
+		return nil, false, err
+	}
+	if err := e.enter(); err != nil {
+		return nil, false, err
+	}
+	defer e.opMu.RUnlock()
+	r, err := e.readRecord(keys.LWWKey(ns, key))
+	if err != nil || r == nil {
+		return nil, false, err
+	}
+	return r.toProto(key), !r.tombstone, nil
+}
+
+// Scan returns the live records of ns with start <= key < end, in key
+// order, skipping tombstones; an empty end means to the end of the
+// namespace. It returns at most limit records (limit <= 0: no limit) and
+// reports whether more live records follow.
+func (e *Engine) Scan(ns string, start, end []byte, limit int) (recs []*storepb.LWWRecord, more bool, err error) {
+	if err := validNamespace(ns); err != nil {
+		return nil, false, err
+	}
+	if err := e.enter(); err != nil {
+		return nil, false, err
+	}
+	defer e.opMu.RUnlock()
+	prefix := keys.LWWPrefix(ns)
+	opts := &pebble.IterOptions{LowerBound: keys.LWWKey(ns, start), UpperBound: keys.PrefixEnd(prefix)}
+	if len(end) > 0 {
+		opts.UpperBound = keys.LWWKey(ns, end)
+	}
+	if bytes.Compare(opts.LowerBound, opts.UpperBound) >= 0 {
+		return nil, false, nil
+	}
+	err = e.iterate(opts, func(key []byte, r record) error {
+		if r.tombstone {
+			return nil
+		}
+		if limit > 0 && len(recs) == limit {
+			more = true
+			return errStop
+		}
+		recs = append(recs, r.toProto(key[len(prefix):]))
+		return nil
+	})
+	return recs, more, err
+}
+
+// Merge applies records received for ns (from a peer, a dump or a switch):
+// for each key the newer of the local and the incoming record is kept
+// (Newer). It validates every record first and applies none if one is
+// malformed. A record whose timestamp the clock refuses as too far ahead
+// is not applied (and logged); the others update the clock. A tombstone
+// older than TombstoneGrace is ignored. Records are written synced when
+// sync is true; otherwise they may be lost in a crash, which anti-entropy
+// repairs. It returns how many records changed the local state.
+func (e *Engine) Merge(ns string, recs []*storepb.LWWRecord, sync bool) (applied int, err error) {
+	if err := validRecords(ns, recs); err != nil {
+		return 0, err
+	}
+	if err := e.enter(); err != nil {
+		return 0, err
+	}
+	defer e.opMu.RUnlock()
+	return e.mergeRemote(ns, recs, sync, 0)
+}
+
+// mergeRemote applies validated records that come from outside this store.
+func (e *Engine) mergeRemote(ns string, recs []*storepb.LWWRecord, sync bool, from uint64) (int, error) {
+	e.st.received.Add(uint64(len(recs)))
+	accepted := recs[:0:0]
+	for _, r := range recs {
+		ts := hlc.FromProto(r.Ts)
+		if err := e.clock.Update(ts); err != nil {
+			e.st.refused.Add(1)
+			e.log.Warn("lww: record refused", zap.String("ns", ns), zap.Binary("key", r.Key),
+				zap.Stringer("ts", ts), zap.Uint64("from", from), zap.Error(err))
+			continue
+		}
+		accepted = append(accepted, r)
+	}
+	applied := 0
+	for chunk := range slices.Chunk(accepted, applyChunk) {
+		n, err := e.apply(ns, chunk, sync, false)
+		applied += n
+		if err != nil {
+			return applied, err
+		}
+	}
+	return applied, nil
+}
+
+// apply merges records into ns and returns how many changed the local
+// state. The read-modify-write of every key is atomic against every other
+// write of it: apply holds the keys' stripe locks from the read until the
+// digests are updated. A tombstone older than the grace is ignored, or,
+// when replace is set, removes the older local record outright (what it
+// would leave once collected).
+func (e *Engine) apply(ns string, recs []*storepb.LWWRecord, sync, replace bool) (int, error) {
+	if len(recs) == 0 {
+		return 0, nil
+	}
+	// One record per key: the newest, so the result does not depend on the
+	// order of recs.
+	byKey := make(map[string]int, len(recs))
+	uniq := make([]*storepb.LWWRecord, 0, len(recs))
+	for _, r := range recs {
+		if i, ok := byKey[string(r.Key)]; ok {
+			if Newer(r, uniq[i]) {
+				uniq[i] = r
+			}
+			continue
+		}
+		byKey[string(r.Key)] = len(uniq)
+		uniq = append(uniq, r)
+	}
+
+	st := e.state(ns)
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	unlock := e.lockStripes(ns, uniq)
+	defer unlock()
+
+	cutoff := e.clock.PhysicalNow() - int64(e.cfg.TombstoneGrace)
+	type change struct {
+		key      []byte
+		old, new *record
+	}
+	var changes []change
+	b := e.db.NewBatch()
+	defer b.Close()
+	for _, in := range uniq {
+		lk := keys.LWWKey(ns, in.Key)
+		old, err := e.readRecord(lk)
+		if err != nil {
+			return 0, err
+		}
+		r := fromProto(in)
+		if len(r.value) == 0 {
+			r.value = nil
+		}
+		if old != nil && compareRecords(r, *old) <= 0 {
+			continue
+		}
+		if r.tombstone && r.ts.Wall < cutoff {
+			if !replace || old == nil {
+				continue
+			}
+			if err := b.Delete(lk, nil); err != nil {
+				return 0, err
+			}
+			changes = append(changes, change{key: in.Key, old: old})
+			continue
+		}
+		if err := b.Set(lk, encodeValue(r), nil); err != nil {
+			return 0, err
+		}
+		changes = append(changes, change{key: in.Key, old: old, new: &r})
+	}
+	if len(changes) == 0 {
+		return 0, nil
+	}
+	if err := b.Commit(writeOptions(sync)); err != nil {
+		return 0, fmt.Errorf("lww: commit %d records of %q: %w", len(changes), ns, err)
+	}
+	for _, c := range changes {
+		st.change(c.key, c.old, c.new)
+	}
+	return len(changes), nil
+}
+
+// lockStripes locks the stripes of recs' keys in ascending order (so two
+// callers never wait on each other in a cycle) and returns the unlock.
+func (e *Engine) lockStripes(ns string, recs []*storepb.LWWRecord) func() {
+	idx := make([]int, 0, len(recs))
+	for _, r := range recs {
+		idx = append(idx, stripe(ns, r.Key))
+	}
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	for _, i := range idx {
+		e.stripes[i].Lock()
+	}
+	return func() {
+		for _, i := range idx {
+			e.stripes[i].Unlock()
+		}
+	}
+}
+
+// Dump calls fn with every record of ns, tombstones included, in key
+// order, in batches of at most MaxBatch records or about MaxMessageBytes.
+// The records are a consistent snapshot of ns; fn owns them. An error from
+// fn stops the dump and is returned. Close waits for a Dump in progress.
+func (e *Engine) Dump(ns string, fn func([]*storepb.LWWRecord) error) error {
+	if err := validNamespace(ns); err != nil {
+		return err
+	}
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.opMu.RUnlock()
+	prefix := keys.LWWPrefix(ns)
+	var batch []*storepb.LWWRecord
+	var size int64
+	err := e.iterate(nsBounds(ns), func(key []byte, r record) error {
+		batch = append(batch, r.toProto(key[len(prefix):]))
+		size += recordSize(key, r.value)
+		if len(batch) < e.cfg.MaxBatch && size < e.cfg.MaxMessageBytes {
+			return nil
+		}
+		out := batch
+		batch, size = nil, 0
+		return fn(out)
+	})
+	if err != nil {
+		return err
+	}
+	if len(batch) > 0 {
+		return fn(batch)
+	}
+	return nil
+}
+
+// KV is one key and its value, for Replace.
+type KV struct {
+	Key, Value []byte
+}
+
+// Replace makes the records of ns equal to kvs at the timestamp ts: it
+// merges (key, value, ts) for every kv and a tombstone at ts for every
+// local key not in kvs, with the merge rule, so a record newer than ts (a
+// write accepted after the switch, received from a store that replaced
+// first) is kept. It is used when a strong namespace turns eventual: every
+// store calls it with the same ts and kvs and ends with the same live
+// records; the tombstones of keys only some stores held are reconciled by
+// anti-entropy like any record. It is idempotent and synced. ts must be
+// above every record the namespace held before (the caller stamps it after
+// every loaded record), or those newer records stay.
+func (e *Engine) Replace(ns string, ts hlc.Timestamp, kvs []KV) error {
+	if err := validNamespace(ns); err != nil {
+		return err
+	}
+	if ts.IsZero() {
+		return fmt.Errorf("%w: Replace needs a timestamp", ErrInvalid)
+	}
+	for _, kv := range kvs {
+		if err := validKey(kv.Key); err != nil {
+			return err
+		}
+		if err := validValue(kv.Value); err != nil {
+			return err
+		}
+	}
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.opMu.RUnlock()
+	if err := e.clock.Update(ts); err != nil {
+		// The state is still replaced; local writes may lose to it until
+		// the physical clock passes ts.
+		e.log.Warn("lww: replace timestamp not taken by the clock", zap.String("ns", ns), zap.Stringer("ts", ts), zap.Error(err))
+	}
+
+	keep := make(map[string]struct{}, len(kvs))
+	for _, kv := range kvs {
+		keep[string(kv.Key)] = struct{}{}
+	}
+	pts := ts.ToProto()
+	prefix := keys.LWWPrefix(ns)
+	var tombs []*storepb.LWWRecord
+	err := e.iterate(nsBounds(ns), func(key []byte, r record) error {
+		k := key[len(prefix):]
+		if _, ok := keep[string(k)]; ok || (r.tombstone && hlc.Compare(r.ts, ts) >= 0) {
+			return nil
+		}
+		tombs = append(tombs, &storepb.LWWRecord{Key: bytes.Clone(k), Ts: pts, Tombstone: true})
+		if len(tombs) < applyChunk {
+			return nil
+		}
+		_, err := e.apply(ns, tombs, true, true)
+		tombs = tombs[:0]
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := e.apply(ns, tombs, true, true); err != nil {
+		return err
+	}
+	for chunk := range slices.Chunk(kvs, applyChunk) {
+		recs := make([]*storepb.LWWRecord, len(chunk))
+		for i, kv := range chunk {
+			recs[i] = &storepb.LWWRecord{Key: kv.Key, Value: kv.Value, Ts: pts}
+		}
+		if _, err := e.apply(ns, recs, true, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Drop removes every record of ns, synced. It is for a namespace that is
+// no longer eventual; a peer that still serves ns can bring its records
+// back by anti-entropy, so stop Serving it first.
+func (e *Engine) Drop(ns string) error {
+	if err := validNamespace(ns); err != nil {
+		return err
+	}
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.opMu.RUnlock()
+	st := e.state(ns)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	prefix := keys.LWWPrefix(ns)
+	if err := e.db.DeleteRange(prefix, keys.PrefixEnd(prefix), pebble.Sync); err != nil {
+		return fmt.Errorf("lww: drop %q: %w", ns, err)
+	}
+	st.reset()
+	return nil
+}
+
+// errStop ends an iteration early without an error.
+var errStop = errors.New("stop")
+
+// nsBounds returns the iterator bounds of every record of ns.
+func nsBounds(ns string) *pebble.IterOptions {
+	prefix := keys.LWWPrefix(ns)
+	return &pebble.IterOptions{LowerBound: prefix, UpperBound: keys.PrefixEnd(prefix)}
+}
+
+// iterate calls fn with each record in opts' bounds, in key order; the
+// storage key and the record's value are only valid during the call. fn
+// returning errStop ends the iteration with no error.
+func (e *Engine) iterate(opts *pebble.IterOptions, fn func(key []byte, r record) error) error {
+	it, err := e.db.NewIter(opts)
+	if err != nil {
+		return fmt.Errorf("lww: iterate: %w", err)
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("lww: read %q: %w", it.Key(), err)
+		}
+		r, err := decodeValue(v)
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("lww: record %q: %w", it.Key(), err)
+		}
+		if err := fn(it.Key(), r); err != nil {
+			it.Close()
+			if errors.Is(err, errStop) {
+				return nil
+			}
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		it.Close()
+		return fmt.Errorf("lww: iterate: %w", err)
+	}
+	return it.Close()
+}
