@@ -83,6 +83,7 @@ first that answers serves).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Args:          cobra.NoArgs,
+		RunE:          helpOnly,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			if a.output != "table" && a.output != "json" {
 				return fmt.Errorf("-o must be json or table, not %q", a.output)
@@ -105,13 +106,14 @@ first that answers serves).`,
 // group is a noun: it only holds subcommands. Alone it prints its help; with
 // an unknown subcommand it is a usage error.
 func group(use, short string, subs ...*cobra.Command) *cobra.Command {
-	c := &cobra.Command{
-		Use: use, Short: short, Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
-	}
+	c := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs, RunE: helpOnly}
 	c.AddCommand(subs...)
 	return c
 }
+
+// helpOnly is the action of a command that only holds others. (Without an
+// action, cobra would print the help for an unknown subcommand too.)
+func helpOnly(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 
 // run wraps a command's action so that its errors count as request errors.
 func run(f func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {

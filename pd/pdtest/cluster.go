@@ -116,11 +116,14 @@ func (c *Cluster) start(i int) error {
 	return nil
 }
 
-// Close stops every member.
+// Close stops every member, all at once (etcd takes about a second to stop
+// a member).
 func (c *Cluster) Close() {
+	var wg sync.WaitGroup
 	for i := range c.cfgs {
-		c.Stop(i)
+		wg.Go(func() { c.Stop(i) })
 	}
+	wg.Wait()
 }
 
 // Size is the number of members, running or not.
@@ -158,6 +161,18 @@ func (c *Cluster) Stop(i int) {
 	c.mu.Unlock()
 	if s != nil {
 		s.Close()
+	}
+}
+
+// Kill stops member i as a crash would: it does not step down, so the
+// others take over only when its lease expires.
+func (c *Cluster) Kill(i int) {
+	c.mu.Lock()
+	s := c.servers[i]
+	c.servers[i] = nil
+	c.mu.Unlock()
+	if s != nil {
+		s.Kill()
 	}
 }
 

@@ -275,7 +275,9 @@ func (s *Server) stepDown(l *leadership) {
 	if l.driverDone != nil {
 		<-l.driverDone
 	}
-	s.revoke(l.lease)
+	if !s.killed.Load() {
+		s.revoke(l.lease)
+	}
 }
 
 func (s *Server) revoke(id clientv3.LeaseID) {

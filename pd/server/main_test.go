@@ -3,9 +3,9 @@ package server_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/rdb-project/rdb/pd/pdtest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	pdtest.VerifyTestMain(m)
 }

@@ -57,6 +57,7 @@ type Server struct {
 	lead   *leadership  // this member's current term, if leader
 
 	closeOnce sync.Once
+	killed    atomic.Bool // Kill: end without stepping down
 }
 
 // Start starts a member and returns once its etcd has joined the cluster
@@ -206,6 +207,17 @@ func (s *Server) Close() {
 		s.lg.Info("PD member stopped")
 		_ = s.lg.Sync()
 	})
+}
+
+// Kill stops the member the way a crash would, for failover tests: it does
+// not revoke its lease (the others take over once it expires) and its etcd
+// stops without handing its Raft leadership over.
+func (s *Server) Kill() {
+	s.killed.Store(true)
+	if s.etcd != nil {
+		s.etcd.Server.HardStop()
+	}
+	s.Close()
 }
 
 // forwarder keeps one connection to the PD leader, for forwarding.
