@@ -402,3 +402,24 @@ func BenchmarkNow(b *testing.B) {
 		}
 	})
 }
+
+func TestForwardIgnoresMaxOffset(t *testing.T) {
+	c, err := New(Config{StoreID: 1, Physical: func() int64 { return 1000 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	far := Timestamp{Wall: int64(time.Hour), Logical: 3, StoreID: 2}
+	if err := c.Update(far); err == nil {
+		t.Fatal("Update accepted a timestamp an hour ahead")
+	}
+	if err := c.Forward(far); err != nil {
+		t.Fatal(err)
+	}
+	ts, err := c.Now()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !far.Less(ts) {
+		t.Fatalf("Now() = %v after Forward(%v)", ts, far)
+	}
+}

@@ -31,11 +31,12 @@ type group struct {
 	lead  uint64
 	state raft.StateType
 
-	pendingReads []*readWaiter        // arrived this round
+	pendingReads []*readWaiter         // arrived this round
 	reads        map[string]*readBatch // ReadIndex sent, keyed by request ctx
 	readWait     []*readBatch          // ReadState known, waiting for apply
 
 	nextReconcile time.Time
+	snapshots     uint64
 
 	appliedIdx atomic.Uint64
 	status     atomic.Pointer[Status]
@@ -72,6 +73,8 @@ func (g *group) publishStatus() {
 		Applied:  g.applied.index,
 		Voters:   append([]uint64(nil), g.applied.conf.GetVoters()...),
 		IsLeader: hs.RaftState == raft.StateLeader,
+
+		SnapshotsApplied: g.snapshots,
 	})
 }
 
@@ -143,6 +146,7 @@ func (g *group) install(rd raft.Ready) error {
 		g.trunc = md.GetIndex()
 		g.durableApplied = md.GetIndex()
 		g.lastIndex = md.GetIndex()
+		g.snapshots++
 		g.rs.log.Info("installed snapshot", zap.Uint64("group", g.id), zap.Uint64("index", md.GetIndex()))
 	}
 	if len(rd.Entries) > 0 {

@@ -56,6 +56,15 @@ type ApplyContext struct {
 	// Batch is indexed: reads through it see earlier entries of the round.
 	Batch *pebble.Batch
 	after []func()
+	err   error
+}
+
+// Fail reports that the state machine could not apply an entry because
+// of a storage failure: the loop stops, as for any persistence error.
+func (ac *ApplyContext) Fail(err error) {
+	if ac.err == nil {
+		ac.err = err
+	}
 }
 
 // AfterCommit runs f once the batch is committed, still in the loop. In
@@ -131,6 +140,8 @@ type Status struct {
 	Applied  uint64
 	Voters   []uint64
 	IsLeader bool
+	// SnapshotsApplied counts snapshots this replica installed since start.
+	SnapshotsApplied uint64
 }
 
 // RaftStore is the multi-Raft engine of one store.
@@ -364,6 +375,9 @@ func (rs *RaftStore) apply(rds []*ready) error {
 				continue // already in the state (restored from a snapshot)
 			}
 			res, err := rs.applyEntry(ac, g, e)
+			if err == nil {
+				err = ac.err
+			}
 			if err != nil {
 				return err
 			}
@@ -502,7 +516,8 @@ func (rs *RaftStore) reconcileVoters(g *group, now time.Time) {
 	if rs.cfg.DesiredVoters == nil || !g.isLeader() || now.Before(g.nextReconcile) {
 		return
 	}
-	g.nextReconcile = now.Add(2 * time.Second)
+	// Raft refuses a change while one is pending, so trying often is cheap.
+	g.nextReconcile = now.Add(200 * time.Millisecond)
 	for _, id := range rs.cfg.DesiredVoters(g.id) {
 		if !slices.Contains(g.applied.conf.GetVoters(), id) {
 			rs.log.Info("adding voter", zap.Uint64("group", g.id), zap.Uint64("store", id))
@@ -739,29 +754,7 @@ func (rs *RaftStore) ReportSnapshot(group, to uint64, ok bool) {
 // the new replica start an election at once.
 func (rs *RaftStore) CreateGroup(ctx context.Context, group uint64, voters []uint64, initial []KV, campaign bool) error {
 	done := make(chan error, 1)
-	rs.post(func() {
-		if rs.groups[group] != nil {
-			done <- nil
-			return
-		}
-		if slices.Contains(voters, rs.cfg.StoreID) {
-			b := rs.db.NewBatch()
-			err := writeBootstrap(b, group, slices.Sorted(slices.Values(voters)), initial)
-			if err == nil {
-				err = b.Commit(pebble.Sync)
-			}
-			_ = b.Close()
-			if err != nil {
-				done <- fmt.Errorf("raftstore: bootstrap group %d: %w", group, err)
-				return
-			}
-		}
-		g, err := rs.openGroup(group)
-		if err == nil && campaign && slices.Contains(voters, rs.cfg.StoreID) {
-			_ = g.rn.Campaign()
-		}
-		done <- err
-	})
+	rs.post(func() { done <- rs.createGroup(group, voters, initial, campaign) })
 	select {
 	case err := <-done:
 		return err
@@ -770,6 +763,42 @@ func (rs *RaftStore) CreateGroup(ctx context.Context, group uint64, voters []uin
 	case <-rs.donec:
 		return ErrStopped
 	}
+}
+
+// CreateGroupAsync is CreateGroup without waiting: work queued after it
+// (proposals, reads) finds the group. Safe to call from the loop itself.
+func (rs *RaftStore) CreateGroupAsync(group uint64, voters []uint64, initial []KV, campaign bool) {
+	rs.post(func() {
+		if err := rs.createGroup(group, voters, initial, campaign); err != nil {
+			rs.log.Error("create group", zap.Uint64("group", group), zap.Error(err))
+		}
+	})
+}
+
+func (rs *RaftStore) createGroup(group uint64, voters []uint64, initial []KV, campaign bool) error {
+	if rs.groups[group] != nil {
+		return nil
+	}
+	member := slices.Contains(voters, rs.cfg.StoreID)
+	if member {
+		b := rs.db.NewBatch()
+		err := writeBootstrap(b, group, slices.Sorted(slices.Values(voters)), initial)
+		if err == nil {
+			err = b.Commit(pebble.Sync)
+		}
+		_ = b.Close()
+		if err != nil {
+			return fmt.Errorf("raftstore: bootstrap group %d: %w", group, err)
+		}
+	}
+	g, err := rs.openGroup(group)
+	if err != nil {
+		return err
+	}
+	if campaign && member {
+		_ = g.rn.Campaign()
+	}
+	return nil
 }
 
 // HasGroup reports whether this store has a replica of group.

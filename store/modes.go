@@ -1,0 +1,94 @@
+package store
+
+// RaftService: the namespace -> mode table as clients see it.
+
+import (
+	"context"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rdb-project/rdb/proto/raftpb"
+	"github.com/rdb-project/rdb/proto/storepb"
+	"github.com/rdb-project/rdb/store/api"
+)
+
+type modeService struct {
+	raftpb.UnimplementedRaftServiceServer
+	s *Store
+}
+
+// namespaceState is "active" when this store serves the namespace's mode,
+// "switching" while it is carrying out a switch.
+func (s *Store) namespaceState(rec *storepb.NamespaceRecord) string {
+	g := s.group(rec.GetGroupId())
+	switch {
+	case rec.GetMode() == api.ModeStrong:
+		if g != nil && isActive(g.State()) {
+			return api.StateActive
+		}
+	case rec.GetGroupId() == 0:
+		return api.StateActive
+	case g != nil && g.State().GetFencedEpoch() >= rec.GetEpoch():
+		return api.StateActive
+	}
+	return api.StateSwitching
+}
+
+func (s *Store) modeRow(rec *storepb.NamespaceRecord) *raftpb.NamespaceMode {
+	return &raftpb.NamespaceMode{
+		Namespace:   rec.GetName(),
+		Mode:        rec.GetMode(),
+		FromDefault: proto.Bool(rec.GetFromDefault()),
+		Version:     rec.GetVersion(),
+		State:       s.namespaceState(rec),
+	}
+}
+
+func (m *modeService) GetMode(ctx context.Context, req *raftpb.GetModeRequest) (*raftpb.GetModeResponse, error) {
+	if err := api.ValidateNamespace(req.GetNamespace()); err != nil {
+		return nil, err
+	}
+	ctx, cancel := m.s.withTimeout(ctx)
+	defer cancel()
+	rec, err := m.s.namespace(ctx, req.GetNamespace())
+	if err != nil {
+		return nil, err
+	}
+	row := m.s.modeRow(rec)
+	return &raftpb.GetModeResponse{
+		Namespace: row.Namespace, Mode: row.Mode, FromDefault: row.FromDefault, Version: row.Version, State: row.State,
+	}, nil
+}
+
+func (m *modeService) ListNamespaceModes(ctx context.Context, _ *raftpb.ListNamespaceModesRequest) (*raftpb.ListNamespaceModesResponse, error) {
+	out := &raftpb.ListNamespaceModesResponse{}
+	for _, rec := range m.s.table.List() {
+		out.Namespaces = append(out.Namespaces, m.s.modeRow(rec))
+	}
+	return out, nil
+}
+
+func (m *modeService) UpdateNamespaceMode(ctx context.Context, req *raftpb.UpdateNamespaceModeRequest) (*raftpb.UpdateNamespaceModeResponse, error) {
+	if err := api.ValidateNamespace(req.GetNamespace()); err != nil {
+		return nil, err
+	}
+	if err := api.ValidateMode(req.GetMode()); err != nil {
+		return nil, err
+	}
+	ctx, cancel := m.s.withTimeout(ctx)
+	defer cancel()
+	rec, changed, err := m.s.auth.SetMode(ctx, req.GetNamespace(), req.GetMode(), req.GetForce())
+	if err != nil {
+		return nil, err
+	}
+	// Answer once this store has applied the change too, so that a
+	// ListNamespaceModes sent here next shows it.
+	if local, err := m.s.table.WaitVersion(ctx, rec.GetName(), rec.GetVersion()); err == nil {
+		rec = local
+	}
+	row := m.s.modeRow(rec)
+	return &raftpb.UpdateNamespaceModeResponse{
+		Namespace: row.Namespace, Mode: row.Mode, FromDefault: row.FromDefault, Version: row.Version, State: row.State,
+		Changed: proto.Bool(changed),
+	}, nil
+}

@@ -1,0 +1,328 @@
+// Package modeswitch carries out namespace mode switches. The table says
+// which mode each namespace should have; the driver brings every
+// namespace's Raft group to that mode, step by step, and can resume a
+// half-done switch at any point because every step is idempotent.
+//
+// eventual -> strong: every store applies the strong row, which stops its
+// raw writes (fence); once all have, the driver merges every store's LWW
+// records (tombstones included; the greatest timestamp wins), loads them
+// into the group under a fresh load id, and activates the group only if
+// the load arrived complete. A store that cannot be reached holds the
+// switch (it may have writes nobody else has) unless the row says force.
+//
+// strong -> eventual: a Fence entry in the group's log; every replica
+// converts the state at that entry into LWW records with one timestamp.
+//
+// The driver runs where the table is decided: on the meta group's leader
+// (static mode) or the placement driver's leader.
+package modeswitch
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rdb-project/rdb/proto/storepb"
+	"github.com/rdb-project/rdb/store/lww"
+)
+
+// Cluster is what the driver needs to know and reach.
+type Cluster interface {
+	// Namespaces returns the table as decided.
+	Namespaces() []*storepb.NamespaceRecord
+	// Stores returns every store of the cluster.
+	Stores() []*storepb.StoreInfo
+	// Client returns a store's internal client.
+	Client(store uint64) (storepb.StoreInternalClient, error)
+	// KnownState returns a group's state as last seen without asking the
+	// group (a local replica, or heartbeats), if there is one. States only
+	// move forward, so a known state that matches the row needs no work.
+	KnownState(group uint64) (*storepb.GroupState, bool)
+}
+
+// Driver reconciles groups with the table.
+type Driver struct {
+	c        Cluster
+	log      *zap.Logger
+	interval time.Duration
+	kick     chan struct{}
+
+	mu      sync.Mutex
+	waiting map[string]string // namespace -> why its switch waits
+}
+
+// New returns a driver; interval is how often it checks the table when
+// nothing kicks it.
+func New(c Cluster, log *zap.Logger, interval time.Duration) *Driver {
+	if interval == 0 {
+		interval = 250 * time.Millisecond
+	}
+	return &Driver{c: c, log: log, interval: interval, kick: make(chan struct{}, 1), waiting: make(map[string]string)}
+}
+
+// Kick makes the driver look at the table now.
+func (d *Driver) Kick() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Waiting returns why a namespace's switch is held, if it is.
+func (d *Driver) Waiting(ns string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.waiting[ns]
+}
+
+// Run reconciles until ctx ends.
+func (d *Driver) Run(ctx context.Context) {
+	t := time.NewTicker(d.interval)
+	defer t.Stop()
+	for {
+		for _, rec := range d.c.Namespaces() {
+			if ctx.Err() != nil {
+				return
+			}
+			err := d.Reconcile(ctx, rec)
+			d.setWaiting(rec.GetName(), err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-d.kick:
+		}
+	}
+}
+
+func (d *Driver) setWaiting(ns string, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	prev := d.waiting[ns]
+	if err == nil {
+		delete(d.waiting, ns)
+		return
+	}
+	d.waiting[ns] = err.Error()
+	if prev != err.Error() {
+		d.log.Warn("mode switch waits", zap.String("namespace", ns), zap.Error(err))
+	}
+}
+
+// Reconcile takes one namespace as far towards its row's mode as it can
+// now. It returns nil when the group matches the row.
+func (d *Driver) Reconcile(ctx context.Context, rec *storepb.NamespaceRecord) error {
+	if rec.GetGroupId() == 0 {
+		return nil
+	}
+	if st, ok := d.c.KnownState(rec.GetGroupId()); ok && done(rec, st) {
+		return nil
+	}
+	st, err := d.groupState(ctx, rec.GetGroupId())
+	if err != nil {
+		return fmt.Errorf("read group %d: %w", rec.GetGroupId(), err)
+	}
+	if done(rec, st) {
+		return nil
+	}
+	active := st.GetActiveEpoch() > st.GetFencedEpoch()
+	if rec.GetMode() == "eventual" {
+		d.log.Info("fencing strong namespace", zap.String("namespace", rec.GetName()), zap.Uint64("epoch", rec.GetEpoch()))
+		return d.propose(ctx, rec.GetGroupId(), &storepb.GroupCommand{Cmd: &storepb.GroupCommand_Fence{
+			Fence: &storepb.Fence{Epoch: rec.GetEpoch()},
+		}})
+	}
+	if active {
+		// Switched away and back before the fence: nothing to merge.
+		return d.propose(ctx, rec.GetGroupId(), &storepb.GroupCommand{Cmd: &storepb.GroupCommand_Activate{
+			Activate: &storepb.Activate{Epoch: rec.GetEpoch()},
+		}})
+	}
+	return d.toStrong(ctx, rec)
+}
+
+// done reports whether a group's state carries out a row.
+func done(rec *storepb.NamespaceRecord, st *storepb.GroupState) bool {
+	if rec.GetMode() == "eventual" {
+		return st.GetFencedEpoch() >= rec.GetEpoch()
+	}
+	return st.GetActiveEpoch() > st.GetFencedEpoch() && st.GetActiveEpoch() >= rec.GetEpoch()
+}
+
+// toStrong carries out eventual -> strong: wait for every store's fence,
+// merge their records, load, activate.
+func (d *Driver) toStrong(ctx context.Context, rec *storepb.NamespaceRecord) error {
+	ns := rec.GetName()
+	var fenced []uint64
+	for _, st := range d.c.Stores() {
+		ok, err := d.storeFenced(ctx, st.GetId(), rec)
+		switch {
+		case err != nil && rec.GetForce():
+			d.log.Warn("forced switch goes ahead without a store; writes only it holds are lost",
+				zap.String("namespace", ns), zap.Uint64("store", st.GetId()), zap.Error(err))
+			continue
+		case err != nil:
+			return fmt.Errorf("switch of %q to strong waits for store %d (%s): it may hold writes no other store has; "+
+				"to go ahead without it, update the mode again with force (its unreplicated writes are lost): %w",
+				ns, st.GetId(), st.GetAddr(), err)
+		case !ok:
+			return fmt.Errorf("switch of %q to strong waits for store %d to stop raw writes", ns, st.GetId())
+		}
+		fenced = append(fenced, st.GetId())
+	}
+	merged := make(map[string]*storepb.LWWRecord)
+	for _, id := range fenced {
+		if err := d.dump(ctx, id, rec, merged); err != nil {
+			if rec.GetForce() {
+				d.log.Warn("forced switch skips a store it cannot dump", zap.Uint64("store", id), zap.Error(err))
+				continue
+			}
+			return fmt.Errorf("switch of %q to strong: read store %d: %w", ns, id, err)
+		}
+	}
+	recs := make([]*storepb.LWWRecord, 0, len(merged))
+	for _, r := range merged {
+		recs = append(recs, r)
+	}
+	sort.Slice(recs, func(i, j int) bool { return string(recs[i].GetKey()) < string(recs[j].GetKey()) })
+	loadID := randomID()
+	d.log.Info("loading merged state", zap.String("namespace", ns), zap.Uint64("epoch", rec.GetEpoch()),
+		zap.Int("records", len(recs)), zap.Int("stores", len(fenced)))
+	g := rec.GetGroupId()
+	if err := d.propose(ctx, g, &storepb.GroupCommand{Cmd: &storepb.GroupCommand_LoadBegin{
+		LoadBegin: &storepb.LoadBegin{Epoch: rec.GetEpoch(), LoadId: loadID},
+	}}); err != nil {
+		return err
+	}
+	for len(recs) > 0 {
+		n, size := 0, 0
+		for n < len(recs) && n < 1024 && size < 1<<20 {
+			size += len(recs[n].GetKey()) + len(recs[n].GetValue()) + 32
+			n++
+		}
+		if err := d.propose(ctx, g, &storepb.GroupCommand{Cmd: &storepb.GroupCommand_LoadBatch{
+			LoadBatch: &storepb.LoadBatch{Epoch: rec.GetEpoch(), LoadId: loadID, Records: recs[:n]},
+		}}); err != nil {
+			return err
+		}
+		recs = recs[n:]
+	}
+	if err := d.propose(ctx, g, &storepb.GroupCommand{Cmd: &storepb.GroupCommand_Activate{
+		Activate: &storepb.Activate{Epoch: rec.GetEpoch(), LoadId: loadID, RecordsLoaded: uint64(len(merged))},
+	}}); err != nil {
+		return err
+	}
+	st, err := d.groupState(ctx, g)
+	if err != nil {
+		return err
+	}
+	if st.GetActiveEpoch() < rec.GetEpoch() {
+		return fmt.Errorf("switch of %q to strong: activation did not take (another load started?)", ns)
+	}
+	d.log.Info("namespace is strong", zap.String("namespace", ns), zap.Uint64("epoch", rec.GetEpoch()))
+	return nil
+}
+
+func (d *Driver) storeFenced(ctx context.Context, id uint64, rec *storepb.NamespaceRecord) (bool, error) {
+	c, err := d.c.Client(id)
+	if err != nil {
+		return false, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := c.SwitchStatus(cctx, &storepb.SwitchStatusRequest{Namespace: rec.GetName()})
+	if err != nil {
+		return false, err
+	}
+	r := resp.GetRecord()
+	// A store that applied a newer row has fenced too (or moved on).
+	return r.GetVersion() >= rec.GetVersion() && (r.GetMode() == "strong" || r.GetEpoch() > rec.GetEpoch()), nil
+}
+
+func (d *Driver) dump(ctx context.Context, id uint64, rec *storepb.NamespaceRecord, merged map[string]*storepb.LWWRecord) error {
+	c, err := d.c.Client(id)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	stream, err := c.Dump(cctx, &storepb.DumpRequest{Namespace: rec.GetName(), Version: rec.GetVersion()})
+	if err != nil {
+		return err
+	}
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, r := range resp.GetRecords() {
+			k := string(r.GetKey())
+			if cur := merged[k]; cur == nil || lww.Newer(r, cur) {
+				merged[k] = r
+			}
+		}
+	}
+}
+
+// groupState reads a group's state linearizably through any store.
+func (d *Driver) groupState(ctx context.Context, group uint64) (*storepb.GroupState, error) {
+	var last error = errors.New("no stores")
+	for _, st := range d.c.Stores() {
+		c, err := d.c.Client(st.GetId())
+		if err != nil {
+			last = err
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		resp, err := c.GroupStatus(cctx, &storepb.GroupStatusRequest{GroupId: group})
+		cancel()
+		if err == nil {
+			return resp.GetState(), nil
+		}
+		last = err
+	}
+	return nil, last
+}
+
+// propose sends a switch step to the group through any store.
+func (d *Driver) propose(ctx context.Context, group uint64, cmd *storepb.GroupCommand) error {
+	var last error = errors.New("no stores")
+	for _, st := range d.c.Stores() {
+		c, err := d.c.Client(st.GetId())
+		if err != nil {
+			last = err
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err = c.GroupPropose(cctx, &storepb.GroupProposeRequest{GroupId: group, Command: proto.Clone(cmd).(*storepb.GroupCommand)})
+		cancel()
+		if err == nil {
+			return nil
+		}
+		last = err
+	}
+	return fmt.Errorf("propose to group %d: %w", group, last)
+}
+
+func randomID() uint64 {
+	var b [8]byte
+	for {
+		_, _ = rand.Read(b[:])
+		if v := binary.BigEndian.Uint64(b[:]); v != 0 {
+			return v
+		}
+	}
+}
