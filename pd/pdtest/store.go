@@ -178,4 +178,3 @@ func (f *FakeStore) WaitApplied(t testing.TB, rev uint64) {
 		return nil
 	})
 }
-

@@ -196,10 +196,7 @@ func (c *Config) complete() error {
 // parseHTTPURL accepts http://host:port (PD serves plaintext only).
 func parseHTTPURL(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
-	if err != nil {
-		return nil, fmt.Errorf("bad URL %q: %w", s, err)
-	}
-	if u.Scheme != "http" {
+	if err != nil || u.Scheme != "http" {
 		return nil, fmt.Errorf("bad URL %q: want http://host:port", s)
 	}
 	if _, _, err := net.SplitHostPort(u.Host); err != nil {

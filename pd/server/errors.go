@@ -38,6 +38,15 @@ func errStoreNotRegistered(id uint64) error {
 	return status.Errorf(codes.FailedPrecondition, "store %d is not registered: call RegisterStore (or send its addr)", id)
 }
 
+// errForward: the leader could not be reached, or answered Unavailable.
+func errForward(leader, msg string) error {
+	return status.Errorf(codes.Unavailable, "forward to PD leader %s: %s: retry", leader, msg)
+}
+
+func errWatchBroken(msg string) error {
+	return status.Errorf(codes.Unavailable, "watch namespaces: %s: reconnect", msg)
+}
+
 var (
 	errNotReady     = status.Error(codes.Unavailable, "PD member is starting: retry")
 	errShuttingDown = status.Error(codes.Unavailable, "PD member is shutting down: retry on another member")

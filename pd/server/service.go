@@ -55,11 +55,11 @@ func leaderOnly[Req, Resp any](ctx context.Context, s *Server, req Req,
 	}
 	cli, err := s.fwd.client(leader)
 	if err != nil {
-		return zero, status.Errorf(codes.Unavailable, "forward to PD leader %s: %v", leader.GetName(), err)
+		return zero, errForward(leader.GetName(), err.Error())
 	}
 	resp, err := forward(cli, metadata.AppendToOutgoingContext(ctx, forwardedKey, s.member.GetName()), req)
 	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable {
-		return zero, status.Errorf(codes.Unavailable, "PD leader %s: %s", leader.GetName(), st.Message())
+		return zero, errForward(leader.GetName(), st.Message())
 	}
 	return resp, err
 }

@@ -8,7 +8,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/rdb-project/rdb/proto/pdpb"
@@ -78,7 +77,7 @@ func (s *Server) streamChanges(ctx context.Context, stream grpc.ServerStreamingS
 					zap.Int64("from", from), zap.Int64("compacted", wr.CompactRevision))
 				return s.sendTable(ctx, stream)
 			}
-			return 0, status.Errorf(codes.Unavailable, "watch namespaces: %v: reconnect", err)
+			return 0, errWatchBroken(err.Error())
 		}
 		if wr.IsProgressNotify() {
 			if err := stream.Send(&pdpb.WatchNamespacesResponse{Revision: uint64(wr.Header.Revision)}); err != nil {
@@ -129,5 +128,5 @@ func (s *Server) streamChanges(ctx context.Context, stream grpc.ServerStreamingS
 		}
 		return 0, status.FromContextError(ctx.Err()).Err()
 	}
-	return 0, status.Error(codes.Unavailable, "watch namespaces: this member lost its etcd leader: reconnect")
+	return 0, errWatchBroken("this member lost its etcd leader")
 }
