@@ -79,7 +79,6 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		stores: newStoreTracker(cfg.StoreDownAfter),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.fwd.lg = s.lg
 
 	ecfg, err := s.etcdConfig(lg)
 	if err != nil {
@@ -222,7 +221,6 @@ func (s *Server) Kill() {
 
 // forwarder keeps one connection to the PD leader, for forwarding.
 type forwarder struct {
-	lg     *zap.Logger
 	mu     sync.Mutex
 	target string
 	conn   *grpc.ClientConn
