@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -38,9 +39,20 @@ func (quietPebble) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf("pebble: "+format, args...))
 }
 
+// openDB opens a pebble DB tuned as the store tunes its own: 64 MiB
+// memtables and bloom filters, which the read of every write relies on.
 func openDB(t testing.TB, dir string) *pebble.DB {
 	t.Helper()
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}})
+	opts := &pebble.Options{
+		MemTableSize:                64 << 20,
+		MemTableStopWritesThreshold: 4,
+		L0StopWritesThreshold:       1000,
+		Logger:                      quietPebble{},
+	}
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,10 +2,15 @@ package lww
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/rdb-project/rdb/proto/storepb"
 	"github.com/rdb-project/rdb/store/hlc"
@@ -354,5 +359,83 @@ func TestReplaceEndsIdentical(t *testing.T) {
 	eventually(t, convergeBound, func() error { return c.converged("ns") })
 	if err := sameRecords(live(1), live(2)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestPeerUpRepairsAtOnce(t *testing.T) {
+	// Every push is dropped and periodic anti-entropy never comes: only
+	// PeerUp can bring the writes over.
+	c := newCluster(t, 2, func(cfg *Config) {
+		cfg.QueueBytes = 1
+		cfg.AntiEntropyInterval = time.Hour
+	})
+	waitPeersUp(t, c)
+	// The start-up repair has run once both stores answered; wait for it.
+	eventually(t, replicateBound, func() error {
+		for _, id := range c.ids {
+			if c.eng(id).Stats().AntiEntropyRounds == 0 {
+				return fmt.Errorf("store %d: no round yet", id)
+			}
+		}
+		return nil
+	})
+	for i := range 10 {
+		put(t, c.eng(1), "ns", fmt.Sprint("k", i), "v")
+	}
+	if err := c.converged("ns"); err == nil {
+		t.Fatal("converged with every push dropped")
+	}
+	c.eng(1).PeerUp(2)
+	eventually(t, replicateBound, func() error { return c.converged("ns") })
+}
+
+func TestReceiveValidation(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	c.isolate(1) // the test speaks for store 1
+	client := c.clients[2]
+	ctx := context.Background()
+	send := func(b *storepb.ReplicateBatch) error {
+		s, err := client.Replicate(ctx)
+		if err != nil {
+			return err
+		}
+		if err := s.Send(b); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		_, err = s.CloseAndRecv()
+		return err
+	}
+	now := c.time.now()
+	bad := &storepb.ReplicateBatch{FromStore: 1, Namespaces: []*storepb.NamespaceRecords{
+		{Namespace: "ns", Records: []*storepb.LWWRecord{rec("ok", "v", now, 0, 1), {Key: []byte("nots")}}},
+	}}
+	if err := send(bad); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("batch with a record without a timestamp: %v, want InvalidArgument", err)
+	}
+	if _, found := c.valueOn(2, "ns", "ok"); found {
+		t.Fatal("part of a refused batch was applied")
+	}
+	skewed := &storepb.ReplicateBatch{FromStore: 1, Namespaces: []*storepb.NamespaceRecords{
+		{Namespace: "ns", Records: []*storepb.LWWRecord{rec("ok", "v", now, 0, 1), rec("ahead", "v", now+int64(time.Minute), 0, 1)}},
+	}}
+	if err := send(skewed); err != nil {
+		t.Fatal(err)
+	}
+	if _, found := c.valueOn(2, "ns", "ok"); !found {
+		t.Fatal("the valid record was not applied")
+	}
+	if _, found := c.valueOn(2, "ns", "ahead"); found {
+		t.Fatal("a record a minute ahead was applied")
+	}
+	if got := c.eng(2).Stats().Refused; got != 1 {
+		t.Fatalf("Refused = %d", got)
+	}
+	_, err := client.Repair(ctx, &storepb.RepairRequest{FromStore: 1, Namespace: "ns", Buckets: []uint32{NumBuckets}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("Repair of bucket %d: %v", NumBuckets, err)
+	}
+	_, err = client.Digest(ctx, &storepb.DigestRequest{Namespace: "NS!"})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("Digest of a bad name: %v", err)
 	}
 }

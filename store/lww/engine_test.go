@@ -450,3 +450,27 @@ func TestClosedEngine(t *testing.T) {
 	}
 	s.eng.PeerUp(2) // a no-op, not a panic
 }
+
+func TestDumpBatches(t *testing.T) {
+	s := newSolo(t, 1, func(cfg *Config) { cfg.MaxBatch = 3 })
+	for i := range 10 {
+		s.merge("ns", rec(fmt.Sprint("k", i), "v", s.time.now(), 0, 2))
+	}
+	s.merge("ns", tomb("k3", s.time.now(), 1, 2))
+	var sizes []int
+	var n int
+	if err := s.eng.Dump("ns", func(recs []*storepb.LWWRecord) error {
+		sizes = append(sizes, len(recs))
+		n += len(recs)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sizes, []int{3, 3, 3, 1}) {
+		t.Fatalf("batches of %v", sizes)
+	}
+	stop := errors.New("stop here")
+	if err := s.eng.Dump("ns", func([]*storepb.LWWRecord) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("Dump returned %v, want fn's error", err)
+	}
+}

@@ -170,15 +170,24 @@ func (e *Engine) Merge(ns string, recs []*storepb.LWWRecord, sync bool) (applied
 func (e *Engine) mergeRemote(ns string, recs []*storepb.LWWRecord, sync bool, from uint64) (int, error) {
 	e.st.received.Add(uint64(len(recs)))
 	accepted := recs[:0:0]
+	var refused int
+	var firstErr error
 	for _, r := range recs {
-		ts := hlc.FromProto(r.Ts)
-		if err := e.clock.Update(ts); err != nil {
-			e.st.refused.Add(1)
-			e.log.Warn("lww: record refused", zap.String("ns", ns), zap.Binary("key", r.Key),
-				zap.Stringer("ts", ts), zap.Uint64("from", from), zap.Error(err))
+		if err := e.clock.Update(hlc.FromProto(r.Ts)); err != nil {
+			refused++
+			if firstErr == nil {
+				firstErr = fmt.Errorf("key %q: %w", truncate(string(r.Key)), err)
+			}
 			continue
 		}
 		accepted = append(accepted, r)
+	}
+	if refused > 0 {
+		// One line per call, not per record: a peer whose clock runs
+		// ahead would otherwise flood the log.
+		e.st.refused.Add(uint64(refused))
+		e.log.Warn("lww: records refused: timestamps too far ahead of the local clock (check clock sync); anti-entropy offers them again later",
+			zap.String("ns", ns), zap.Uint64("from", from), zap.Int("refused", refused), zap.Error(firstErr))
 	}
 	applied := 0
 	for chunk := range slices.Chunk(accepted, applyChunk) {
@@ -292,7 +301,8 @@ func (e *Engine) lockStripes(ns string, recs []*storepb.LWWRecord) func() {
 // Dump calls fn with every record of ns, tombstones included, in key
 // order, in batches of at most MaxBatch records or about MaxMessageBytes.
 // The records are a consistent snapshot of ns; fn owns them. An error from
-// fn stops the dump and is returned. Close waits for a Dump in progress.
+// fn stops the dump and is returned. Close waits for a Dump in progress, so
+// fn must not wait for Close (nor call the engine while Close may run).
 func (e *Engine) Dump(ns string, fn func([]*storepb.LWWRecord) error) error {
 	if err := validNamespace(ns); err != nil {
 		return err

@@ -181,6 +181,9 @@ func (p *peer) run() {
 			continue
 		}
 		if err := p.send(ctx, out); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
 			p.e.log.Warn("lww: push failed; the peer will be repaired", zap.Uint64("peer", p.id),
 				zap.Int("records", len(out)), zap.Error(err))
 			p.markDown(len(out))
