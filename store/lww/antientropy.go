@@ -302,13 +302,7 @@ func (e *Engine) HandleDigest(ctx context.Context, req *storepb.DigestRequest) (
 	if !e.cfg.Serving(req.Namespace) {
 		return &storepb.DigestResponse{Serving: false}, nil
 	}
-	e.nsMu.RLock()
-	st := e.ns[req.Namespace]
-	e.nsMu.RUnlock()
-	if st == nil {
-		return &storepb.DigestResponse{Buckets: make([]uint64, NumBuckets), Serving: true}, nil
-	}
-	return &storepb.DigestResponse{Buckets: st.digests(), Serving: true}, nil
+	return &storepb.DigestResponse{Buckets: e.Digests(req.Namespace), Serving: true}, nil
 }
 
 // HandleRepair serves StoreInternal.Repair: it merges the caller's records

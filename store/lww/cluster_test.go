@@ -155,9 +155,13 @@ func TestRestartConverges(t *testing.T) {
 	}
 	del(t, c.eng(1), "ns", "k5")
 	put(t, c.eng(2), "ns", "new", "while-down")
-	if st := c.eng(1).Stats(); st.Dropped == 0 {
-		t.Fatal("no push to the stopped store was dropped")
-	}
+	// The pushes to the stopped store fail and are dropped.
+	eventually(t, replicateBound, func() error {
+		if c.eng(1).Stats().Dropped == 0 {
+			return fmt.Errorf("no push to the stopped store dropped yet")
+		}
+		return nil
+	})
 
 	c.restart(3)
 	eventually(t, convergeBound, func() error { return c.converged("ns") })

@@ -118,7 +118,7 @@ func compareRecords(a, b record) int {
 // id); at an exactly equal timestamp a tombstone wins over a value (and
 // between two values the bytewise greater one, which a correct cluster
 // never needs). Identical records are equal: neither is newer. Any record
-// is newer than nil; nil is newer than nothing. The keys are not compared.
+// is newer than nil, and nil is never newer. The keys are not compared.
 func Newer(a, b *storepb.LWWRecord) bool {
 	if a == nil {
 		return false

@@ -92,8 +92,8 @@ type Config struct {
 	AntiEntropyInterval time.Duration
 	// TombstoneGrace is how long a tombstone is kept (by wall time since
 	// its timestamp) before it is collected; received tombstones older
-	// than this are ignored. It bounds the partitions after which a delete
-	// cannot come undone.
+	// than this are ignored. A store cut off for longer than this can
+	// bring deleted values back (see the package doc).
 	TombstoneGrace time.Duration
 	// GCInterval is the time between two tombstone collections. Zero means
 	// a quarter of TombstoneGrace, at most ten minutes.
@@ -107,9 +107,10 @@ type Config struct {
 	// record that does not fit is dropped and the peer is marked for
 	// repair: anti-entropy brings it over instead.
 	QueueBytes int64
-	// MaxMessageBytes is the size that pushed batches and anti-entropy
-	// messages aim to stay under. It must be below the peers' gRPC
-	// receive limit (4 MiB by default); one record alone may exceed it.
+	// MaxMessageBytes sizes pushed batches and anti-entropy messages:
+	// each stays under about 1.5 × MaxMessageBytes, or holds one record.
+	// The default (2 MiB) keeps messages with 1 MiB values under gRPC's
+	// default 4 MiB receive limit.
 	MaxMessageBytes int64
 	// RPCTimeout bounds each call to a peer.
 	RPCTimeout time.Duration
@@ -171,7 +172,8 @@ type Stats struct {
 	// Refused counts received records refused because their timestamp was
 	// too far ahead of the local clock.
 	Refused uint64
-	// Repaired counts records that anti-entropy applied on either side.
+	// Repaired counts records anti-entropy applied on this store, from
+	// its own requests and from its peers' requests.
 	Repaired uint64
 	// AntiEntropyRounds counts rounds with one peer over all namespaces.
 	AntiEntropyRounds uint64
@@ -332,8 +334,21 @@ func (e *Engine) Stats() Stats {
 	}
 }
 
-// Digests returns the bucket digests of ns as this store holds them.
-func (e *Engine) Digests(ns string) []uint64 { return e.state(ns).digests() }
+// Digests returns the NumBuckets bucket digests of ns as this store holds
+// them (all zero for a namespace it holds no record of).
+func (e *Engine) Digests(ns string) []uint64 {
+	if st := e.lookup(ns); st != nil {
+		return st.digests()
+	}
+	return make([]uint64, NumBuckets)
+}
+
+// lookup returns the state of ns, or nil if the engine has none.
+func (e *Engine) lookup(ns string) *nsState {
+	e.nsMu.RLock()
+	defer e.nsMu.RUnlock()
+	return e.ns[ns]
+}
 
 // state returns the state of ns, creating it.
 func (e *Engine) state(ns string) *nsState {
