@@ -1,11 +1,14 @@
 package pdctl
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/rdb-project/rdb/pd/pdclient"
 )
 
 func (a *app) storeCommand() *cobra.Command {
@@ -13,13 +16,7 @@ func (a *app) storeCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List the registered stores: address, up or down, last heartbeat, applied table revision",
 		Args:  cobra.NoArgs,
-		RunE: run(func(cmd *cobra.Command, _ []string) error {
-			pd, err := a.pd()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.request(cmd)
-			defer cancel()
+		RunE: a.action(func(ctx context.Context, pd *pdclient.Client, cmd *cobra.Command, _ []string) error {
 			stores, err := pd.ListStores(ctx)
 			if err != nil {
 				return err
@@ -48,13 +45,7 @@ func (a *app) memberCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List the PD members and which one leads",
 		Args:  cobra.NoArgs,
-		RunE: run(func(cmd *cobra.Command, _ []string) error {
-			pd, err := a.pd()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.request(cmd)
-			defer cancel()
+		RunE: a.action(func(ctx context.Context, pd *pdclient.Client, cmd *cobra.Command, _ []string) error {
 			resp, err := pd.GetMembers(ctx)
 			if err != nil {
 				return err
@@ -95,13 +86,7 @@ func (a *app) clusterCommand() *cobra.Command {
 		Use:   "status",
 		Short: "Show the leader, members, stores up, and whether every namespace has rolled out",
 		Args:  cobra.NoArgs,
-		RunE: run(func(cmd *cobra.Command, _ []string) error {
-			pd, err := a.pd()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.request(cmd)
-			defer cancel()
+		RunE: a.action(func(ctx context.Context, pd *pdclient.Client, cmd *cobra.Command, _ []string) error {
 			members, err := pd.GetMembers(ctx)
 			if err != nil {
 				return err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rdb-project/rdb/pd/pdclient"
 	"github.com/rdb-project/rdb/proto/pdpb"
 )
 
@@ -29,13 +30,7 @@ It prints the namespace's version (the PD table revision of the change) and
 whether it changed. With --wait it then waits until every up store has
 applied that version.`,
 		Args: cobra.ExactArgs(2),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			pd, err := a.pd()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.request(cmd)
-			defer cancel()
+		RunE: a.action(func(ctx context.Context, pd *pdclient.Client, cmd *cobra.Command, args []string) error {
 			resp, err := pd.SetNamespaceMode(ctx, &pdpb.SetNamespaceModeRequest{Name: args[0], Mode: args[1], Force: force})
 			if err != nil {
 				return err
@@ -43,7 +38,7 @@ applied that version.`,
 			rec := resp.GetRecord()
 			var st *pdpb.NamespaceStatus
 			if wait {
-				if st, err = a.waitApplied(cmd, rec.GetName(), rec.GetVersion(), timeout); err != nil {
+				if st, err = a.waitApplied(cmd, pd, rec.GetName(), rec.GetVersion(), timeout); err != nil {
 					return err
 				}
 			} else {
@@ -77,13 +72,9 @@ applied that version.`,
 
 // waitApplied polls the namespace until every up store has applied version
 // (or a later one), printing progress to stderr.
-func (a *app) waitApplied(cmd *cobra.Command, name string, version uint64, timeout time.Duration) (*pdpb.NamespaceStatus, error) {
+func (a *app) waitApplied(cmd *cobra.Command, pd *pdclient.Client, name string, version uint64, timeout time.Duration) (*pdpb.NamespaceStatus, error) {
 	ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 	defer cancel()
-	pd, err := a.pd()
-	if err != nil {
-		return nil, err
-	}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	var last *pdpb.NamespaceStatus
@@ -113,31 +104,29 @@ func (a *app) waitApplied(cmd *cobra.Command, name string, version uint64, timeo
 			if cmd.Context().Err() != nil {
 				return nil, cmd.Context().Err()
 			}
-			return nil, a.waitTimeout(cmd, name, version, timeout, last)
+			return nil, a.waitTimeout(cmd, pd, name, version, timeout, last)
 		}
 	}
 }
 
 // waitTimeout says which stores have not applied version.
-func (a *app) waitTimeout(cmd *cobra.Command, name string, version uint64, timeout time.Duration, last *pdpb.NamespaceStatus) error {
+func (a *app) waitTimeout(cmd *cobra.Command, pd *pdclient.Client, name string, version uint64, timeout time.Duration, last *pdpb.NamespaceStatus) error {
 	msg := fmt.Sprintf("timed out after %v waiting for every up store to apply version %d of namespace %q", timeout, version, name)
 	if last == nil {
 		return errors.New(msg + ": PD did not answer")
 	}
 	msg += fmt.Sprintf(": %d of %d up stores have", last.GetAppliedStores(), last.GetUpStores())
-	ctx, cancel := a.request(cmd)
+	ctx, cancel := context.WithTimeout(cmd.Context(), a.requestTimeout)
 	defer cancel()
-	if pd, err := a.pd(); err == nil {
-		if stores, err := pd.ListStores(ctx); err == nil {
-			var lagging []string
-			for _, s := range stores {
-				if s.GetUp() && s.GetAppliedRevision() < version {
-					lagging = append(lagging, fmt.Sprintf("store %d at revision %d", s.GetId(), s.GetAppliedRevision()))
-				}
+	if stores, err := pd.ListStores(ctx); err == nil {
+		var lagging []string
+		for _, s := range stores {
+			if s.GetUp() && s.GetAppliedRevision() < version {
+				lagging = append(lagging, fmt.Sprintf("store %d at revision %d", s.GetId(), s.GetAppliedRevision()))
 			}
-			if len(lagging) > 0 {
-				msg += " (behind: " + strings.Join(lagging, ", ") + ")"
-			}
+		}
+		if len(lagging) > 0 {
+			msg += " (behind: " + strings.Join(lagging, ", ") + ")"
 		}
 	}
 	return errors.New(msg)
@@ -148,13 +137,7 @@ func (a *app) namespaceGetCommand() *cobra.Command {
 		Use:   "get NAMESPACE",
 		Short: "Show one namespace and how far its version has rolled out",
 		Args:  cobra.ExactArgs(1),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			pd, err := a.pd()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.request(cmd)
-			defer cancel()
+		RunE: a.action(func(ctx context.Context, pd *pdclient.Client, cmd *cobra.Command, args []string) error {
 			st, err := pd.GetNamespace(ctx, args[0], false)
 			if err != nil {
 				return err
@@ -173,13 +156,7 @@ func (a *app) namespaceListCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List every namespace and how far its version has rolled out",
 		Args:  cobra.NoArgs,
-		RunE: run(func(cmd *cobra.Command, _ []string) error {
-			pd, err := a.pd()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := a.request(cmd)
-			defer cancel()
+		RunE: a.action(func(ctx context.Context, pd *pdclient.Client, cmd *cobra.Command, _ []string) error {
 			resp, err := pd.ListNamespaces(ctx)
 			if err != nil {
 				return err

@@ -115,37 +115,28 @@ func group(use, short string, subs ...*cobra.Command) *cobra.Command {
 // action, cobra would print the help for an unknown subcommand too.)
 func helpOnly(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 
-// run wraps a command's action so that its errors count as request errors.
-func run(f func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+// action is a command's work: it gets the PD client and a context bounded by
+// --request-timeout, and its errors count as request errors.
+func (a *app) action(f func(ctx context.Context, pd *pdclient.Client, cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
-		if err := f(cmd, args); err != nil {
+		pd, err := pdclient.New(a.endpoints, pdclient.WithAttemptTimeout(3*time.Second))
+		if err != nil {
+			return runError{err}
+		}
+		a.client = pd
+		ctx, cancel := context.WithTimeout(cmd.Context(), a.requestTimeout)
+		defer cancel()
+		if err := f(ctx, pd, cmd, args); err != nil {
 			return runError{err}
 		}
 		return nil
 	}
 }
 
-// pd returns the client, connecting on first use.
-func (a *app) pd() (*pdclient.Client, error) {
-	if a.client == nil {
-		c, err := pdclient.New(a.endpoints, pdclient.WithAttemptTimeout(3*time.Second))
-		if err != nil {
-			return nil, err
-		}
-		a.client = c
-	}
-	return a.client, nil
-}
-
 func (a *app) close() {
 	if a.client != nil {
 		a.client.Close()
 	}
-}
-
-// request bounds one request.
-func (a *app) request(cmd *cobra.Command) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(cmd.Context(), a.requestTimeout)
 }
 
 func (a *app) json() bool { return a.output == "json" }
