@@ -6,6 +6,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -355,8 +356,19 @@ func (s *Store) namespace(ctx context.Context, ns string) (*storepb.NamespaceRec
 	if err != nil {
 		return nil, err
 	}
-	// Make sure this store's own table has the row before using it.
-	return s.table.WaitVersion(ctx, ns, rec.GetVersion())
+	// Make sure this store's own table has the row before using it, and
+	// that a new namespace's group has its replica here.
+	rec, err = s.table.WaitVersion(ctx, ns, rec.GetVersion())
+	if err != nil {
+		return nil, err
+	}
+	if gid := rec.GetGroupId(); gid != 0 && slices.Contains(rec.GetGroupPeers(), s.cfg.StoreID) {
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		for s.group(gid) == nil && s.backoff(wctx) {
+		}
+	}
+	return rec, nil
 }
 
 func (s *Store) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {

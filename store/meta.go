@@ -104,6 +104,12 @@ func (m *metaSM) storeList() []*storepb.StoreInfo {
 	return out
 }
 
+func (m *metaSM) hasStore(id uint64, addr string) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.stores[id] == addr
+}
+
 func (m *metaSM) storeIDs() []uint64 {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -421,11 +427,21 @@ func (s *Store) join(ctx context.Context, req *storepb.JoinRequest) (*storepb.Jo
 	if err != nil {
 		return nil, err
 	}
-	cc := &eraftpb.ConfChange{Type: eraftpb.ConfChangeAddNode.Enum(), NodeId: new(req.GetStoreId()), Context: info}
-	if err := s.raft.ProposeConfChange(ctx, keys.MetaGroupID, cc); err != nil {
-		return nil, s.raftError(err, "the meta group")
+	// Raft drops a membership change proposed while another is pending
+	// (stores joining at once), without telling the proposer: so propose
+	// with a short wait, and again, until the store is a member.
+	for {
+		cc := &eraftpb.ConfChange{Type: eraftpb.ConfChangeAddNode.Enum(), NodeId: new(req.GetStoreId()), Context: info}
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := s.raft.ProposeConfChange(pctx, keys.MetaGroupID, cc)
+		cancel()
+		if err == nil || s.meta.hasStore(req.GetStoreId(), req.GetAddr()) {
+			return &storepb.JoinResponse{Stores: s.meta.storeList()}, nil
+		}
+		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return nil, s.raftError(err, "the meta group")
+		}
 	}
-	return &storepb.JoinResponse{Stores: s.meta.storeList()}, nil
 }
 
 // seedLoop creates the default namespace and the --namespace-mode seeds
@@ -524,5 +540,3 @@ func decodeUint64(b []byte) uint64 {
 	}
 	return v
 }
-
-var errNotStatic = errors.New("not in static mode")

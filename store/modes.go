@@ -41,7 +41,16 @@ func (s *Store) modeRow(rec *storepb.NamespaceRecord) *raftpb.NamespaceMode {
 		FromDefault: proto.Bool(rec.GetFromDefault()),
 		Version:     rec.GetVersion(),
 		State:       s.namespaceState(rec),
+		Leader:      s.groupLeader(rec),
 	}
+}
+
+func (s *Store) groupLeader(rec *storepb.NamespaceRecord) uint64 {
+	if rec.GetGroupId() == 0 {
+		return 0
+	}
+	st, _ := s.raft.Status(rec.GetGroupId())
+	return st.Leader
 }
 
 func (m *modeService) GetMode(ctx context.Context, req *raftpb.GetModeRequest) (*raftpb.GetModeResponse, error) {
@@ -57,6 +66,7 @@ func (m *modeService) GetMode(ctx context.Context, req *raftpb.GetModeRequest) (
 	row := m.s.modeRow(rec)
 	return &raftpb.GetModeResponse{
 		Namespace: row.Namespace, Mode: row.Mode, FromDefault: row.FromDefault, Version: row.Version, State: row.State,
+		Leader: row.Leader,
 	}, nil
 }
 

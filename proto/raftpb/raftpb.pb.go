@@ -40,7 +40,10 @@ type NamespaceMode struct {
 	Version uint64 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
 	// "active" when the namespace serves its mode, "switching" while a mode
 	// switch is being carried out (writes answer Aborted meanwhile).
-	State         string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	State string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	// The store that leads the namespace's Raft group, as far as the store
+	// answering knows (0: none, or the namespace has no group).
+	Leader        uint64 `protobuf:"varint,6,opt,name=leader,proto3" json:"leader,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -110,6 +113,13 @@ func (x *NamespaceMode) GetState() string {
 	return ""
 }
 
+func (x *NamespaceMode) GetLeader() uint64 {
+	if x != nil {
+		return x.Leader
+	}
+	return 0
+}
+
 type GetModeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
@@ -161,6 +171,7 @@ type GetModeResponse struct {
 	FromDefault   *bool                  `protobuf:"varint,3,opt,name=from_default,proto3,oneof" json:"from_default,omitempty"`
 	Version       uint64                 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
 	State         string                 `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	Leader        uint64                 `protobuf:"varint,6,opt,name=leader,proto3" json:"leader,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -228,6 +239,13 @@ func (x *GetModeResponse) GetState() string {
 		return x.State
 	}
 	return ""
+}
+
+func (x *GetModeResponse) GetLeader() uint64 {
+	if x != nil {
+		return x.Leader
+	}
+	return 0
 }
 
 type ListNamespaceModesRequest struct {
@@ -461,22 +479,24 @@ var File_raftpb_raftpb_proto protoreflect.FileDescriptor
 
 const file_raftpb_raftpb_proto_rawDesc = "" +
 	"\n" +
-	"\x13raftpb/raftpb.proto\x12\x06raftpb\"\xab\x01\n" +
+	"\x13raftpb/raftpb.proto\x12\x06raftpb\"\xc3\x01\n" +
 	"\rNamespaceMode\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\x12'\n" +
 	"\ffrom_default\x18\x03 \x01(\bH\x00R\ffrom_default\x88\x01\x01\x12\x18\n" +
 	"\aversion\x18\x04 \x01(\x04R\aversion\x12\x14\n" +
-	"\x05state\x18\x05 \x01(\tR\x05stateB\x0f\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x12\x16\n" +
+	"\x06leader\x18\x06 \x01(\x04R\x06leaderB\x0f\n" +
 	"\r_from_default\".\n" +
 	"\x0eGetModeRequest\x12\x1c\n" +
-	"\tnamespace\x18\x01 \x01(\tR\tnamespace\"\xad\x01\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\"\xc5\x01\n" +
 	"\x0fGetModeResponse\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\x12'\n" +
 	"\ffrom_default\x18\x03 \x01(\bH\x00R\ffrom_default\x88\x01\x01\x12\x18\n" +
 	"\aversion\x18\x04 \x01(\x04R\aversion\x12\x14\n" +
-	"\x05state\x18\x05 \x01(\tR\x05stateB\x0f\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x12\x16\n" +
+	"\x06leader\x18\x06 \x01(\x04R\x06leaderB\x0f\n" +
 	"\r_from_default\"\x1b\n" +
 	"\x19ListNamespaceModesRequest\"S\n" +
 	"\x1aListNamespaceModesResponse\x125\n" +

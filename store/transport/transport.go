@@ -20,6 +20,7 @@ import (
 	eraftpb "go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -144,6 +145,12 @@ func (t *Transport) getPeer(id uint64) (*peer, error) {
 		grpc.WithUnaryInterceptor(t.unaryFaults(id)),
 		grpc.WithStreamInterceptor(t.streamFaults(id)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
+		// A peer that restarts should be reached again within a second, not
+		// after gRPC's default backoff (up to two minutes).
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("transport: dial store %d at %s: %w", id, addr, err)
