@@ -116,8 +116,10 @@ func (s *Store) linearizable(ctx context.Context, ns string) (*storepb.Namespace
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := s.readIndex(ctx, rec.GetGroupId(), "namespace "+ns); err != nil {
-		return nil, nil, err
+	if !(unsafeReadsBuild && s.cfg.UnsafeFollowerReads) {
+		if err := s.readIndex(ctx, rec.GetGroupId(), "namespace "+ns); err != nil {
+			return nil, nil, err
+		}
 	}
 	g := s.group(rec.GetGroupId())
 	if g == nil || !isActive(g.State()) {

@@ -75,6 +75,11 @@ type Config struct {
 	TombstoneGrace      time.Duration // default 24h
 	// OnFatal is called when persistence fails; default: log and exit.
 	OnFatal func(error)
+	// UnsafeFollowerReads serves Get and Scan from this store's replica
+	// without ReadIndex: stale reads. It exists to show that the
+	// linearizability checker catches them, and works only in binaries
+	// built with the test-only tag rdb_unsafe_reads.
+	UnsafeFollowerReads bool
 }
 
 func (c *Config) validate() error {

@@ -16,8 +16,9 @@ var ErrTooFarAhead = errors.New("hlc: remote timestamp too far ahead of the loca
 const (
 	// DefaultMaxOffset is the default Config.MaxOffset.
 	DefaultMaxOffset = 500 * time.Millisecond
-	// DefaultWindow is the default Config.Window.
-	DefaultWindow = time.Second
+	// DefaultWindow is the default Config.Window, unless half of MaxOffset
+	// is smaller.
+	DefaultWindow = 250 * time.Millisecond
 )
 
 // Config configures a Clock.
@@ -41,7 +42,10 @@ type Config struct {
 	Persist func(upper int64) error
 	// Window is how far ahead of the clock a new upper bound is placed, so
 	// Persist runs about once per Window of wall time rather than once per
-	// call. Zero means DefaultWindow.
+	// call. A restarted clock starts at the bound, up to Window ahead of
+	// physical time, and other stores refuse timestamps more than their
+	// MaxOffset ahead: keep Window well below MaxOffset. Zero means the
+	// smaller of DefaultWindow and MaxOffset/2.
 	Window time.Duration
 }
 
@@ -77,7 +81,7 @@ func New(cfg Config) (*Clock, error) {
 		cfg.MaxOffset = DefaultMaxOffset
 	}
 	if cfg.Window == 0 {
-		cfg.Window = DefaultWindow
+		cfg.Window = min(DefaultWindow, cfg.MaxOffset/2)
 	}
 	if cfg.Physical == nil {
 		cfg.Physical = func() int64 { return time.Now().UnixNano() }

@@ -252,7 +252,7 @@ func TestRestartNeverGoesBackwards(t *testing.T) {
 	var pt manual
 	pt.set(int64(100 * time.Second))
 	var disk store
-	cfg := Config{StoreID: 1, Physical: pt.now, Persist: disk.persist, Window: time.Second}
+	cfg := Config{StoreID: 1, Physical: pt.now, Persist: disk.persist}
 	c := newClock(t, cfg)
 	var last Timestamp
 	for range 1000 {
@@ -260,12 +260,20 @@ func TestRestartNeverGoesBackwards(t *testing.T) {
 		pt.add(time.Millisecond)
 	}
 	// One second of wall time was handed out; the bound moves once per
-	// window, not once per call.
-	if disk.calls > 3 {
-		t.Fatalf("persisted %d times for 1s of wall time with a 1s window", disk.calls)
+	// window (250ms by default), not once per call.
+	if disk.calls > 6 {
+		t.Fatalf("persisted %d times for 1s of wall time with a 250ms window", disk.calls)
 	}
 	if last.Wall >= disk.upper {
 		t.Fatalf("handed out %v at or above the durable bound %d", last, disk.upper)
+	}
+
+	// Restarted at the same physical time, the clock runs ahead of it by
+	// at most the window, so peers (max offset 500ms) accept its
+	// timestamps.
+	cfg.Persisted = disk.upper
+	if ts := mustNow(t, newClock(t, cfg)); ts.Wall-pt.now() > int64(cfg.Window) {
+		t.Fatalf("restarted clock %v is %v ahead of physical time", ts, time.Duration(ts.Wall-pt.now()))
 	}
 
 	// Restart with the physical clock ten seconds behind and then frozen.
@@ -279,6 +287,19 @@ func TestRestartNeverGoesBackwards(t *testing.T) {
 			t.Fatalf("after restart %v is not after %v", ts, prev)
 		}
 		prev = ts
+	}
+}
+
+func TestDefaultWindowBelowMaxOffset(t *testing.T) {
+	for _, tt := range []struct{ maxOffset, want time.Duration }{
+		{0, DefaultWindow},
+		{time.Second, DefaultWindow},
+		{100 * time.Millisecond, 50 * time.Millisecond},
+	} {
+		c := newClock(t, Config{StoreID: 1, MaxOffset: tt.maxOffset})
+		if got := time.Duration(c.window); got != tt.want {
+			t.Errorf("MaxOffset %v: window %v, want %v", tt.maxOffset, got, tt.want)
+		}
 	}
 }
 
