@@ -474,3 +474,39 @@ func TestDumpBatches(t *testing.T) {
 		t.Fatalf("Dump returned %v, want fn's error", err)
 	}
 }
+
+func TestCloseDoesNotWaitForSlowDump(t *testing.T) {
+	s := newSolo(t, 1, func(cfg *Config) { cfg.MaxBatch = 2 })
+	for i := range 5 {
+		s.merge("ns", rec(fmt.Sprint("k", i), "v", s.time.now(), 0, 2))
+	}
+	inFn := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		first := true
+		done <- s.eng.Dump("ns", func([]*storepb.LWWRecord) error {
+			if first {
+				first = false
+				close(inFn)
+				<-release
+			}
+			return nil
+		})
+	}()
+	<-inFn
+	closed := make(chan struct{})
+	go func() {
+		s.eng.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for a Dump blocked in fn")
+	}
+	close(release)
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Dump after Close: %v, want ErrClosed", err)
+	}
+}

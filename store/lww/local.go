@@ -299,38 +299,53 @@ func (e *Engine) lockStripes(ns string, recs []*storepb.LWWRecord) func() {
 }
 
 // Dump calls fn with every record of ns, tombstones included, in key
-// order, in batches of at most MaxBatch records or about MaxMessageBytes.
-// The records are a consistent snapshot of ns; fn owns them. An error from
-// fn stops the dump and is returned. Close waits for a Dump in progress, so
-// fn must not wait for Close (nor call the engine while Close may run).
+// order, in batches of at most MaxBatch records or about MaxMessageBytes;
+// fn owns the records. Each batch is read from the state at the time it is
+// read, and fn runs with nothing held, so a slow fn (a stream to a peer)
+// delays neither writes nor Close. A record present throughout the dump is
+// always included; one written during it may or may not be. An error from
+// fn stops the dump and is returned.
 func (e *Engine) Dump(ns string, fn func([]*storepb.LWWRecord) error) error {
 	if err := validNamespace(ns); err != nil {
 		return err
 	}
+	opts := nsBounds(ns)
+	for {
+		batch, next, err := e.dumpBatch(ns, opts)
+		if err != nil {
+			return err
+		}
+		if len(batch) > 0 {
+			if err := fn(batch); err != nil {
+				return err
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		opts.LowerBound = next
+	}
+}
+
+// dumpBatch reads one batch of Dump from opts.LowerBound on and returns
+// the lower bound of the next batch, nil at the end.
+func (e *Engine) dumpBatch(ns string, opts *pebble.IterOptions) (batch []*storepb.LWWRecord, next []byte, err error) {
 	if err := e.enter(); err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer e.opMu.RUnlock()
 	prefix := keys.LWWPrefix(ns)
-	var batch []*storepb.LWWRecord
 	var size int64
-	err := e.iterate(nsBounds(ns), func(key []byte, r record) error {
+	err = e.iterate(opts, func(key []byte, r record) error {
+		if len(batch) >= e.cfg.MaxBatch || size >= e.cfg.MaxMessageBytes {
+			next = bytes.Clone(key)
+			return errStop
+		}
 		batch = append(batch, r.toProto(key[len(prefix):]))
 		size += recordSize(key, r.value)
-		if len(batch) < e.cfg.MaxBatch && size < e.cfg.MaxMessageBytes {
-			return nil
-		}
-		out := batch
-		batch, size = nil, 0
-		return fn(out)
+		return nil
 	})
-	if err != nil {
-		return err
-	}
-	if len(batch) > 0 {
-		return fn(batch)
-	}
-	return nil
+	return batch, next, err
 }
 
 // KV is one key and its value, for Replace.
