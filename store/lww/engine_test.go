@@ -510,3 +510,23 @@ func TestCloseDoesNotWaitForSlowDump(t *testing.T) {
 		t.Fatalf("Dump after Close: %v, want ErrClosed", err)
 	}
 }
+
+func TestReplaceForwardsTheClock(t *testing.T) {
+	s := newSolo(t, 1, nil)
+	// A fence timestamp stamped by a store whose clock runs 2s ahead
+	// (beyond the max offset) still orders every later local write.
+	ts := hlc.Timestamp{Wall: s.time.now() + int64(2*time.Second), StoreID: 3}
+	if err := s.eng.Replace("ns", ts, []KV{{Key: []byte("k"), Value: []byte("fenced")}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.eng.Put(context.Background(), "ns", []byte("k"), []byte("after"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ts.Less(got) {
+		t.Fatalf("write after Replace stamped %v, not after %v", got, ts)
+	}
+	if r, _ := s.get("ns", "k"); string(r.Value) != "after" {
+		t.Fatalf("k = %q", r.Value)
+	}
+}

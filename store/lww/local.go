@@ -382,10 +382,10 @@ func (e *Engine) Replace(ns string, ts hlc.Timestamp, kvs []KV) error {
 		return err
 	}
 	defer e.opMu.RUnlock()
-	if err := e.clock.Update(ts); err != nil {
-		// The state is still replaced; local writes may lose to it until
-		// the physical clock passes ts.
-		e.log.Warn("lww: replace timestamp not taken by the clock", zap.String("ns", ns), zap.Stringer("ts", ts), zap.Error(err))
+	// ts was agreed on by the cluster (a fence): every later local write
+	// must be stamped after it, however far ahead of this clock it is.
+	if err := e.clock.Forward(ts); err != nil {
+		return err
 	}
 
 	keep := make(map[string]struct{}, len(kvs))
