@@ -29,3 +29,7 @@ test: build
 
 clean:
 	rm -rf $(BIN) $(GOTOOLBIN)
+
+# One placement driver and three PD-mode stores on loopback; Ctrl-C stops them.
+run: build
+	scripts/run-local.sh $(DATA)

@@ -164,7 +164,10 @@ func (g *nsGroup) save(ac *raftstore.ApplyContext, st *storepb.GroupState) any {
 	}
 	g.cur = st
 	pub := proto.Clone(st).(*storepb.GroupState)
-	ac.AfterCommit(func() { g.state.Store(pub) })
+	ac.AfterCommit(func() {
+		g.state.Store(pub)
+		g.s.notifyStateChange()
+	})
 	return casResult{success: true}
 }
 

@@ -124,6 +124,8 @@ type Store struct {
 
 	groupsMu sync.RWMutex
 	groups   map[uint64]*nsGroup
+	// stateChanged is signalled when a group's switch state changes.
+	stateChanged chan struct{}
 
 	grpc   *grpc.Server
 	lis    net.Listener
@@ -167,7 +169,9 @@ func open(cfg Config, db *pebble.DB) (*Store, error) {
 		table:  modetable.New(),
 		groups: make(map[uint64]*nsGroup),
 		ctx:    ctx,
-		cancel: cancel,
+
+		stateChanged: make(chan struct{}, 1),
+		cancel:       cancel,
 	}
 	if err := s.checkIdent(); err != nil {
 		cancel()
@@ -394,6 +398,13 @@ func (s *Store) newStateMachine(group uint64) raftstore.StateMachine {
 	s.groups[group] = g
 	s.groupsMu.Unlock()
 	return g
+}
+
+func (s *Store) notifyStateChange() {
+	select {
+	case s.stateChanged <- struct{}{}:
+	default:
+	}
 }
 
 func (s *Store) group(id uint64) *nsGroup {

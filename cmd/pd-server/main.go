@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/rdb-project/rdb/pd/server"
+	"github.com/rdb-project/rdb/pd/switchdriver"
 )
 
 func main() {
@@ -24,6 +25,12 @@ func main() {
 		fmt.Fprintf(os.Stderr, "pd-server: %v\n", err)
 		os.Exit(2)
 	}
+	if cfg.Logger, err = server.NewLogger(cfg.LogLevel); err != nil {
+		fmt.Fprintf(os.Stderr, "pd-server: --log-level: %v\n", err)
+		os.Exit(2)
+	}
+	// The leader carries out the mode switches the table asks for.
+	cfg.Driver = switchdriver.New(cfg.Logger.Named("switch"), 0)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	s, err := server.Start(ctx, cfg)

@@ -64,7 +64,7 @@ applied that version.`,
 			return table(a.stdout, header, [][]string{row})
 		}),
 	}
-	c.Flags().BoolVar(&wait, "wait", false, "wait until every up store has applied the change")
+	c.Flags().BoolVar(&wait, "wait", false, "wait until every up store has applied the change and the mode switch is done")
 	c.Flags().DurationVar(&timeout, "timeout", time.Minute, "how long --wait waits")
 	c.Flags().BoolVar(&force, "force", false, "let an eventual -> strong switch go ahead without unreachable stores (their unreplicated writes can be lost)")
 	return c
@@ -84,14 +84,19 @@ func (a *app) waitApplied(cmd *cobra.Command, pd *pdclient.Client, name string, 
 		switch {
 		case err == nil:
 			last = st
-			if st.GetRecord().GetVersion() >= version && st.GetAppliedStores() >= st.GetUpStores() {
+			if st.GetRecord().GetVersion() >= version && st.GetAppliedStores() >= st.GetUpStores() && st.GetState() != "switching" {
 				if st.GetUpStores() == 0 {
 					fmt.Fprintln(a.stderr, "warning: no store is up: nothing has applied the change yet")
 				}
 				return st, nil
 			}
-			if p := fmt.Sprintf("waiting for every up store to apply version %d of %q: %d/%d applied",
-				version, name, st.GetAppliedStores(), st.GetUpStores()); p != lastProgress {
+			p := fmt.Sprintf("waiting for every up store to apply version %d of %q: %d/%d applied",
+				version, name, st.GetAppliedStores(), st.GetUpStores())
+			if st.GetAppliedStores() >= st.GetUpStores() {
+				p = fmt.Sprintf("version %d of %q applied by %d/%d up stores; waiting for the mode switch to finish",
+					version, name, st.GetAppliedStores(), st.GetUpStores())
+			}
+			if p != lastProgress {
 				fmt.Fprintln(a.stderr, p)
 				lastProgress = p
 			}
@@ -116,6 +121,10 @@ func (a *app) waitTimeout(cmd *cobra.Command, pd *pdclient.Client, name string, 
 		return errors.New(msg + ": PD did not answer")
 	}
 	msg += fmt.Sprintf(": %d of %d up stores have", last.GetAppliedStores(), last.GetUpStores())
+	if last.GetAppliedStores() >= last.GetUpStores() && last.GetState() == "switching" {
+		msg += ", but the mode switch has not finished (a store that is down may hold it: see the PD leader's log," +
+			" and 'pdctl namespace set NS MODE --force' to go ahead without it)"
+	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), a.requestTimeout)
 	defer cancel()
 	if stores, err := pd.ListStores(ctx); err == nil {

@@ -220,8 +220,8 @@ func parseURLs(list []string) ([]url.URL, error) {
 	return out, nil
 }
 
-// newLogger builds the zap logger PD and its etcd share.
-func newLogger(level string) (*zap.Logger, error) {
+// NewLogger builds the zap logger PD and its etcd share.
+func NewLogger(level string) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
 		return nil, err

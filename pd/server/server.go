@@ -69,7 +69,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	lg := cfg.Logger
 	if lg == nil {
 		var err error
-		if lg, err = newLogger(cfg.LogLevel); err != nil {
+		if lg, err = NewLogger(cfg.LogLevel); err != nil {
 			return nil, fmt.Errorf("logger: %w", err)
 		}
 	}

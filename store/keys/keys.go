@@ -8,6 +8,7 @@
 //	m/hlc                          upper bound of the HLC wall time handed out
 //	m/pdtable/<ns>                 mode table row applied from PD (PD mode)
 //	m/pdrev                        PD table revision applied (PD mode)
+//	m/pdstore/<id:8>               a store's address as PD last said (PD mode)
 //	r/<group:8>/hs                 Raft HardState of a group
 //	r/<group:8>/trunc              index and term of the last compacted entry
 //	r/<group:8>/applied            applied index, term and ConfState
@@ -38,6 +39,7 @@ import (
 const MetaGroupID uint64 = 1
 
 var (
+	pdStoreNS = []byte("m/pdstore/")
 	identKey  = []byte("m/ident")
 	hlcKey    = []byte("m/hlc")
 	pdRevKey  = []byte("m/pdrev")
@@ -58,6 +60,12 @@ func PDTableRow(ns string) []byte { return appendStr(clone(pdTableNS), ns) }
 
 // PDTablePrefix is m/pdtable/, the prefix of every PDTableRow.
 func PDTablePrefix() []byte { return clone(pdTableNS) }
+
+// PDStore is m/pdstore/<id>.
+func PDStore(id uint64) []byte { return binary.BigEndian.AppendUint64(clone(pdStoreNS), id) }
+
+// PDStorePrefix is m/pdstore/.
+func PDStorePrefix() []byte { return clone(pdStoreNS) }
 
 func groupKey(prefix byte, group uint64, suffix string) []byte {
 	k := make([]byte, 0, 2+8+1+len(suffix)+8)
