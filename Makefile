@@ -33,3 +33,8 @@ clean:
 # One placement driver and three PD-mode stores on loopback; Ctrl-C stops them.
 run: build
 	scripts/run-local.sh $(DATA)
+
+# Benchmarks (not part of make test): strong CAS and Get, eventual RawPut.
+BENCHTIME ?= 20000x
+bench:
+	$(GO) test -run XXX -bench . -benchtime $(BENCHTIME) ./store/ ./store/lww/

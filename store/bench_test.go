@@ -36,11 +36,16 @@ func BenchmarkGet64(b *testing.B) {
 	})
 }
 
-func benchStrong(b *testing.B, clients int, op func(ctx context.Context, c *storetest.Cluster, client, n int) error) {
+func benchStrong(b *testing.B, clients int, op func(ctx context.Context, c *storetest.Cluster, client, n int) error, seeds ...map[string]string) {
 	fs := storetest.NewSyncCountingFS()
-	c := storetest.NewCluster(b, 3, storetest.Options{Configure: func(i int, cfg *store.Config) {
+	var modes map[string]string
+	if len(seeds) > 0 {
+		modes = seeds[0]
+	}
+	c := storetest.NewCluster(b, 3, storetest.Options{NamespaceModes: modes, Configure: func(i int, cfg *store.Config) {
 		cfg.FS = fs
 		cfg.TickInterval = 100 * time.Millisecond
+		cfg.AntiEntropyInterval = 10 * time.Second // the default
 	}})
 	ctx := context.Background()
 	for k := range 100 {
@@ -79,4 +84,74 @@ func benchStrong(b *testing.B, clients int, op func(ctx context.Context, c *stor
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
 	b.ReportMetric(float64(syncs)/elapsed.Seconds(), "fsyncs/s")
 	b.ReportMetric(float64(b.N)/float64(max(syncs, 1)), "ops/fsync")
+}
+
+// BenchmarkRawPut64 measures eventual RawPut throughput with 64 clients
+// spread over the three stores.
+func BenchmarkRawPut64(b *testing.B) {
+	benchStrong(b, 64, func(ctx context.Context, c *storetest.Cluster, client, n int) error {
+		_, err := c.Raw(client%3).RawPut(ctx, &kvrpc.RawPutRequest{
+			Namespace: "logs", Key: fmt.Sprintf("c%d-%d", client, n), Value: "0123456789abcdef0123456789abcdef",
+		})
+		return err
+	}, map[string]string{"logs": "eventual"})
+}
+
+// BenchmarkConvergeAfterPartition measures how long a store that was cut
+// off while the others took b.N writes needs to hold all of them once the
+// partition heals (anti-entropy every 200ms).
+func BenchmarkConvergeAfterPartition(b *testing.B) {
+	c := storetest.NewCluster(b, 3, storetest.Options{NamespaceModes: map[string]string{"logs": "eventual"}})
+	ctx := context.Background()
+	c.Faults.Isolate(3, 3)
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for w := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				n := int(next.Add(1))
+				if n > b.N {
+					return
+				}
+				if _, err := c.Raw(w%2).RawPut(ctx, &kvrpc.RawPutRequest{Namespace: "logs", Key: fmt.Sprintf("k%08d", n), Value: "v"}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ResetTimer()
+	start := time.Now()
+	c.Faults.Heal()
+	for {
+		resp, err := c.Raw(2).RawScan(ctx, &kvrpc.RawScanRequest{Namespace: "logs", Limit: 1, StartKey: fmt.Sprintf("k%08d", b.N)})
+		if err == nil && len(resp.GetKvs()) == 1 {
+			if n, _ := countKeys(ctx, c, 2); n >= b.N {
+				break
+			}
+		}
+		if time.Since(start) > 5*time.Minute {
+			b.Fatal("no convergence in 5 minutes")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.ReportMetric(time.Since(start).Seconds()*1000, "ms-to-converge")
+}
+
+func countKeys(ctx context.Context, c *storetest.Cluster, i int) (int, error) {
+	n, start := 0, ""
+	for {
+		resp, err := c.Raw(i).RawScan(ctx, &kvrpc.RawScanRequest{Namespace: "logs", StartKey: start, Limit: 10000})
+		if err != nil {
+			return n, err
+		}
+		n += len(resp.GetKvs())
+		if !resp.GetMore() {
+			return n, nil
+		}
+		start = resp.GetKvs()[len(resp.GetKvs())-1].GetKey() + "\x00"
+	}
 }

@@ -247,6 +247,19 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() error, format s
 	}
 }
 
+// Consistently checks cond repeatedly for d and fails the test the first
+// time it returns an error: for things that must not happen.
+func Consistently(t testing.TB, d time.Duration, cond func() error, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if err := cond(); err != nil {
+			t.Fatalf("%s: %v", fmt.Sprintf(format, args...), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Faults holds per-link faults for every store of a cluster.
 type Faults struct {
 	mu    sync.Mutex

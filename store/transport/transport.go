@@ -219,13 +219,7 @@ func (t *Transport) runPeer(p *peer) {
 		if fault.Partitioned || (fault.LossRate > 0 && rand.Float64() < fault.LossRate) {
 			continue
 		}
-		if fault.Delay > 0 {
-			select {
-			case <-time.After(fault.Delay):
-			case <-p.stopc:
-				return
-			}
-		}
+		// A delay is applied by the stream itself (faultStream).
 		if stream == nil {
 			s, c, err := t.openRaftStream(p)
 			if err != nil {
@@ -374,8 +368,34 @@ func (t *Transport) streamFaults(to uint64) grpc.StreamClientInterceptor {
 		if err := t.checkLink(ctx, to); err != nil {
 			return nil, err
 		}
-		return streamer(ctx, desc, cc, method, opts...)
+		cs, err := streamer(ctx, desc, cc, method, opts...)
+		if err != nil || t.cfg.Faults == nil {
+			return cs, err
+		}
+		return &faultStream{ClientStream: cs, t: t, to: to}, nil
 	}
+}
+
+// faultStream applies link faults to every message of a stream opened
+// before the link went bad.
+type faultStream struct {
+	grpc.ClientStream
+	t  *Transport
+	to uint64
+}
+
+func (f *faultStream) SendMsg(m any) error {
+	if err := f.t.checkLink(f.Context(), f.to); err != nil {
+		return err
+	}
+	return f.ClientStream.SendMsg(m)
+}
+
+func (f *faultStream) RecvMsg(m any) error {
+	if err := f.ClientStream.RecvMsg(m); err != nil {
+		return err
+	}
+	return f.t.checkLink(f.Context(), f.to)
 }
 
 // HandleRaft serves the Raft stream of one peer.
