@@ -484,3 +484,6 @@ func (s *Store) GroupStatus(ns string) (raftstore.Status, bool) {
 
 // MetaStatus returns the Raft status of the meta group (static mode).
 func (s *Store) MetaStatus() (raftstore.Status, bool) { return s.raft.Status(keys.MetaGroupID) }
+
+// NamespaceRow returns this store's applied row of a namespace.
+func (s *Store) NamespaceRow(ns string) (*storepb.NamespaceRecord, bool) { return s.table.Get(ns) }
