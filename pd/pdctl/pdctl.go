@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -18,6 +19,10 @@ import (
 
 	"github.com/rdb-project/rdb/pd/pdclient"
 )
+
+// EndpointsEnv names the environment variable that, when set, is --pd's
+// default (as ETCDCTL_ENDPOINTS is etcdctl's).
+const EndpointsEnv = "RDB_PD"
 
 // Exit codes.
 const (
@@ -79,7 +84,8 @@ func (a *app) rootCommand() *cobra.Command {
 		Short: "Operate the rdb placement driver (PD)",
 		Long: `pdctl reads and changes the rdb cluster's namespace -> mode table and shows
 the PD members and the stores, through any PD member (--pd lists several; the
-first that answers serves).`,
+first that answers serves). Without --pd, pdctl uses $RDB_PD, a list in the
+same form, and else 127.0.0.1:2379.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Args:          cobra.NoArgs,
@@ -96,7 +102,11 @@ first that answers serves).`,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.endpoints, "pd", pdclient.DefaultEndpoint, "PD endpoints, comma-separated host:port or http://host:port")
+	endpoints := pdclient.DefaultEndpoint
+	if env := strings.TrimSpace(os.Getenv(EndpointsEnv)); env != "" {
+		endpoints = env
+	}
+	pf.StringVar(&a.endpoints, "pd", endpoints, "PD endpoints, comma-separated host:port or http://host:port; $"+EndpointsEnv+" sets the default")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	pf.DurationVar(&a.requestTimeout, "request-timeout", 10*time.Second, "how long one request may take, failover included")
 	root.AddCommand(a.namespaceCommand(), a.storeCommand(), a.memberCommand(), a.clusterCommand())
