@@ -4,7 +4,7 @@ BIN      := bin
 PROTOS   := proto/raftpb/raftpb.proto proto/kvrpc/kvrpc.proto proto/storepb/storepb.proto proto/pdpb/pdpb.proto
 GOTOOLBIN := $(CURDIR)/.tools
 
-.PHONY: all build test proto lint run chaos bench images demo clean
+.PHONY: all build test proto lint run chaos bench images demo demo-down clean
 
 all: build
 
@@ -38,3 +38,20 @@ run: build
 BENCHTIME ?= 20000x
 bench:
 	$(GO) test -run XXX -bench . -benchtime $(BENCHTIME) ./store/ ./store/lww/
+
+# The demo cluster in Docker (deploy/): three PD members and three stores.
+# The image is built FROM scratch out of the static binaries in bin/.
+IMAGE   ?= rdb:dev
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose)
+
+images: build
+	docker build -f deploy/Dockerfile -t $(IMAGE) .
+
+demo: images
+	cd deploy && RDB_IMAGE=$(IMAGE) $(COMPOSE) up -d --no-build
+	COMPOSE="$(COMPOSE)" deploy/wait-healthy.sh
+	@echo "PD on 127.0.0.1:2379,2479,2579; stores on 127.0.0.1:50051-50053 (README: Demo cluster)"
+
+# Stops the demo cluster and deletes its containers, network and volumes.
+demo-down:
+	cd deploy && RDB_IMAGE=$(IMAGE) $(COMPOSE) down -v --remove-orphans
