@@ -382,3 +382,43 @@ func TestSwitchWaitsForUnreachableStore(t *testing.T) {
 	}, "the forced switch completes without store 3")
 	c.Faults.Heal()
 }
+
+// TestReadsOnTheOtherMode checks what the README promises: RawGet and
+// RawScan on a strong namespace read the store's own replica (possibly
+// stale), while Get and Scan on an eventual namespace are refused.
+func TestReadsOnTheOtherMode(t *testing.T) {
+	c := eventualCluster(t)
+	ctx := ctxT(t, 20*time.Second)
+	r, err := c.Cas(0).CompareAndSwap(ctx, &kvrpc.CasRequest{Namespace: "default", Key: "s", Value: "strong-value"})
+	if err != nil || !r.GetSuccess() {
+		t.Fatal(r, err)
+	}
+	for i := range 3 {
+		storetest.Eventually(t, 5*time.Second, func() error {
+			g, err := c.Raw(i).RawGet(ctx, &kvrpc.RawGetRequest{Namespace: "default", Key: "s"})
+			if err != nil || g.GetValue() != "strong-value" {
+				return fmt.Errorf("RawGet on strong = %v, %v", g, err)
+			}
+			sc, err := c.Raw(i).RawScan(ctx, &kvrpc.RawScanRequest{Namespace: "default"})
+			if err != nil || len(sc.GetKvs()) != 1 || sc.GetKvs()[0].GetValue() != "strong-value" {
+				return fmt.Errorf("RawScan on strong = %v, %v", sc, err)
+			}
+			return nil
+		}, "store %d reads its replica of a strong namespace", i+1)
+	}
+	if _, err := c.Raw(0).RawPut(ctx, &kvrpc.RawPutRequest{Namespace: "logs", Key: "e", Value: "v"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Cas(1).Get(ctx, &kvrpc.GetRequest{Namespace: "logs", Key: "e"}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("Get on eventual = %v, want FailedPrecondition", err)
+	}
+	if _, err := c.Cas(1).Scan(ctx, &kvrpc.ScanRequest{Namespace: "logs"}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("Scan on eventual = %v, want FailedPrecondition", err)
+	}
+	if _, err := c.Cas(1).Delete(ctx, &kvrpc.DeleteRequest{Namespace: "logs", Key: "e"}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("Delete on eventual = %v, want FailedPrecondition", err)
+	}
+	if _, err := c.Raw(1).RawDelete(ctx, &kvrpc.RawDeleteRequest{Namespace: "default", Key: "s"}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("RawDelete on strong = %v, want FailedPrecondition", err)
+	}
+}

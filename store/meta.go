@@ -280,14 +280,15 @@ type staticAuthority struct{ s *Store }
 
 func (a *staticAuthority) Stores() []*storepb.StoreInfo { return a.s.meta.storeList() }
 
+// Ensure creates a namespace a client names before the table has it. A
+// namespace this store was started with (--namespace-mode) gets that mode:
+// a client can call before seedLoop has proposed the row, and the first
+// row wins, so creating it with the default would drop the configured mode.
 func (a *staticAuthority) Ensure(ctx context.Context, ns string) (*storepb.NamespaceRecord, error) {
-	res, err := a.propose(ctx, &storepb.MetaCommand{Cmd: &storepb.MetaCommand_CreateNamespace{
-		CreateNamespace: &storepb.NamespaceRecord{Name: ns, Mode: api.DefaultMode, FromDefault: true},
-	}})
-	if err != nil {
-		return nil, err
+	if mode, ok := a.s.cfg.NamespaceModes[ns]; ok {
+		return a.seed(ctx, ns, mode, false)
 	}
-	return res.rec, nil
+	return a.seed(ctx, ns, api.DefaultMode, true)
 }
 
 func (a *staticAuthority) SetMode(ctx context.Context, ns, mode string, force bool) (*storepb.NamespaceRecord, bool, error) {

@@ -168,6 +168,7 @@ type RaftStore struct {
 	stopc    chan struct{}
 	donec    chan struct{}
 	stopOnce sync.Once
+	started  atomic.Bool
 	failed   atomic.Bool
 }
 
@@ -207,11 +208,19 @@ func Open(cfg Config) (*RaftStore, error) {
 }
 
 // Start runs the Raft loop.
-func (rs *RaftStore) Start() { go rs.run() }
+func (rs *RaftStore) Start() {
+	rs.started.Store(true)
+	go rs.run()
+}
 
 // Stop ends the loop and fails every waiting call with ErrStopped.
 func (rs *RaftStore) Stop() {
-	rs.stopOnce.Do(func() { close(rs.stopc) })
+	rs.stopOnce.Do(func() {
+		close(rs.stopc)
+		if !rs.started.Load() {
+			close(rs.donec)
+		}
+	})
 	<-rs.donec
 	rs.snapMu.Lock()
 	for t, ps := range rs.snaps {
