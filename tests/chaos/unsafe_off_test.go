@@ -1,0 +1,5 @@
+//go:build !rdb_unsafe_reads
+
+package chaos
+
+const unsafeReads = false
