@@ -155,3 +155,20 @@ func countKeys(ctx context.Context, c *storetest.Cluster, i int) (int, error) {
 		start = resp.GetKvs()[len(resp.GetKvs())-1].GetKey() + "\x00"
 	}
 }
+
+// BenchmarkCAS1 and BenchmarkRawPut1 measure the latency of one client's
+// writes (ns/op is the round trip): a strong write waits for a quorum's
+// fsyncs, an eventual write for one local fsync.
+func BenchmarkCAS1(b *testing.B) {
+	benchStrong(b, 1, func(ctx context.Context, c *storetest.Cluster, client, n int) error {
+		_, err := c.Cas(0).CompareAndSwap(ctx, &kvrpc.CasRequest{Namespace: "default", Key: fmt.Sprintf("one-%d", n), Value: "v"})
+		return err
+	})
+}
+
+func BenchmarkRawPut1(b *testing.B) {
+	benchStrong(b, 1, func(ctx context.Context, c *storetest.Cluster, client, n int) error {
+		_, err := c.Raw(0).RawPut(ctx, &kvrpc.RawPutRequest{Namespace: "logs", Key: fmt.Sprintf("one-%d", n), Value: "v"})
+		return err
+	}, map[string]string{"logs": "eventual"})
+}

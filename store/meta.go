@@ -224,7 +224,6 @@ func (m *metaSM) setMode(ac *raftstore.ApplyContext, index uint64, req *storepb.
 	if cur.GetMode() != req.GetMode() {
 		rec.Mode = req.GetMode()
 		rec.Epoch++
-		rec.Force = req.GetForce()
 		if rec.Mode == api.ModeStrong {
 			if err := m.assignGroup(ac, rec); err != nil {
 				return metaResult{err: api.Internal("assign group: %v", err)}

@@ -289,6 +289,12 @@ func (s *Store) Start() error {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 
 	s.raft.Start()
+	// Rows loaded from disk did not go through the change hook: make sure
+	// every group this store should have exists (a crash may have come
+	// between a row and its group's bootstrap).
+	for _, rec := range s.table.List() {
+		s.onTableChange(nil, rec)
+	}
 	s.lww.Start()
 	s.wg.Add(1)
 	go func() {
