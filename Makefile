@@ -26,9 +26,18 @@ lint:
 
 test: build
 	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -count=1 -timeout 10m -tags rdb_unsafe_reads -run TestCheckerCatchesStaleReads ./tests/chaos/
 
 clean:
 	rm -rf $(BIN) $(GOTOOLBIN)
+
+# Fault injection, seed after seed, for CHAOS_DURATION in all: three
+# quarters on in-process stores (tests/chaos), a quarter on rdb-server
+# processes (tests/). Each prints a summary; a failing seed is replayed with
+# go test ./tests/chaos/ -run '^TestChaos$$' -seed N (or ./tests/ -run '^TestChaosProcesses$$').
+CHAOS_DURATION ?= 10m
+chaos: build
+	$(GO) test -count=1 -p 1 -timeout 0 -v -run '^TestChaos(Processes)?$$' ./tests/chaos/ ./tests/ -args -chaos.duration=$(CHAOS_DURATION)
 
 # One placement driver and three PD-mode stores on loopback; Ctrl-C stops them.
 run: build

@@ -61,7 +61,7 @@ func TestChaos(t *testing.T) {
 		sum.Add(seed, res)
 		seed++
 	}
-	sum.Print(t, "in-process")
+	sum.Print("in-process")
 }
 
 func runLocal(t *testing.T, seed uint64, d time.Duration, unsafe bool) RunResult {
@@ -101,6 +101,9 @@ func onlyFaults(prefixes string) func(c *LocalCluster) []Fault {
 func report(t *testing.T, seed uint64, res RunResult) {
 	t.Helper()
 	t.Logf("seed %d: %d operations, %d checked, faults %v, %d mode switches", seed, res.Ops, res.Checked, res.Faults, res.Switches)
+	for ns, o := range res.Outcomes {
+		t.Logf("seed %d: %s: %d answered, %d failed, %d unknown", seed, ns, o[OK], o[Failed], o[Unknown])
+	}
 	for _, s := range res.Inconclusive {
 		t.Logf("seed %d: inconclusive: %s", seed, s)
 	}

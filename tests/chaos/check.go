@@ -101,6 +101,7 @@ func Check(in Input) Result {
 				ops = append(ops, op)
 			}
 		}
+		checkRawReads(&res, ns, ops)
 		switch ns.Mode {
 		case Eventual:
 			checkEventual(&res, in, ns, ops)
@@ -109,6 +110,27 @@ func Check(in Input) Result {
 		}
 	}
 	return res
+}
+
+// checkRawReads: eventual reads promise little, but what they return was
+// written by someone (a write that may have failed counts, one that
+// certainly did not happen does not).
+func checkRawReads(res *Result, ns Namespace, ops []*Op) {
+	written := map[string]bool{}
+	for _, op := range ops {
+		if (op.Kind == Cas || op.Kind == RawPut) && op.Outcome != Failed {
+			written[op.NS+"/"+op.Key+"="+op.Value] = true
+		}
+	}
+	for _, op := range ops {
+		if op.Kind != RawGet || op.Outcome != OK || !op.Found {
+			continue
+		}
+		res.Checked++
+		if !written[op.NS+"/"+op.Key+"="+op.OutValue] {
+			res.Violations = append(res.Violations, fmt.Sprintf("%s: raw read returned a value never written to its key: %v", ns.Name, op))
+		}
+	}
 }
 
 // windowsOf assigns a raw write to the eventual periods it may have taken

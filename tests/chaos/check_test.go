@@ -153,6 +153,15 @@ func TestCheckEventual(t *testing.T) {
 		{"acknowledged write lost", func(h *hist) {
 			h.op(0, 10, Op{Kind: RawPut, Value: "a", TS: ts(5, 1)})
 		}, Cand{}, false},
+		{"raw read of a value never written", func(h *hist) {
+			h.op(0, 10, Op{Kind: RawPut, Value: "a", TS: ts(5, 1)})
+			h.op(11, 20, Op{Kind: RawGet, Found: true, OutValue: "zz"})
+		}, Cand{true, "a"}, false},
+		{"raw read of a write with a lost answer", func(h *hist) {
+			h.op(0, 10, Op{Kind: RawPut, Value: "a", TS: ts(5, 1)})
+			h.op(0, 10, Op{Kind: RawPut, Value: "b", Outcome: Unknown})
+			h.op(11, 20, Op{Kind: RawGet, Found: true, OutValue: "b"})
+		}, Cand{true, "a"}, true},
 		{"failed write appears", func(h *hist) {
 			h.op(0, 10, Op{Kind: RawPut, Value: "a", Outcome: Failed})
 		}, Cand{true, "a"}, false},

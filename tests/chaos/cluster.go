@@ -37,6 +37,7 @@ type LocalOptions struct {
 	// effect only in builds with the rdb_unsafe_reads tag.
 	UnsafeFollowerReads bool
 	Logger              *zap.Logger
+	Logf                func(string, ...any)
 	// OnFatal receives persistence failures of the stores.
 	OnFatal func(store int, err error)
 }

@@ -27,6 +27,12 @@ type LocalConfig struct {
 	Logf         func(string, ...any)
 }
 
+func (c *LocalCluster) logf(format string, args ...any) {
+	if c.opts.Logf != nil {
+		c.opts.Logf(format, args...)
+	}
+}
+
 // compactThreshold is small so that a store that falls behind catches up
 // by snapshot, and restarts hit snapshot transfers.
 const compactThreshold = 64
@@ -63,7 +69,7 @@ func RunLocal(ctx context.Context, cfg LocalConfig) (RunResult, error) {
 	defer cancel()
 	c, err := NewLocalCluster(startCtx, LocalOptions{
 		N: 3, Seed: cfg.Seed, NamespaceModes: modes, CompactThreshold: compactThreshold,
-		UnsafeFollowerReads: cfg.UnsafeFollowerReads, Logger: cfg.Logger,
+		UnsafeFollowerReads: cfg.UnsafeFollowerReads, Logger: cfg.Logger, Logf: cfg.Logf,
 		OnFatal: func(i int, err error) {
 			pmu.Lock()
 			defer pmu.Unlock()
@@ -307,11 +313,21 @@ func LocalFaults(c *LocalCluster) []Fault {
 				return nil
 			})
 			cancel()
+			// Slow the leader's link to it so that the snapshot is still in
+			// flight for a while.
+			if l, ok := c.leader(ns); ok {
+				c.Links.Set(uint64(l+1), uint64(f+1), LinkFault{Delay: time.Duration(100+rng.IntN(300)) * time.Millisecond})
+			}
 			if err := c.Start(ctx, f); err != nil {
 				return nil, err
 			}
-			sleepCtx(ctx, time.Duration(rng.IntN(300))*time.Millisecond)
+			sleepCtx(ctx, time.Duration(rng.IntN(1000))*time.Millisecond)
+			if s := c.Store(f); s != nil {
+				st, _ := s.GroupStatus(ns)
+				c.logf("store %d crashes again after installing %d snapshots of %s (applied %d)", f+1, st.SnapshotsApplied, ns, st.Applied)
+			}
 			c.Crash(f, unsynced(rng))
+			c.Links.Heal()
 			return func(ctx context.Context) error { return c.Start(ctx, f) }, nil
 		}},
 	}

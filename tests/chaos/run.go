@@ -47,7 +47,10 @@ type RunConfig struct {
 
 // RunResult is what a run did and found.
 type RunResult struct {
-	Ops          int // client operations made
+	Ops int // client operations made
+	// Outcomes counts, per namespace, operations answered, failed (no
+	// effect) and unknown (may have happened).
+	Outcomes     map[string][3]int
 	Checked      int // operations the checker checked
 	Faults       map[string]int
 	Switches     int
@@ -143,6 +146,12 @@ func Run(ctx context.Context, cfg RunConfig) RunResult {
 	res.Events = nem.Events()
 	ops := h.Ops()
 	res.Ops = len(ops)
+	res.Outcomes = map[string][3]int{}
+	for _, op := range ops {
+		o := res.Outcomes[op.NS]
+		o[op.Outcome]++
+		res.Outcomes[op.NS] = o
+	}
 	res.Violations = append(res.Violations, liveness(cfg.Namespaces, ops, healed)...)
 
 	// The final state, once nothing moves.

@@ -5,7 +5,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"testing"
 )
 
 // Summary adds up runs for make chaos.
@@ -35,8 +34,8 @@ func (s *Summary) Add(seed uint64, r RunResult) {
 	}
 }
 
-// Print logs the summary and prints it on stdout.
-func (s *Summary) Print(t testing.TB, what string) {
+// Print prints the summary on stdout.
+func (s *Summary) Print(what string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "chaos summary (%s): runs %d, operations %d, operations checked %d, faults injected %d, violations %d",
 		what, s.Runs, s.Ops, s.Checked, s.Faults, s.Violations)
@@ -50,6 +49,5 @@ func (s *Summary) Print(t testing.TB, what string) {
 	for _, k := range slices.Sorted(maps.Keys(s.ByFault)) {
 		fmt.Fprintf(&b, " %s=%d", k, s.ByFault[k])
 	}
-	t.Log(b.String())
 	fmt.Println(b.String())
 }
