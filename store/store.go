@@ -75,6 +75,9 @@ type Config struct {
 	TombstoneGrace      time.Duration // default 24h
 	// OnFatal is called when persistence fails; default: log and exit.
 	OnFatal func(error)
+	// MetricsAddr, if set, serves Prometheus metrics (/metrics) and pprof
+	// (/debug/pprof/) over HTTP.
+	MetricsAddr string
 	// UnsafeFollowerReads serves Get and Scan from this store's replica
 	// without ReadIndex: stale reads. It exists to show that the
 	// linearizability checker catches them, and works only in binaries
@@ -127,9 +130,10 @@ type Store struct {
 	// stateChanged is signalled when a group's switch state changes.
 	stateChanged chan struct{}
 
-	grpc   *grpc.Server
-	lis    net.Listener
-	health *health.Server
+	grpc    *grpc.Server
+	lis     net.Listener
+	health  *health.Server
+	metrics *metrics
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -278,7 +282,8 @@ func (s *Store) Start() error {
 		}
 	}
 	s.lis = lis
-	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20))
+	s.metrics = newMetrics(s)
+	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20), grpc.UnaryInterceptor(s.metrics.unary))
 	raftpb.RegisterRaftServiceServer(s.grpc, &modeService{s: s})
 	kvrpc.RegisterKvCasServer(s.grpc, &casService{s: s})
 	kvrpc.RegisterKvRawServer(s.grpc, &rawService{s: s})
@@ -288,6 +293,12 @@ func (s *Store) Start() error {
 	reflection.Register(s.grpc)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 
+	if s.cfg.MetricsAddr != "" {
+		if err := s.serveDebug(s.cfg.MetricsAddr); err != nil {
+			_ = lis.Close()
+			return fmt.Errorf("metrics address %s: %w", s.cfg.MetricsAddr, err)
+		}
+	}
 	s.raft.Start()
 	// Rows loaded from disk did not go through the change hook: make sure
 	// every group this store should have exists (a crash may have come

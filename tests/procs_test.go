@@ -31,7 +31,7 @@ var (
 )
 
 // binaries builds rdb-server, pd-server and pdctl once per test run.
-func binaries(t *testing.T) string {
+func binaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "rdb-bin-")
@@ -52,7 +52,7 @@ func binaries(t *testing.T) string {
 	return binDir
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -91,7 +91,7 @@ func (s *syncBuffer) String() string {
 
 // startProc starts bin with args in dir; the test's cleanup kills it and,
 // if the test failed, prints its output.
-func startProc(t *testing.T, dir, bin string, args ...string) *proc {
+func startProc(t testing.TB, dir, bin string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: filepath.Base(bin), args: args, dir: dir, out: &syncBuffer{}}
 	p.start(t, bin)
@@ -104,7 +104,7 @@ func startProc(t *testing.T, dir, bin string, args ...string) *proc {
 	return p
 }
 
-func (p *proc) start(t *testing.T, bin string) {
+func (p *proc) start(t testing.TB, bin string) {
 	t.Helper()
 	p.cmd = exec.Command(bin, p.args...)
 	p.cmd.Dir = p.dir
@@ -136,12 +136,12 @@ func (p *proc) kill(sig syscall.Signal) {
 }
 
 // restart starts the same program with the same arguments again.
-func (p *proc) restart(t *testing.T) {
+func (p *proc) restart(t testing.TB) {
 	t.Helper()
 	p.start(t, p.cmd.Path)
 }
 
-func dial(t *testing.T, addr string) *grpc.ClientConn {
+func dial(t testing.TB, addr string) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpc.ConnectParams{
@@ -161,7 +161,7 @@ type clients struct {
 	modes raftpb.RaftServiceClient
 }
 
-func clientsOf(t *testing.T, addr string) clients {
+func clientsOf(t testing.TB, addr string) clients {
 	conn := dial(t, addr)
 	return clients{cas: kvrpc.NewKvCasClient(conn), raw: kvrpc.NewKvRawClient(conn), modes: raftpb.NewRaftServiceClient(conn)}
 }

@@ -38,6 +38,7 @@ func NewCommand() *cobra.Command {
 		compactAfter  uint64
 		antiEntropy   time.Duration
 		tombstoneTime time.Duration
+		metricsAddr   string
 	)
 	cmd := &cobra.Command{
 		Use:   "rdb-server",
@@ -65,6 +66,7 @@ PD mode: stores register with the placement driver and follow its table:
 				CompactThreshold:    compactAfter,
 				AntiEntropyInterval: antiEntropy,
 				TombstoneGrace:      tombstoneTime,
+				MetricsAddr:         metricsAddr,
 			}
 			if !cmd.Flags().Changed("store-id") || storeID == 0 {
 				return errors.New("--store-id is required and must be a positive integer")
@@ -107,6 +109,7 @@ PD mode: stores register with the placement driver and follow its table:
 	f.Uint64Var(&compactAfter, "raft-log-compact-threshold", 10000, "Raft log entries kept before the log is compacted")
 	f.DurationVar(&antiEntropy, "anti-entropy-interval", 10*time.Second, "how often eventual replicas compare digests")
 	f.DurationVar(&tombstoneTime, "tombstone-grace", 24*time.Hour, "how long eventual deletes are kept before they are collected")
+	f.StringVar(&metricsAddr, "metrics-addr", "", "HOST:PORT to serve Prometheus metrics (/metrics) and pprof (/debug/pprof/) on (default: off)")
 	cmd.AddCommand(newHealthCommand())
 	return cmd
 }

@@ -131,6 +131,30 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// Stats are cumulative counters of the loop's work.
+type Stats struct {
+	Rounds         uint64 // rounds that had work
+	SyncedBatches  uint64 // persist batches committed with a sync
+	EntriesWritten uint64 // log entries persisted
+	EntriesApplied uint64 // committed entries applied
+	SnapshotsSent  uint64 // snapshots handed to the transport
+	ReadIndexes    uint64 // ReadIndex requests issued (each serves a batch of reads)
+	Reads          uint64 // reads served through them
+}
+
+type stats struct {
+	rounds, synced, written, applied, snapsSent, readIndexes, reads atomic.Uint64
+}
+
+// Stats returns the loop's counters.
+func (rs *RaftStore) Stats() Stats {
+	s := &rs.stats
+	return Stats{
+		Rounds: s.rounds.Load(), SyncedBatches: s.synced.Load(), EntriesWritten: s.written.Load(),
+		EntriesApplied: s.applied.Load(), SnapshotsSent: s.snapsSent.Load(), ReadIndexes: s.readIndexes.Load(), Reads: s.reads.Load(),
+	}
+}
+
 // Status is a snapshot of a group's Raft state.
 type Status struct {
 	Group    uint64
@@ -164,6 +188,8 @@ type RaftStore struct {
 
 	reqSeq  atomic.Uint64
 	readSeq uint64
+
+	stats stats
 
 	stopc    chan struct{}
 	donec    chan struct{}
@@ -268,6 +294,7 @@ func (rs *RaftStore) handleReady() bool {
 	if len(rds) == 0 {
 		return true
 	}
+	rs.stats.rounds.Add(1)
 	// A leader may send before its own log is durable (Raft thesis
 	// §10.2.1): it counts itself towards a commit only after Advance. A
 	// follower's replies promise durability, so they wait for the sync.
@@ -332,6 +359,7 @@ func (rs *RaftStore) persist(rds []*ready) error {
 			}
 		}
 		mustSync = mustSync || rd.MustSync
+		rs.stats.written.Add(uint64(len(rd.Entries)))
 	}
 	if !b.Empty() {
 		opts := pebble.NoSync
@@ -340,6 +368,9 @@ func (rs *RaftStore) persist(rds []*ready) error {
 		}
 		if err := b.Commit(opts); err != nil {
 			return fmt.Errorf("raftstore: persist: %w", err)
+		}
+		if mustSync {
+			rs.stats.synced.Add(1)
 		}
 	}
 	if mustSync {
@@ -394,6 +425,7 @@ func (rs *RaftStore) apply(rds []*ready) error {
 				results = append(results, res)
 			}
 			g.applied.index, g.applied.term = e.GetIndex(), e.GetTerm()
+			rs.stats.applied.Add(1)
 		}
 		ab, err := encodeApplied(g.applied)
 		if err != nil {
@@ -496,6 +528,7 @@ func (rs *RaftStore) send(g *group, msgs []*eraftpb.Message) {
 	byPeer := make(map[uint64][]*storepb.RaftMessage)
 	for _, m := range msgs {
 		if m.GetType() == eraftpb.MsgSnap {
+			rs.stats.snapsSent.Add(1)
 			rs.cfg.Transport.SendSnapshot(m.GetTo(), g.id, m)
 			continue
 		}
@@ -676,6 +709,8 @@ func (rs *RaftStore) issueReads() {
 		rs.readSeq++
 		ctx := binary.BigEndian.AppendUint64(nil, rs.readSeq)
 		g.reads[string(ctx)] = &readBatch{waiters: g.pendingReads, sent: time.Now()}
+		rs.stats.readIndexes.Add(1)
+		rs.stats.reads.Add(uint64(len(g.pendingReads)))
 		g.pendingReads = nil
 		g.rn.ReadIndex(ctx)
 	}

@@ -59,7 +59,7 @@ func NewCluster(t testing.TB, n int, opts Options) *Cluster {
 	c := &Cluster{t: t, opts: opts, Faults: NewFaults(), stores: make([]*store.Store, n), cfgs: make([]store.Config, n), conns: make([]*grpc.ClientConn, n)}
 	addrs := make([]string, n)
 	for i := range n {
-		addrs[i] = freeAddr(t)
+		addrs[i] = FreeAddr(t)
 	}
 	for i := range n {
 		id := uint64(i + 1)
@@ -95,7 +95,8 @@ func NewCluster(t testing.TB, n int, opts Options) *Cluster {
 	return c
 }
 
-func freeAddr(t testing.TB) string {
+// FreeAddr returns a loopback address with a port that was free a moment ago.
+func FreeAddr(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("free port: %v", err)
