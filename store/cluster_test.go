@@ -329,10 +329,11 @@ func TestSnapshotCatchUp(t *testing.T) {
 				return fmt.Errorf("k%03d = %v", k, g)
 			}
 		}
+		// The status is published at the end of the loop's round, after
+		// the state it describes is readable.
+		if st, _ := c.Store(2).GroupStatus("default"); st.Applied < 300 || st.SnapshotsApplied == 0 {
+			return fmt.Errorf("store 3: applied %d, snapshots installed %d; want >= 300 and a snapshot", st.Applied, st.SnapshotsApplied)
+		}
 		return nil
-	}, "store 3 catches up")
-	st, _ := c.Store(2).GroupStatus("default")
-	if st.Applied < 300 || st.SnapshotsApplied == 0 {
-		t.Fatalf("store 3: applied %d, snapshots installed %d; want >= 300 and a snapshot", st.Applied, st.SnapshotsApplied)
-	}
+	}, "store 3 catches up by snapshot")
 }

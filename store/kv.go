@@ -20,6 +20,7 @@ import (
 	"github.com/rdb-project/rdb/store/api"
 	"github.com/rdb-project/rdb/store/hlc"
 	"github.com/rdb-project/rdb/store/keys"
+	"github.com/rdb-project/rdb/store/lww"
 	"github.com/rdb-project/rdb/store/raftstore"
 )
 
@@ -237,7 +238,14 @@ func (r *rawService) write(ctx context.Context, ns string, fn func() (hlc.Timest
 		return nil, err
 	}
 	ts, err := fn()
-	if err != nil {
+	switch {
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		// Nothing was written: the engine checks the context before it
+		// writes, and a write it starts runs to the end.
+		return nil, status.FromContextError(err).Err()
+	case errors.Is(err, lww.ErrClosed):
+		return nil, api.ErrStopping
+	case err != nil:
 		return nil, api.Internal("write: %v", err)
 	}
 	return &kvrpc.HLC{WallTime: ts.Wall, Logical: ts.Logical, StoreId: ts.StoreID}, nil

@@ -56,6 +56,8 @@ func newMetrics(s *Store) *metrics {
 		counter("rdb_lww_received_total", "Eventual records received from peers.", func() uint64 { return s.lww.Stats().Received }),
 		counter("rdb_lww_refused_total", "Eventual records refused: timestamp too far ahead.", func() uint64 { return s.lww.Stats().Refused }),
 		counter("rdb_lww_repaired_total", "Eventual records repaired by anti-entropy.", func() uint64 { return s.lww.Stats().Repaired }),
+		counter("rdb_lww_repair_sent_total", "Eventual records sent to peers by anti-entropy.", func() uint64 { return s.lww.Stats().RepairSent }),
+		counter("rdb_lww_anti_entropy_rounds_total", "Anti-entropy rounds completed with a peer.", func() uint64 { return s.lww.Stats().AntiEntropyRounds }),
 		counter("rdb_lww_tombstones_collected_total", "Eventual tombstones collected after the grace period.", func() uint64 { return s.lww.Stats().Collected }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rdb_namespaces", Help: "Namespaces in the mode table."},
 			func() float64 { return float64(len(s.table.List())) }),

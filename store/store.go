@@ -72,6 +72,7 @@ type Config struct {
 	CompactThreshold    uint64        // Raft log entries before compaction, default 10000
 	RequestTimeout      time.Duration // default 5s
 	AntiEntropyInterval time.Duration // default 10s
+	AntiEntropySettle   time.Duration // default AntiEntropyInterval/2
 	TombstoneGrace      time.Duration // default 24h
 	// OnFatal is called when persistence fails; default: log and exit.
 	OnFatal func(error)
@@ -215,6 +216,7 @@ func open(cfg Config, db *pebble.DB) (*Store, error) {
 		Serving:             s.lwwServing,
 		Namespaces:          s.eventualNamespaces,
 		AntiEntropyInterval: cfg.AntiEntropyInterval,
+		AntiEntropySettle:   cfg.AntiEntropySettle,
 		TombstoneGrace:      cfg.TombstoneGrace,
 	})
 	if err != nil {

@@ -1604,8 +1604,12 @@ func (*ReplicateDone) Descriptor() ([]byte, []int) {
 }
 
 type DigestRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// If non-zero, digest only the records whose timestamp's wall time is
+	// below before_wall (nanoseconds, rounded down to a digest epoch), so
+	// that writes still being pushed do not count as differences.
+	BeforeWall    int64 `protobuf:"varint,2,opt,name=before_wall,json=beforeWall,proto3" json:"before_wall,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1647,12 +1651,23 @@ func (x *DigestRequest) GetNamespace() string {
 	return ""
 }
 
+func (x *DigestRequest) GetBeforeWall() int64 {
+	if x != nil {
+		return x.BeforeWall
+	}
+	return 0
+}
+
 type DigestResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One digest per bucket; a key's bucket is a hash of the key.
 	Buckets []uint64 `protobuf:"varint,1,rep,packed,name=buckets,proto3" json:"buckets,omitempty"`
 	// False when the namespace is not eventual and active on this store.
-	Serving       bool `protobuf:"varint,2,opt,name=serving,proto3" json:"serving,omitempty"`
+	Serving bool `protobuf:"varint,2,opt,name=serving,proto3" json:"serving,omitempty"`
+	// The cutoff the digests cover: the request's before_wall rounded down
+	// to a digest epoch, or 0 for every record (the request asked for all,
+	// or the store no longer keeps the epochs apart that far back).
+	BeforeWall    int64 `protobuf:"varint,3,opt,name=before_wall,json=beforeWall,proto3" json:"before_wall,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1699,6 +1714,13 @@ func (x *DigestResponse) GetServing() bool {
 		return x.Serving
 	}
 	return false
+}
+
+func (x *DigestResponse) GetBeforeWall() int64 {
+	if x != nil {
+		return x.BeforeWall
+	}
+	return 0
 }
 
 type RepairRequest struct {
@@ -2328,12 +2350,16 @@ const file_storepb_storepb_proto_rawDesc = "" +
 	"\n" +
 	"namespaces\x18\x02 \x03(\v2\x1d.rdb.storepb.NamespaceRecordsR\n" +
 	"namespaces\"\x0f\n" +
-	"\rReplicateDone\"-\n" +
+	"\rReplicateDone\"N\n" +
 	"\rDigestRequest\x12\x1c\n" +
-	"\tnamespace\x18\x01 \x01(\tR\tnamespace\"D\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1f\n" +
+	"\vbefore_wall\x18\x02 \x01(\x03R\n" +
+	"beforeWall\"e\n" +
 	"\x0eDigestResponse\x12\x18\n" +
 	"\abuckets\x18\x01 \x03(\x04R\abuckets\x12\x18\n" +
-	"\aserving\x18\x02 \x01(\bR\aserving\"\x98\x01\n" +
+	"\aserving\x18\x02 \x01(\bR\aserving\x12\x1f\n" +
+	"\vbefore_wall\x18\x03 \x01(\x03R\n" +
+	"beforeWall\"\x98\x01\n" +
 	"\rRepairRequest\x12\x1d\n" +
 	"\n" +
 	"from_store\x18\x01 \x01(\x04R\tfromStore\x12\x1c\n" +

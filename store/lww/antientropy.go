@@ -72,7 +72,7 @@ func (e *Engine) antiEntropyLoop() {
 			e.aeMu.Unlock()
 			slices.Sort(ids)
 			for _, id := range ids {
-				e.antiEntropyWith(id)
+				e.antiEntropyWith(id, true)
 			}
 		case <-t.C:
 			ids := make([]uint64, 0)
@@ -83,15 +83,18 @@ func (e *Engine) antiEntropyLoop() {
 			}
 			slices.Sort(ids)
 			for _, id := range ids {
-				e.antiEntropyWith(id)
+				e.antiEntropyWith(id, false)
 			}
 			t.Reset(e.jitter(e.cfg.AntiEntropyInterval))
 		}
 	}
 }
 
-// antiEntropyWith runs one round with peer id over every namespace served.
-func (e *Engine) antiEntropyWith(id uint64) {
+// antiEntropyWith runs one round with peer id over every namespace
+// served. A full round compares the records as they are; otherwise as they
+// were AntiEntropySettle ago, leaving newer writes to the pushes (and to a
+// later round).
+func (e *Engine) antiEntropyWith(id uint64, full bool) {
 	client := e.cfg.Peers()[id]
 	if client == nil || id == e.cfg.StoreID {
 		return
@@ -103,7 +106,7 @@ func (e *Engine) antiEntropyWith(id uint64) {
 	start := time.Now()
 	repaired := 0
 	for _, ns := range e.namespaces() {
-		n, err := e.syncNamespace(e.ctx, id, client, ns)
+		n, err := e.syncNamespace(e.ctx, id, client, ns, full)
 		repaired += n
 		if err != nil {
 			if e.ctx.Err() == nil {
@@ -127,11 +130,15 @@ func (e *Engine) antiEntropyWith(id uint64) {
 
 // syncNamespace makes ns converge with one peer and returns how many
 // records changed on either side.
-func (e *Engine) syncNamespace(ctx context.Context, id uint64, client storepb.StoreInternalClient, ns string) (int, error) {
+func (e *Engine) syncNamespace(ctx context.Context, id uint64, client storepb.StoreInternalClient, ns string, full bool) (int, error) {
 	repaired := 0
 	for range maxRepairRounds {
+		var before int64
+		if !full {
+			before = e.clock.PhysicalNow() - int64(e.cfg.AntiEntropySettle)
+		}
 		cctx, cancel := context.WithTimeout(ctx, e.cfg.RPCTimeout)
-		resp, err := client.Digest(cctx, &storepb.DigestRequest{Namespace: ns})
+		resp, err := client.Digest(cctx, &storepb.DigestRequest{Namespace: ns, BeforeWall: before})
 		cancel()
 		if err != nil {
 			return repaired, fmt.Errorf("digest: %w", err)
@@ -142,8 +149,14 @@ func (e *Engine) syncNamespace(ctx context.Context, id uint64, client storepb.St
 		if len(resp.Buckets) != NumBuckets {
 			return repaired, fmt.Errorf("peer sent %d buckets, want %d", len(resp.Buckets), NumBuckets)
 		}
+		// Compare at the cutoff the peer used; if this store cannot, both
+		// compare the records as they are.
 		st := e.state(ns)
-		local := st.digests()
+		local, cut := st.digestsBefore(resp.BeforeWall)
+		if cut != resp.BeforeWall {
+			full = true
+			continue
+		}
 		var diff []int
 		for b := range NumBuckets {
 			if local[b] != resp.Buckets[b] {
@@ -269,6 +282,7 @@ func (e *Engine) repairPass(ctx context.Context, client storepb.StoreInternalCli
 func (e *Engine) sendRepair(ctx context.Context, client storepb.StoreInternalClient, ns string, buckets []uint32, recs []*storepb.LWWRecord) (int, error) {
 	cctx, cancel := context.WithTimeout(ctx, e.cfg.RPCTimeout)
 	defer cancel()
+	e.st.repairSent.Add(uint64(len(recs)))
 	resp, err := client.Repair(cctx, &storepb.RepairRequest{
 		FromStore: e.cfg.StoreID,
 		Namespace: ns,
@@ -302,7 +316,11 @@ func (e *Engine) HandleDigest(ctx context.Context, req *storepb.DigestRequest) (
 	if !e.cfg.Serving(req.Namespace) {
 		return &storepb.DigestResponse{Serving: false}, nil
 	}
-	return &storepb.DigestResponse{Buckets: e.Digests(req.Namespace), Serving: true}, nil
+	buckets, cut := make([]uint64, NumBuckets), int64(0)
+	if st := e.lookup(req.Namespace); st != nil {
+		buckets, cut = st.digestsBefore(req.BeforeWall)
+	}
+	return &storepb.DigestResponse{Buckets: buckets, Serving: true, BeforeWall: cut}, nil
 }
 
 // HandleRepair serves StoreInternal.Repair: it merges the caller's records
@@ -366,5 +384,6 @@ func (e *Engine) HandleRepair(ctx context.Context, req *storepb.RepairRequest) (
 	if err != nil {
 		return nil, rpcError(err)
 	}
+	e.st.repairSent.Add(uint64(len(out)))
 	return &storepb.RepairResponse{Records: out}, nil
 }

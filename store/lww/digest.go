@@ -3,6 +3,7 @@ package lww
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rdb-project/rdb/store/hlc"
 )
@@ -68,6 +69,22 @@ func recordHash(key []byte, ts hlc.Timestamp, tombstone bool) uint64 {
 // recordSize estimates the bytes a record takes in a message.
 func recordSize(key, value []byte) int64 { return int64(len(key) + len(value) + 40) }
 
+// EpochNanos is the width of the time slices digests are also kept in. It
+// lets two stores compare their records as they stood at a cutoff
+// (DigestRequest's before_wall), so writes still on their way in a push
+// do not make buckets differ. Part of the protocol between stores, like
+// the hashes.
+const EpochNanos = int64(250 * time.Millisecond)
+
+// recentEpochs is how many slices, counted back from the newest change, a
+// namespace keeps apart; older ones are folded into one. A cutoff older
+// than that is answered with the digests of every record.
+const recentEpochs = 128
+
+// MaxSettle is the largest useful Config.AntiEntropySettle: half the
+// slices kept apart, leaving the rest for clock offsets between stores.
+const MaxSettle = time.Duration(recentEpochs/2) * time.Duration(EpochNanos)
+
 // nsState is the in-memory state of one namespace: its bucket digests and
 // the estimated bytes of each bucket.
 //
@@ -75,51 +92,131 @@ func recordSize(key, value []byte) int64 { return int64(len(key) + len(value) + 
 // stripe lock is held, right after the write commits, so the digest
 // matches the DB for every key nobody is writing. mu is held shared by
 // every write and exclusively by Drop, which clears the namespace.
+//
+// Digests as of a cutoff: every change is also XORed into the slice of
+// the new record's epoch, the old record's hash out and the new one's in.
+// The XOR of the slices before a cutoff is then the digest of the records
+// that were current at the cutoff: a record that replaced another after
+// the cutoff is not counted, and neither is the removal of the one it
+// replaced. Two stores that held the same records at the cutoff agree,
+// even if one has since received writes the other has not yet.
 type nsState struct {
-	mu     sync.RWMutex
-	digest [NumBuckets]atomic.Uint64
-	bytes  [NumBuckets]atomic.Int64
+	mu    sync.RWMutex
+	bytes [NumBuckets]atomic.Int64
+
+	// dmu guards the digests. Invariant: for every bucket, all is the XOR
+	// of settled and of every recent slice; settled holds the changes of
+	// epochs below folded, recent those of folded and later.
+	dmu     sync.Mutex
+	all     [NumBuckets]uint64
+	settled [NumBuckets]uint64
+	folded  int64
+	recent  map[int64]*[NumBuckets]uint64
 }
 
-// add XORs a record in or out of its bucket and adjusts the bucket's size
-// by delta bytes.
-func (s *nsState) add(key []byte, r record, delta int64) {
-	b := bucketOf(key)
-	h := recordHash(key, r.ts, r.tombstone)
-	d := &s.digest[b]
-	for {
-		old := d.Load()
-		if d.CompareAndSwap(old, old^h) {
-			break
+// epochOf returns the digest epoch of a wall time.
+func epochOf(wall int64) int64 {
+	if wall < 0 {
+		return 0
+	}
+	return wall / EpochNanos
+}
+
+// xorLocked XORs h into bucket b of every digest and of the slice of
+// epoch ep.
+func (s *nsState) xorLocked(b int, h uint64, ep int64) {
+	s.all[b] ^= h
+	if ep < s.folded {
+		s.settled[b] ^= h
+		return
+	}
+	slot := s.recent[ep]
+	if slot == nil {
+		if s.recent == nil {
+			s.recent = make(map[int64]*[NumBuckets]uint64)
+		}
+		slot = new([NumBuckets]uint64)
+		s.recent[ep] = slot
+	}
+	slot[b] ^= h
+	if ep-recentEpochs > s.folded {
+		s.foldLocked(ep - recentEpochs)
+	}
+}
+
+// foldLocked folds the slices of epochs below to into settled.
+func (s *nsState) foldLocked(to int64) {
+	for ep, slot := range s.recent {
+		if ep < to {
+			for b := range NumBuckets {
+				s.settled[b] ^= slot[b]
+			}
+			delete(s.recent, ep)
 		}
 	}
-	s.bytes[b].Add(delta)
+	s.folded = to
 }
 
 // change records in the digests that key went from old to new; a nil
-// record is an absent key.
+// record is an absent key. new, if set, is newer than old. A record
+// removed without a successor (a collected tombstone) is taken out at its
+// own epoch: as of any cutoff, it is as if it had never been.
 func (s *nsState) change(key []byte, old, new *record) {
-	if old != nil {
-		s.add(key, *old, -recordSize(key, old.value))
+	b := bucketOf(key)
+	var delta int64
+	s.dmu.Lock()
+	switch {
+	case new != nil:
+		ep := epochOf(new.ts.Wall)
+		if old != nil {
+			s.xorLocked(b, recordHash(key, old.ts, old.tombstone), ep)
+			delta -= recordSize(key, old.value)
+		}
+		s.xorLocked(b, recordHash(key, new.ts, new.tombstone), ep)
+		delta += recordSize(key, new.value)
+	case old != nil:
+		s.xorLocked(b, recordHash(key, old.ts, old.tombstone), epochOf(old.ts.Wall))
+		delta -= recordSize(key, old.value)
 	}
-	if new != nil {
-		s.add(key, *new, recordSize(key, new.value))
-	}
+	s.dmu.Unlock()
+	s.bytes[b].Add(delta)
 }
 
-// digests returns a copy of the bucket digests.
+// digests returns a copy of the bucket digests of every record.
 func (s *nsState) digests() []uint64 {
-	out := make([]uint64, NumBuckets)
-	for i := range out {
-		out[i] = s.digest[i].Load()
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	return append([]uint64(nil), s.all[:]...)
+}
+
+// digestsBefore returns the bucket digests of the records current at the
+// cutoff before (its wall time, rounded down to an epoch), and the cutoff
+// it used. A zero before, or one older than the slices kept apart, gives
+// the digests of every record now and a zero cutoff.
+func (s *nsState) digestsBefore(before int64) ([]uint64, int64) {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	cut := epochOf(before)
+	if before <= 0 || cut < s.folded {
+		return append([]uint64(nil), s.all[:]...), 0
 	}
-	return out
+	out := append([]uint64(nil), s.settled[:]...)
+	for ep, slot := range s.recent {
+		if ep < cut {
+			for b := range NumBuckets {
+				out[b] ^= slot[b]
+			}
+		}
+	}
+	return out, cut * EpochNanos
 }
 
 // reset clears the namespace's digests (the caller holds mu exclusively).
 func (s *nsState) reset() {
+	s.dmu.Lock()
+	s.all, s.settled, s.recent = [NumBuckets]uint64{}, [NumBuckets]uint64{}, nil
+	s.dmu.Unlock()
 	for i := range NumBuckets {
-		s.digest[i].Store(0)
 		s.bytes[i].Store(0)
 	}
 }

@@ -15,8 +15,11 @@
 //     anti-entropy repairs it: every AntiEntropyInterval, and at once when
 //     a peer comes back, a store compares per-bucket digests with each peer
 //     and exchanges the records of the buckets that differ, both ways.
-//     Replicas converge after partitions, restarts and lost pushes without
-//     any new write.
+//     Periodic rounds compare only records older than AntiEntropySettle,
+//     so steady writes whose pushes are still in flight cost no repair;
+//     every record gets that old, so none escapes the comparison. Replicas
+//     converge after partitions, restarts and lost pushes without any new
+//     write.
 //   - Tombstones are collected only after TombstoneGrace; received
 //     tombstones older than the grace are ignored. Limit: a store cut off
 //     for longer than the grace may still hold a value whose tombstone the
@@ -90,6 +93,13 @@ type Config struct {
 	// AntiEntropyInterval is the mean time between two anti-entropy rounds
 	// with every peer (each round is jittered by ±25%).
 	AntiEntropyInterval time.Duration
+	// AntiEntropySettle is how old a record must be before periodic
+	// anti-entropy compares it: newer ones are normally still on their way
+	// in a push, and comparing them would repair, under steady writes,
+	// buckets that are about to match anyway. Rounds asked for because a
+	// peer came back, or after a failed round, compare every record. Zero
+	// means half of AntiEntropyInterval; at most MaxSettle.
+	AntiEntropySettle time.Duration
 	// TombstoneGrace is how long a tombstone is kept (by wall time since
 	// its timestamp) before it is collected; received tombstones older
 	// than this are ignored. A store cut off for longer than this can
@@ -133,6 +143,8 @@ func (c *Config) withDefaults() error {
 		c.Serving = func(string) bool { return true }
 	}
 	setDuration(&c.AntiEntropyInterval, DefaultAntiEntropyInterval)
+	setDuration(&c.AntiEntropySettle, c.AntiEntropyInterval/2)
+	c.AntiEntropySettle = min(c.AntiEntropySettle, MaxSettle)
 	setDuration(&c.TombstoneGrace, DefaultTombstoneGrace)
 	if c.GCInterval <= 0 {
 		c.GCInterval = min(c.TombstoneGrace/4, 10*time.Minute)
@@ -175,6 +187,9 @@ type Stats struct {
 	// Repaired counts records anti-entropy applied on this store, from
 	// its own requests and from its peers' requests.
 	Repaired uint64
+	// RepairSent counts records this store sent to peers in anti-entropy
+	// requests and answers.
+	RepairSent uint64
 	// AntiEntropyRounds counts rounds with one peer over all namespaces.
 	AntiEntropyRounds uint64
 	// Collected counts tombstones removed by the collector.
@@ -182,7 +197,7 @@ type Stats struct {
 }
 
 type stats struct {
-	pushed, dropped, received, refused, repaired, rounds, collected atomic.Uint64
+	pushed, dropped, received, refused, repaired, repairSent, rounds, collected atomic.Uint64
 }
 
 // numStripes is the number of key locks. A read-modify-write of a key
@@ -329,6 +344,7 @@ func (e *Engine) Stats() Stats {
 		Received:          e.st.received.Load(),
 		Refused:           e.st.refused.Load(),
 		Repaired:          e.st.repaired.Load(),
+		RepairSent:        e.st.repairSent.Load(),
 		AntiEntropyRounds: e.st.rounds.Load(),
 		Collected:         e.st.collected.Load(),
 	}
