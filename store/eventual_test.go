@@ -218,8 +218,7 @@ func rawWriters(t *testing.T, c *storetest.Cluster, ns string, seed uint64, stop
 // raw write is accepted once the namespace is strong, and every strong
 // value is then readable with RawGet on every store.
 func TestSwitchUnderLoadLosesNothing(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := testSeed(t, 221)
 	c := eventualCluster(t)
 	ctx := ctxT(t, 2*time.Minute)
 	log := &writeLog{latest: map[string]ackedWrite{}}

@@ -189,8 +189,7 @@ func TestPDLeaderLoss(t *testing.T) {
 // TestPDSwitchUnderLoadLosesNothing is the switch check of the eventual
 // tests, driven by pdctl.
 func TestPDSwitchUnderLoadLosesNothing(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := testSeed(t, 192)
 	pd, c := pdCluster(t, 1)
 	waitModeEverywhere(t, c, "logs", "eventual", 10*time.Second)
 	ctx := ctxT(t, 2*time.Minute)

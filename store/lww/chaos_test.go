@@ -17,8 +17,7 @@ import (
 // Once the faults stop, with no new write, every store must hold, for each
 // key, the acknowledged write with the greatest timestamp.
 func TestRandomizedConvergence(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := testSeed(t, 20)
 	rng := rand.New(rand.NewPCG(seed, 42))
 	var rngMu sync.Mutex
 	intn := func(n int) int {

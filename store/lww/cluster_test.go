@@ -188,8 +188,7 @@ func TestLostPushesRepaired(t *testing.T) {
 }
 
 func TestLargeRepairInSmallMessages(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := testSeed(t, 191)
 	rng := rand.New(rand.NewPCG(seed, 7))
 	// Messages of 4 KiB: most buckets need several requests and every
 	// answer is cut.

@@ -17,8 +17,7 @@ import (
 // collected since; a cutoff older than the slices kept apart gives every
 // record as it is now, and says so.
 func TestDigestsBefore(t *testing.T) {
-	const seed = 20261203
-	t.Logf("seed %d", seed)
+	seed := testSeed(t, 20261203)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	base := int64(1_700_000_000) * int64(time.Second)
 	var st nsState

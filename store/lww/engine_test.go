@@ -229,8 +229,7 @@ func TestMergeTies(t *testing.T) {
 }
 
 func TestMergeOutOfOrder(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := testSeed(t, 232)
 	rng := rand.New(rand.NewPCG(seed, seed>>1))
 	a, b := newSolo(t, 1, nil), newSolo(t, 2, nil)
 	now := a.time.now()
