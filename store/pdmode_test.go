@@ -227,3 +227,55 @@ func TestPDSwitchUnderLoadLosesNothing(t *testing.T) {
 		}, "store %d holds every value after switching back", i+1)
 	}
 }
+
+// TestPDLeaderChangeResumesHeldSwitch: an eventual → strong switch held by
+// a stopped store survives a crash of the PD leader; the new leader
+// resumes it once the store is back, and no write is lost.
+func TestPDLeaderChangeResumesHeldSwitch(t *testing.T) {
+	pd, c := pdCluster(t, 3)
+	waitModeEverywhere(t, c, "logs", "eventual", 10*time.Second)
+	ctx := ctxT(t, 2*time.Minute)
+	if _, err := c.Raw(0).RawPut(ctx, &kvrpc.RawPutRequest{Namespace: "logs", Key: "k", Value: "before"}); err != nil {
+		t.Fatal(err)
+	}
+	storetest.Eventually(t, 10*time.Second, func() error {
+		g, err := c.Raw(2).RawGet(ctx, &kvrpc.RawGetRequest{Namespace: "logs", Key: "k"})
+		if err != nil || g.GetValue() != "before" {
+			return fmt.Errorf("RawGet on store 3 = %v, %v", g, err)
+		}
+		return nil
+	}, "store 3 holds logs/k")
+	c.Stop(2)
+	runPdctl(t, pd, "namespace", "set", "logs", "strong")
+	// Stores 1 and 2 fence and wait: the switch is held for store 3.
+	for i := range 2 {
+		storetest.Eventually(t, 10*time.Second, func() error {
+			if m := modesOf(t, c, i)["logs"]; m.GetMode() != "strong" || m.GetState() != "switching" {
+				return fmt.Errorf("store %d: logs = %v", i+1, m)
+			}
+			return nil
+		}, "store %d holds logs switching", i+1)
+	}
+	storetest.Consistently(t, time.Second, func() error {
+		if m := modesOf(t, c, 0)["logs"]; m.GetState() != "switching" {
+			return fmt.Errorf("logs = %v with store 3 down", m)
+		}
+		return nil
+	}, "the switch waits for store 3")
+
+	leader := pd.WaitLeader()
+	pd.Kill(leader)
+	c.Start(2)
+	for i := range 3 {
+		storetest.Eventually(t, 30*time.Second, func() error {
+			if m := modesOf(t, c, i)["logs"]; m.GetMode() != "strong" || m.GetState() != "active" {
+				return fmt.Errorf("store %d: logs = %v", i+1, m)
+			}
+			return nil
+		}, "store %d has logs strong and active after the new PD leader resumed the switch", i+1)
+	}
+	g, err := c.Cas(1).Get(ctx, &kvrpc.GetRequest{Namespace: "logs", Key: "k"})
+	if err != nil || g.GetValue() != "before" {
+		t.Fatalf("Get logs/k after the switch = %v, %v", g, err)
+	}
+}
