@@ -104,9 +104,12 @@ func TestDemoCluster(t *testing.T) {
 		key := fmt.Sprintf("cas-%d", i+1)
 		casOn(t, cs[i], key, "v", 30*time.Second)
 		for j := range 3 {
-			if g, err := cs[j].cas.Get(ctxT(t, 10*time.Second), &kvrpc.GetRequest{Namespace: "default", Key: key}); err != nil || g.GetValue() != "v" {
-				t.Fatalf("Get %s on store %d = %v, %v", key, j+1, g, err)
-			}
+			eventually(t, 10*time.Second, func() error {
+				if g, err := cs[j].cas.Get(ctxT(t, 3*time.Second), &kvrpc.GetRequest{Namespace: "default", Key: key}); err != nil || g.GetValue() != "v" {
+					return fmt.Errorf("Get %s on store %d = %v, %v", key, j+1, g, err)
+				}
+				return nil
+			}, "Get %s on store %d", key, j+1)
 		}
 	}
 	c.grpcurlQuickstart()
@@ -374,41 +377,51 @@ func (c *demoCluster) grpcurlQuickstart() {
 		t.Log("grpcurl is not installed: the README's grpcurl commands are not run")
 		return
 	}
-	run := func(args ...string) map[string]any {
-		t.Helper()
+	// run runs one grpcurl command and decodes what it printed. A client
+	// retries Unavailable (a leader being elected): so does the caller,
+	// within a bound.
+	run := func(args ...string) (map[string]any, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		out, err := exec.CommandContext(ctx, grpcurl, args...).CombinedOutput()
 		if err != nil {
-			t.Fatalf("grpcurl %v: %v\n%s", args, err, out)
+			return nil, fmt.Errorf("grpcurl %v: %v\n%s", args, err, out)
 		}
 		var m map[string]any
 		if err := json.Unmarshal(out, &m); err != nil {
-			t.Fatalf("grpcurl %v printed %s", args, out)
+			return nil, fmt.Errorf("grpcurl %v printed %s", args, out)
 		}
-		return m
+		return m, nil
 	}
-	s := c.stores
-	run("-plaintext", "-d", `{"namespace":"logs","key":"g","value":"h"}`, s[0], "kvrpc.KvRaw/RawPut")
-	for _, a := range s[1:] {
+	expect := func(what string, check func(m map[string]any) bool, args ...string) {
+		t.Helper()
 		eventually(t, 10*time.Second, func() error {
-			if m := run("-plaintext", "-d", `{"namespace":"logs","key":"g"}`, a, "kvrpc.KvRaw/RawGet"); m["value"] != "h" {
-				return fmt.Errorf("RawGet on %s = %v", a, m)
+			m, err := run(args...)
+			if err != nil {
+				return err
+			}
+			if !check(m) {
+				return fmt.Errorf("%s: %v", what, m)
 			}
 			return nil
-		}, "grpcurl RawGet on %s", a)
+		}, "grpcurl %s", what)
 	}
-	if m := run("-plaintext", "-d", `{"namespace":"default","key":"g","value":"h","expected_version":0}`, s[0], "kvrpc.KvCas/CompareAndSwap"); m["success"] != true {
-		t.Fatalf("grpcurl CAS = %v", m)
+	s := c.stores
+	expect("RawPut", func(map[string]any) bool { return true },
+		"-plaintext", "-d", `{"namespace":"logs","key":"g","value":"h"}`, s[0], "kvrpc.KvRaw/RawPut")
+	for _, a := range s[1:] {
+		expect("RawGet on "+a, func(m map[string]any) bool { return m["value"] == "h" },
+			"-plaintext", "-d", `{"namespace":"logs","key":"g"}`, a, "kvrpc.KvRaw/RawGet")
 	}
+	// A retried CAS may find its own earlier write: "h" either way.
+	expect("CAS", func(m map[string]any) bool { return m["success"] == true || m["value"] == "h" },
+		"-plaintext", "-d", `{"namespace":"default","key":"g","value":"h","expected_version":0}`, s[0], "kvrpc.KvCas/CompareAndSwap")
 	for _, a := range s {
-		if m := run("-plaintext", "-d", `{"namespace":"default","key":"g"}`, a, "kvrpc.KvCas/Get"); m["value"] != "h" {
-			t.Fatalf("grpcurl Get on %s = %v", a, m)
-		}
+		expect("Get on "+a, func(m map[string]any) bool { return m["value"] == "h" },
+			"-plaintext", "-d", `{"namespace":"default","key":"g"}`, a, "kvrpc.KvCas/Get")
 	}
-	if m := run("-plaintext", "-d", `{"namespace":"default"}`, s[1], "raftpb.RaftService/GetMode"); m["mode"] != "strong" || m["leader"] == nil {
-		t.Fatalf("grpcurl GetMode(default) = %v", m)
-	}
+	expect("GetMode(default)", func(m map[string]any) bool { return m["mode"] == "strong" && m["leader"] != nil },
+		"-plaintext", "-d", `{"namespace":"default"}`, s[1], "raftpb.RaftService/GetMode")
 }
 
 func portOf(addr string) string {
