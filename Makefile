@@ -43,10 +43,12 @@ chaos: build
 run: build
 	scripts/run-local.sh $(DATA)
 
-# Benchmarks (not part of make test): strong CAS and Get, eventual RawPut.
+# Benchmarks (not part of make test): strong CAS and Get, eventual RawPut,
+# in-process (./store/, with fsync counts) and as separate processes beside
+# a three-member etcd on the same machine (./tests/).
 BENCHTIME ?= 20000x
-bench:
-	$(GO) test -run XXX -bench . -benchtime $(BENCHTIME) ./store/ ./store/lww/
+bench: build
+	$(GO) test -run XXX -bench . -benchtime $(BENCHTIME) ./store/ ./store/lww/ ./tests/
 
 # The demo cluster in Docker (deploy/): three PD members and three stores.
 # The image is built FROM scratch out of the static binaries in bin/.
