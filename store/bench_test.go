@@ -53,35 +53,9 @@ func benchStrong(b *testing.B, clients int, op func(ctx context.Context, c *stor
 			b.Fatal(err)
 		}
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var failed atomic.Int64
-	b.ResetTimer()
 	syncs0 := fs.Syncs.Load()
-	start := time.Now()
-	for w := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				n := int(next.Add(1))
-				if n > b.N {
-					return
-				}
-				if err := op(ctx, c, w, n); err != nil {
-					failed.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if failed.Load() > 0 {
-		b.Fatalf("%d operations failed", failed.Load())
-	}
+	elapsed := storetest.RunClients(b, clients, func(client, n int) error { return op(ctx, c, client, n) })
 	syncs := fs.Syncs.Load() - syncs0
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
 	b.ReportMetric(float64(syncs)/elapsed.Seconds(), "fsyncs/s")
 	b.ReportMetric(float64(b.N)/float64(max(syncs, 1)), "ops/fsync")
 }

@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"strings"
 	"sync"
@@ -17,20 +16,6 @@ import (
 	"github.com/rdb-project/rdb/proto/raftpb"
 	"github.com/rdb-project/rdb/store/storetest"
 )
-
-var seedFlag = flag.Uint64("seed", 0, "replay the randomized tests with this seed (0: each test's fixed seed)")
-
-// testSeed returns the seed of a randomized test: its fixed seed, or the
-// one given with -seed, and logs it.
-func testSeed(t testing.TB, fixed uint64) uint64 {
-	t.Helper()
-	seed := fixed
-	if *seedFlag != 0 {
-		seed = *seedFlag
-	}
-	t.Logf("seed %d (replay: go test ./store/ -run '^%s$' -seed %d)", seed, t.Name(), seed)
-	return seed
-}
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)

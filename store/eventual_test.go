@@ -16,6 +16,7 @@ import (
 	"github.com/rdb-project/rdb/proto/raftpb"
 	"github.com/rdb-project/rdb/store/hlc"
 	"github.com/rdb-project/rdb/store/storetest"
+	"github.com/rdb-project/rdb/store/testseed"
 )
 
 func eventualCluster(t *testing.T) *storetest.Cluster {
@@ -218,7 +219,7 @@ func rawWriters(t *testing.T, c *storetest.Cluster, ns string, seed uint64, stop
 // raw write is accepted once the namespace is strong, and every strong
 // value is then readable with RawGet on every store.
 func TestSwitchUnderLoadLosesNothing(t *testing.T) {
-	seed := testSeed(t, 221)
+	seed := testseed.For(t, 221)
 	c := eventualCluster(t)
 	ctx := ctxT(t, 2*time.Minute)
 	log := &writeLog{latest: map[string]ackedWrite{}}

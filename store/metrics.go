@@ -1,7 +1,7 @@
 package store
 
 // Metrics and profiling: a Prometheus registry per store, exposed with
-// pprof on --metrics-addr (off by default).
+// pprof on --metrics-addr (off by default: then no call is measured).
 
 import (
 	"context"
@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rdb-project/rdb/store/api"
+	"github.com/rdb-project/rdb/store/lww"
+	"github.com/rdb-project/rdb/store/raftstore"
 )
 
 type metrics struct {
@@ -38,41 +40,69 @@ func newMetrics(s *Store) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}, []string{"method"}),
 	}
-	counter := func(name, help string, f func() uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
-	}
 	m.reg.MustRegister(
 		m.requests, m.latency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		counter("rdb_raft_rounds_total", "Raft loop rounds that had work.", func() uint64 { return s.raft.Stats().Rounds }),
-		counter("rdb_raft_synced_batches_total", "Raft persist batches committed with an fsync.", func() uint64 { return s.raft.Stats().SyncedBatches }),
-		counter("rdb_raft_entries_written_total", "Raft log entries persisted.", func() uint64 { return s.raft.Stats().EntriesWritten }),
-		counter("rdb_raft_entries_applied_total", "Raft entries applied.", func() uint64 { return s.raft.Stats().EntriesApplied }),
-		counter("rdb_raft_snapshots_sent_total", "Raft snapshots sent to catching-up stores.", func() uint64 { return s.raft.Stats().SnapshotsSent }),
-		counter("rdb_raft_read_index_total", "ReadIndex requests issued (each serves a batch of reads).", func() uint64 { return s.raft.Stats().ReadIndexes }),
-		counter("rdb_raft_reads_total", "Linearizable reads served through ReadIndex.", func() uint64 { return s.raft.Stats().Reads }),
-		counter("rdb_lww_pushed_total", "Eventual records pushed to peers.", func() uint64 { return s.lww.Stats().Pushed }),
-		counter("rdb_lww_dropped_total", "Eventual records not pushed (left to anti-entropy).", func() uint64 { return s.lww.Stats().Dropped }),
-		counter("rdb_lww_received_total", "Eventual records received from peers.", func() uint64 { return s.lww.Stats().Received }),
-		counter("rdb_lww_refused_total", "Eventual records refused: timestamp too far ahead.", func() uint64 { return s.lww.Stats().Refused }),
-		counter("rdb_lww_repaired_total", "Eventual records repaired by anti-entropy.", func() uint64 { return s.lww.Stats().Repaired }),
-		counter("rdb_lww_repair_sent_total", "Eventual records sent to peers by anti-entropy.", func() uint64 { return s.lww.Stats().RepairSent }),
-		counter("rdb_lww_anti_entropy_rounds_total", "Anti-entropy rounds completed with a peer.", func() uint64 { return s.lww.Stats().AntiEntropyRounds }),
-		counter("rdb_lww_tombstones_collected_total", "Eventual tombstones collected after the grace period.", func() uint64 { return s.lww.Stats().Collected }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rdb_namespaces", Help: "Namespaces in the mode table."},
-			func() float64 { return float64(len(s.table.List())) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rdb_namespaces_switching", Help: "Namespaces whose mode switch is under way on this store."},
-			func() float64 {
-				n := 0
-				for _, rec := range s.table.List() {
-					if s.namespaceState(rec) == api.StateSwitching {
-						n++
-					}
-				}
-				return float64(n)
-			}),
+		storeCollector{s},
 	)
 	return m
+}
+
+// storeCounters are the engines' cumulative counters, each read from one
+// Stats snapshot per scrape.
+var storeCounters = []struct {
+	desc *prometheus.Desc
+	get  func(raftstore.Stats, lww.Stats) uint64
+}{
+	{counterDesc("rdb_raft_rounds_total", "Raft loop rounds that had work."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.Rounds }},
+	{counterDesc("rdb_raft_synced_batches_total", "Raft persist batches committed with an fsync."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.SyncedBatches }},
+	{counterDesc("rdb_raft_entries_written_total", "Raft log entries persisted."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.EntriesWritten }},
+	{counterDesc("rdb_raft_entries_applied_total", "Raft entries applied."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.EntriesApplied }},
+	{counterDesc("rdb_raft_snapshots_sent_total", "Raft snapshots sent to catching-up stores."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.SnapshotsSent }},
+	{counterDesc("rdb_raft_read_index_total", "ReadIndex requests issued (each serves a batch of reads)."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.ReadIndexes }},
+	{counterDesc("rdb_raft_reads_total", "Linearizable reads served through ReadIndex."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.Reads }},
+	{counterDesc("rdb_lww_pushed_total", "Eventual records pushed to peers."), func(_ raftstore.Stats, l lww.Stats) uint64 { return l.Pushed }},
+	{counterDesc("rdb_lww_dropped_total", "Eventual records not pushed (left to anti-entropy)."), func(_ raftstore.Stats, l lww.Stats) uint64 { return l.Dropped }},
+	{counterDesc("rdb_lww_received_total", "Eventual records received from peers."), func(_ raftstore.Stats, l lww.Stats) uint64 { return l.Received }},
+	{counterDesc("rdb_lww_refused_total", "Eventual records refused: timestamp too far ahead."), func(_ raftstore.Stats, l lww.Stats) uint64 { return l.Refused }},
+	{counterDesc("rdb_lww_repaired_total", "Eventual records repaired by anti-entropy."), func(_ raftstore.Stats, l lww.Stats) uint64 { return l.Repaired }},
+	{counterDesc("rdb_lww_repair_sent_total", "Eventual records sent to peers by anti-entropy."), func(_ raftstore.Stats, l lww.Stats) uint64 { return l.RepairSent }},
+	{counterDesc("rdb_lww_anti_entropy_rounds_total", "Anti-entropy rounds completed with a peer."), func(_ raftstore.Stats, l lww.Stats) uint64 { return l.AntiEntropyRounds }},
+	{counterDesc("rdb_lww_tombstones_collected_total", "Eventual tombstones collected after the grace period."), func(_ raftstore.Stats, l lww.Stats) uint64 { return l.Collected }},
+}
+
+var (
+	namespacesDesc = prometheus.NewDesc("rdb_namespaces", "Namespaces in the mode table.", nil, nil)
+	switchingDesc  = prometheus.NewDesc("rdb_namespaces_switching", "Namespaces whose mode switch is under way on this store.", nil, nil)
+)
+
+func counterDesc(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
+
+// storeCollector exports the store's counters and namespace gauges.
+type storeCollector struct{ s *Store }
+
+func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, sc := range storeCounters {
+		ch <- sc.desc
+	}
+	ch <- namespacesDesc
+	ch <- switchingDesc
+}
+
+func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
+	r, l := c.s.raft.Stats(), c.s.lww.Stats()
+	for _, sc := range storeCounters {
+		ch <- prometheus.MustNewConstMetric(sc.desc, prometheus.CounterValue, float64(sc.get(r, l)))
+	}
+	rows := c.s.table.List()
+	switching := 0
+	for _, rec := range rows {
+		if c.s.namespaceState(rec) == api.StateSwitching {
+			switching++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(namespacesDesc, prometheus.GaugeValue, float64(len(rows)))
+	ch <- prometheus.MustNewConstMetric(switchingDesc, prometheus.GaugeValue, float64(switching))
 }
 
 // unary records every client call's outcome and latency.

@@ -16,6 +16,7 @@ import (
 	"github.com/rdb-project/rdb/proto/kvrpc"
 	"github.com/rdb-project/rdb/proto/raftpb"
 	"github.com/rdb-project/rdb/store/storetest"
+	"github.com/rdb-project/rdb/store/testseed"
 )
 
 // pdCluster starts a PD of pdN members that drives mode switches, and
@@ -43,16 +44,22 @@ func runPdctl(t *testing.T, pd *pdtest.Cluster, args ...string) string {
 func waitModeEverywhere(t *testing.T, c *storetest.Cluster, ns, mode string, within time.Duration) {
 	t.Helper()
 	for i := range c.N() {
-		if c.Store(i) == nil {
-			continue
+		if c.Store(i) != nil {
+			waitMode(t, c, i, ns, mode, "", within)
 		}
-		storetest.Eventually(t, within, func() error {
-			if m := modesOf(t, c, i)[ns]; m.GetMode() != mode {
-				return fmt.Errorf("store %d: %s = %v", i+1, ns, m)
-			}
-			return nil
-		}, "store %d has %s %s", i+1, ns, mode)
 	}
+}
+
+// waitMode waits until store i lists ns with mode and, if state is set,
+// that state.
+func waitMode(t *testing.T, c *storetest.Cluster, i int, ns, mode, state string, within time.Duration) {
+	t.Helper()
+	storetest.Eventually(t, within, func() error {
+		if m := modesOf(t, c, i)[ns]; m.GetMode() != mode || (state != "" && m.GetState() != state) {
+			return fmt.Errorf("store %d: %s = %v", i+1, ns, m)
+		}
+		return nil
+	}, "store %d has %s %s %s", i+1, ns, mode, state)
 }
 
 // TestPDModeRollout: pdctl changes the mode on every store by itself, and
@@ -189,7 +196,7 @@ func TestPDLeaderLoss(t *testing.T) {
 // TestPDSwitchUnderLoadLosesNothing is the switch check of the eventual
 // tests, driven by pdctl.
 func TestPDSwitchUnderLoadLosesNothing(t *testing.T) {
-	seed := testSeed(t, 192)
+	seed := testseed.For(t, 192)
 	pd, c := pdCluster(t, 1)
 	waitModeEverywhere(t, c, "logs", "eventual", 10*time.Second)
 	ctx := ctxT(t, 2*time.Minute)
@@ -249,12 +256,7 @@ func TestPDLeaderChangeResumesHeldSwitch(t *testing.T) {
 	runPdctl(t, pd, "namespace", "set", "logs", "strong")
 	// Stores 1 and 2 fence and wait: the switch is held for store 3.
 	for i := range 2 {
-		storetest.Eventually(t, 10*time.Second, func() error {
-			if m := modesOf(t, c, i)["logs"]; m.GetMode() != "strong" || m.GetState() != "switching" {
-				return fmt.Errorf("store %d: logs = %v", i+1, m)
-			}
-			return nil
-		}, "store %d holds logs switching", i+1)
+		waitMode(t, c, i, "logs", "strong", "switching", 10*time.Second)
 	}
 	storetest.Consistently(t, time.Second, func() error {
 		if m := modesOf(t, c, 0)["logs"]; m.GetState() != "switching" {
@@ -266,13 +268,9 @@ func TestPDLeaderChangeResumesHeldSwitch(t *testing.T) {
 	leader := pd.WaitLeader()
 	pd.Kill(leader)
 	c.Start(2)
+	// The new PD leader resumes the switch.
 	for i := range 3 {
-		storetest.Eventually(t, 30*time.Second, func() error {
-			if m := modesOf(t, c, i)["logs"]; m.GetMode() != "strong" || m.GetState() != "active" {
-				return fmt.Errorf("store %d: logs = %v", i+1, m)
-			}
-			return nil
-		}, "store %d has logs strong and active after the new PD leader resumed the switch", i+1)
+		waitMode(t, c, i, "logs", "strong", "active", 30*time.Second)
 	}
 	g, err := c.Cas(1).Get(ctx, &kvrpc.GetRequest{Namespace: "logs", Key: "k"})
 	if err != nil || g.GetValue() != "before" {

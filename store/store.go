@@ -284,8 +284,12 @@ func (s *Store) Start() error {
 		}
 	}
 	s.lis = lis
-	s.metrics = newMetrics(s)
-	s.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20), grpc.UnaryInterceptor(s.metrics.unary))
+	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(64 << 20), grpc.MaxSendMsgSize(64 << 20)}
+	if s.cfg.MetricsAddr != "" {
+		s.metrics = newMetrics(s)
+		opts = append(opts, grpc.UnaryInterceptor(s.metrics.unary))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	raftpb.RegisterRaftServiceServer(s.grpc, &modeService{s: s})
 	kvrpc.RegisterKvCasServer(s.grpc, &casService{s: s})
 	kvrpc.RegisterKvRawServer(s.grpc, &rawService{s: s})

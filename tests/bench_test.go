@@ -10,8 +10,6 @@ package tests
 import (
 	"context"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 
 	"github.com/rdb-project/rdb/proto/kvrpc"
 	"github.com/rdb-project/rdb/proto/raftpb"
+	"github.com/rdb-project/rdb/store/storetest"
 )
 
 const benchClients = 64
@@ -27,32 +26,8 @@ const benchClients = 64
 // loadN runs op b.N times spread over benchClients goroutines and reports
 // throughput.
 func loadN(b *testing.B, op func(ctx context.Context, client, n int) error) {
-	var next, failed atomic.Int64
-	var wg sync.WaitGroup
 	ctx := context.Background()
-	b.ResetTimer()
-	start := time.Now()
-	for w := range benchClients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				n := int(next.Add(1))
-				if n > b.N {
-					return
-				}
-				if err := op(ctx, w, n); err != nil {
-					failed.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	b.StopTimer()
-	if failed.Load() > 0 {
-		b.Fatalf("%d operations failed", failed.Load())
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
+	storetest.RunClients(b, benchClients, func(client, n int) error { return op(ctx, client, n) })
 }
 
 // BenchmarkEtcdPut64: three etcd members, 64 clients putting distinct keys.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rdb-project/rdb/proto/storepb"
 	"github.com/rdb-project/rdb/store/hlc"
+	"github.com/rdb-project/rdb/store/testseed"
 )
 
 // TestRandomizedConvergence writes and deletes random keys on random
@@ -17,7 +18,7 @@ import (
 // Once the faults stop, with no new write, every store must hold, for each
 // key, the acknowledged write with the greatest timestamp.
 func TestRandomizedConvergence(t *testing.T) {
-	seed := testSeed(t, 20)
+	seed := testseed.For(t, 20)
 	rng := rand.New(rand.NewPCG(seed, 42))
 	var rngMu sync.Mutex
 	intn := func(n int) int {

@@ -3,7 +3,6 @@ package lww
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -30,20 +29,6 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-var seedFlag = flag.Uint64("seed", 0, "replay the randomized tests with this seed (0: each test's fixed seed)")
-
-// testSeed returns the seed of a randomized test: its fixed seed, or the
-// one given with -seed, and logs it.
-func testSeed(t testing.TB, fixed uint64) uint64 {
-	t.Helper()
-	seed := fixed
-	if *seedFlag != 0 {
-		seed = *seedFlag
-	}
-	t.Logf("seed %d (replay: go test ./store/lww/ -run '^%s$' -seed %d)", seed, t.Name(), seed)
-	return seed
-}
 
 // quietPebble discards pebble's own logs.
 type quietPebble struct{}

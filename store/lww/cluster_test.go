@@ -14,6 +14,7 @@ import (
 
 	"github.com/rdb-project/rdb/proto/storepb"
 	"github.com/rdb-project/rdb/store/hlc"
+	"github.com/rdb-project/rdb/store/testseed"
 )
 
 // Bounds on waiting in cluster tests: generous for a loaded 2-core CI
@@ -188,7 +189,7 @@ func TestLostPushesRepaired(t *testing.T) {
 }
 
 func TestLargeRepairInSmallMessages(t *testing.T) {
-	seed := testSeed(t, 191)
+	seed := testseed.For(t, 191)
 	rng := rand.New(rand.NewPCG(seed, 7))
 	// Messages of 4 KiB: most buckets need several requests and every
 	// answer is cut.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rdb-project/rdb/proto/storepb"
 	"github.com/rdb-project/rdb/store/hlc"
+	"github.com/rdb-project/rdb/store/testseed"
 )
 
 // TestCrashKeepsAcknowledgedWrites crashes a store (keeping only what was
@@ -21,7 +22,7 @@ import (
 // restarted clock stamps after all of them, and that digests rebuilt from
 // what survived match the records.
 func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
-	seed := testSeed(t, 24)
+	seed := testseed.For(t, 24)
 	rng := rand.New(rand.NewPCG(seed, 3))
 
 	mem := vfs.NewCrashableMem()

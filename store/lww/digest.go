@@ -104,11 +104,10 @@ type nsState struct {
 	mu    sync.RWMutex
 	bytes [NumBuckets]atomic.Int64
 
-	// dmu guards the digests. Invariant: for every bucket, all is the XOR
-	// of settled and of every recent slice; settled holds the changes of
-	// epochs below folded, recent those of folded and later.
+	// dmu guards the digests: settled holds the changes of epochs below
+	// folded, recent those of folded and later, a slice per epoch. The
+	// digests of every record are the XOR of them all.
 	dmu     sync.Mutex
-	all     [NumBuckets]uint64
 	settled [NumBuckets]uint64
 	folded  int64
 	recent  map[int64]*[NumBuckets]uint64
@@ -122,10 +121,8 @@ func epochOf(wall int64) int64 {
 	return wall / EpochNanos
 }
 
-// xorLocked XORs h into bucket b of every digest and of the slice of
-// epoch ep.
+// xorLocked XORs h into bucket b of the slice of epoch ep.
 func (s *nsState) xorLocked(b int, h uint64, ep int64) {
-	s.all[b] ^= h
 	if ep < s.folded {
 		s.settled[b] ^= h
 		return
@@ -182,11 +179,10 @@ func (s *nsState) change(key []byte, old, new *record) {
 	s.bytes[b].Add(delta)
 }
 
-// digests returns a copy of the bucket digests of every record.
+// digests returns the bucket digests of every record.
 func (s *nsState) digests() []uint64 {
-	s.dmu.Lock()
-	defer s.dmu.Unlock()
-	return append([]uint64(nil), s.all[:]...)
+	out, _ := s.digestsBefore(0)
+	return out
 }
 
 // digestsBefore returns the bucket digests of the records current at the
@@ -197,16 +193,17 @@ func (s *nsState) digestsBefore(before int64) ([]uint64, int64) {
 	s.dmu.Lock()
 	defer s.dmu.Unlock()
 	cut := epochOf(before)
-	if before <= 0 || cut < s.folded {
-		return append([]uint64(nil), s.all[:]...), 0
-	}
+	all := before <= 0 || cut < s.folded
 	out := append([]uint64(nil), s.settled[:]...)
 	for ep, slot := range s.recent {
-		if ep < cut {
+		if all || ep < cut {
 			for b := range NumBuckets {
 				out[b] ^= slot[b]
 			}
 		}
+	}
+	if all {
+		return out, 0
 	}
 	return out, cut * EpochNanos
 }
@@ -214,7 +211,7 @@ func (s *nsState) digestsBefore(before int64) ([]uint64, int64) {
 // reset clears the namespace's digests (the caller holds mu exclusively).
 func (s *nsState) reset() {
 	s.dmu.Lock()
-	s.all, s.settled, s.recent = [NumBuckets]uint64{}, [NumBuckets]uint64{}, nil
+	s.settled, s.recent = [NumBuckets]uint64{}, nil
 	s.dmu.Unlock()
 	for i := range NumBuckets {
 		s.bytes[i].Store(0)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rdb-project/rdb/store/hlc"
+	"github.com/rdb-project/rdb/store/testseed"
 )
 
 // TestDigestsBefore: the digests at a cutoff cover exactly the records
@@ -17,7 +18,7 @@ import (
 // collected since; a cutoff older than the slices kept apart gives every
 // record as it is now, and says so.
 func TestDigestsBefore(t *testing.T) {
-	seed := testSeed(t, 20261203)
+	seed := testseed.For(t, 20261203)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	base := int64(1_700_000_000) * int64(time.Second)
 	var st nsState
@@ -168,7 +169,11 @@ func TestSteadyWritesNeedNoRepair(t *testing.T) {
 	waitPeersUp(t, c)
 	rounds0 := c.eng(1).Stats().AntiEntropyRounds
 	writes := 0
+	// Write for two seconds and at least five rounds, within a bound.
 	for start := time.Now(); time.Since(start) < 2*time.Second || c.eng(1).Stats().AntiEntropyRounds < rounds0+5; {
+		if time.Since(start) > convergeBound {
+			t.Fatalf("%d anti-entropy rounds in %v", c.eng(1).Stats().AntiEntropyRounds-rounds0, convergeBound)
+		}
 		for _, id := range c.ids {
 			// A few hundred keys, written by every store: overwrites and
 			// conflicts all the time.

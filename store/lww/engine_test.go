@@ -13,6 +13,7 @@ import (
 
 	"github.com/rdb-project/rdb/proto/storepb"
 	"github.com/rdb-project/rdb/store/hlc"
+	"github.com/rdb-project/rdb/store/testseed"
 )
 
 // solo is one engine with no peers, not started.
@@ -229,7 +230,7 @@ func TestMergeTies(t *testing.T) {
 }
 
 func TestMergeOutOfOrder(t *testing.T) {
-	seed := testSeed(t, 232)
+	seed := testseed.For(t, 232)
 	rng := rand.New(rand.NewPCG(seed, seed>>1))
 	a, b := newSolo(t, 1, nil), newSolo(t, 2, nil)
 	now := a.time.now()

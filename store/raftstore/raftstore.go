@@ -402,6 +402,7 @@ func (rs *RaftStore) apply(rds []*ready) error {
 	ac := &ApplyContext{Batch: b}
 	var touched []*group
 	var results []func()
+	applied := 0
 	for _, r := range rds {
 		g, rd := r.g, r.rd
 		for _, rs0 := range rd.ReadStates {
@@ -425,7 +426,7 @@ func (rs *RaftStore) apply(rds []*ready) error {
 				results = append(results, res)
 			}
 			g.applied.index, g.applied.term = e.GetIndex(), e.GetTerm()
-			rs.stats.applied.Add(1)
+			applied++
 		}
 		ab, err := encodeApplied(g.applied)
 		if err != nil {
@@ -443,6 +444,7 @@ func (rs *RaftStore) apply(rds []*ready) error {
 			return fmt.Errorf("raftstore: apply: %w", err)
 		}
 	}
+	rs.stats.applied.Add(uint64(applied))
 	for _, f := range ac.after {
 		f()
 	}
