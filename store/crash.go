@@ -2,8 +2,6 @@ package store
 
 // Kill: a crash, for fault-injection tests that run stores in-process.
 
-import "go.uber.org/zap"
-
 // Kill stops the store as a crash looks to every other process: its
 // connections drop at once, calls in flight get no answer, and it sends
 // nothing more to other stores or to PD. crashed, if not nil, runs right
@@ -22,21 +20,16 @@ func (s *Store) Kill(crashed func()) {
 			s.grpc.Stop() // no graceful drain: answers not yet sent are lost
 		}
 		s.tr.Close()
-		if c, ok := s.auth.(interface{ close() }); ok {
-			c.close()
+		if s.pd != nil {
+			s.pd.Close()
 		}
 		if crashed != nil {
 			crashed()
 		}
 		s.wg.Wait()
-		s.raft.Stop()
 		// The loop may have started snapshot sends after the first Close
-		// (they fail at once); wait for them before the DB goes away.
-		s.tr.Close()
-		_ = s.lww.Close()
-		if err := s.db.Close(); err != nil {
-			s.log.Warn("close db after kill", zap.Error(err))
-		}
+		// (they fail at once); release waits for them before the DB goes.
+		s.release()
 		s.log.Info("store killed")
 	})
 }

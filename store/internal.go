@@ -1,17 +1,25 @@
 package store
 
 // StoreInternal: what stores (and the placement driver) call on each
-// other.
+// other: Raft traffic, joins (static mode), LWW replication, and the steps
+// of mode switches. Switch steps are checked against this store's own row
+// (modeswitch.CheckStep), and a store reports a step (SwitchStatus, Dump)
+// only once it is durable.
 
 import (
 	"context"
 
+	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rdb-project/rdb/proto/storepb"
 	"github.com/rdb-project/rdb/store/api"
+	"github.com/rdb-project/rdb/store/hlc"
+	"github.com/rdb-project/rdb/store/modeswitch"
+	"github.com/rdb-project/rdb/store/namespace"
+	"github.com/rdb-project/rdb/store/raftstore"
 )
 
 type internalService struct {
@@ -31,9 +39,12 @@ func (i *internalService) Snapshot(stream storepb.StoreInternal_SnapshotServer) 
 }
 
 func (i *internalService) Join(ctx context.Context, req *storepb.JoinRequest) (*storepb.JoinResponse, error) {
+	if i.s.meta == nil {
+		return nil, status.Error(codes.FailedPrecondition, "this store follows a placement driver: start new stores with --pd, not --peer")
+	}
 	ctx, cancel := i.s.withTimeout(ctx)
 	defer cancel()
-	return i.s.join(ctx, req)
+	return i.s.meta.Join(ctx, req)
 }
 
 func (i *internalService) Replicate(stream storepb.StoreInternal_ReplicateServer) error {
@@ -60,64 +71,92 @@ func (i *internalService) Repair(ctx context.Context, req *storepb.RepairRequest
 	return i.s.lww.HandleRepair(ctx, req)
 }
 
+// syncReported makes everything this store has committed durable before
+// it reports it: apply batches are written unsynced, and a store that
+// reported a row and lost it in a crash would accept writes no merge sees.
+// Pebble's log is ordered, so one synced write covers every earlier batch.
+func (s *Store) syncReported() error {
+	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+		s.fatal(err)
+		return api.Internal("sync: %v", err)
+	}
+	return nil
+}
+
 func (i *internalService) SwitchStatus(ctx context.Context, req *storepb.SwitchStatusRequest) (*storepb.SwitchStatusResponse, error) {
 	rec, ok := i.s.table.Get(req.GetNamespace())
 	if !ok {
 		return &storepb.SwitchStatusResponse{}, nil
 	}
-	out := &storepb.SwitchStatusResponse{Record: rec, Fenced: rec.GetMode() == api.ModeStrong}
-	if g := i.s.group(rec.GetGroupId()); g != nil {
-		out.Group, out.HasGroup = g.State(), true
+	out := &storepb.SwitchStatusResponse{Record: rec, Fenced: namespace.ModeOf(rec) == namespace.Strong}
+	if gs := i.s.groups.State(rec.GetGroupId()); gs != nil {
+		out.Group, out.HasGroup = gs, true
+	}
+	if err := i.s.syncReported(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
 // Dump streams this store's LWW records of a namespace whose raw writes
-// are fenced (the store has applied a strong row of at least version).
+// are fenced (the store has durably applied a strong row of at least
+// version).
 func (i *internalService) Dump(req *storepb.DumpRequest, stream storepb.StoreInternal_DumpServer) error {
 	rec, ok := i.s.table.Get(req.GetNamespace())
-	if !ok || rec.GetVersion() < req.GetVersion() || rec.GetMode() != api.ModeStrong {
+	if !ok || !modeswitch.Fenced(rec, &storepb.NamespaceRecord{Version: req.GetVersion(), Epoch: rec.GetEpoch()}) ||
+		namespace.ModeOf(rec) != namespace.Strong {
 		return status.Errorf(codes.FailedPrecondition, "namespace %q is not fenced at version %d on store %d yet",
 			req.GetNamespace(), req.GetVersion(), i.s.cfg.StoreID)
+	}
+	if err := i.s.syncReported(); err != nil {
+		return err
 	}
 	return i.s.lww.Dump(req.GetNamespace(), func(recs []*storepb.LWWRecord) error {
 		return stream.Send(&storepb.DumpResponse{Records: recs})
 	})
 }
 
-// GroupPropose proposes a switch step to a group. A fence without a
-// timestamp is stamped here.
+// GroupPropose proposes a switch step to a group of which this store holds
+// a replica. The step must be one this store's row calls for; a fence is
+// stamped here, with this store's clock, and a load's records must carry
+// timestamps this store's clock would accept.
 func (i *internalService) GroupPropose(ctx context.Context, req *storepb.GroupProposeRequest) (*storepb.GroupProposeResponse, error) {
 	ctx, cancel := i.s.withTimeout(ctx)
 	defer cancel()
+	group := req.GetGroupId()
+	var rec *storepb.NamespaceRecord
+	if ns, ok := i.s.table.NamespaceOfGroup(group); ok {
+		rec, _ = i.s.table.Get(ns)
+	}
 	cmd := req.GetCommand()
-	switch cmd.GetCmd().(type) {
-	case *storepb.GroupCommand_Cas, *storepb.GroupCommand_Delete, nil:
-		return nil, status.Error(codes.InvalidArgument, "GroupPropose carries switch steps only")
+	if err := modeswitch.CheckStep(rec, cmd); err != nil {
+		return nil, err
+	}
+	g := i.s.groups.Get(group)
+	if g == nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "store %d holds no replica of group %d", i.s.cfg.StoreID, group)
+	}
+	cmd = proto.Clone(cmd).(*storepb.GroupCommand)
+	switch x := cmd.GetCmd().(type) {
 	case *storepb.GroupCommand_Fence:
-		if cmd.GetFence().GetTs() == nil {
-			ts, err := i.s.clock.Now()
-			if err != nil {
-				return nil, api.Internal("clock: %v", err)
+		ts, err := i.s.clock.Now()
+		if err != nil {
+			return nil, api.Internal("clock: %v", err)
+		}
+		x.Fence.Ts = ts.ToProto()
+	case *storepb.GroupCommand_LoadBatch:
+		for _, r := range x.LoadBatch.GetRecords() {
+			if err := i.s.clock.CheckAhead(hlc.FromProto(r.GetTs())); err != nil {
+				return nil, status.Errorf(codes.InvalidArgument, "load batch: key %q: %v", r.GetKey(), err)
 			}
-			cmd = proto.Clone(cmd).(*storepb.GroupCommand)
-			cmd.GetFence().Ts = ts.ToProto()
 		}
 	}
 	b, err := proto.Marshal(cmd)
 	if err != nil {
 		return nil, api.Internal("encode: %v", err)
 	}
-	v, err := i.s.propose(ctx, req.GetGroupId(), b, "the namespace group")
-	if err != nil {
-		return nil, err
-	}
-	if res, ok := v.(casResult); ok && res.err != nil {
-		return nil, api.Internal("%v", res.err)
-	}
-	g := i.s.group(req.GetGroupId())
-	if g == nil {
-		return nil, status.Error(codes.NotFound, "no such group here")
+	if _, err := i.s.raft.ProposeRetrying(ctx, group, b); err != nil {
+		return nil, raftstore.WriteError(err, "the namespace group")
 	}
 	return &storepb.GroupProposeResponse{State: g.State()}, nil
 }
@@ -126,10 +165,10 @@ func (i *internalService) GroupPropose(ctx context.Context, req *storepb.GroupPr
 func (i *internalService) GroupStatus(ctx context.Context, req *storepb.GroupStatusRequest) (*storepb.GroupStatusResponse, error) {
 	ctx, cancel := i.s.withTimeout(ctx)
 	defer cancel()
-	if err := i.s.readIndex(ctx, req.GetGroupId(), "the namespace group"); err != nil {
-		return nil, err
+	if err := i.s.raft.ReadIndexRetrying(ctx, req.GetGroupId()); err != nil {
+		return nil, raftstore.ReadError(err, "the namespace group")
 	}
-	g := i.s.group(req.GetGroupId())
+	g := i.s.groups.Get(req.GetGroupId())
 	if g == nil {
 		return nil, status.Error(codes.NotFound, "no such group here")
 	}

@@ -2,6 +2,8 @@ package store
 
 // The client KV services. KvCas goes through the namespace's Raft group;
 // KvRaw writes this store's LWW replica and replicates asynchronously.
+// Whether a call may be served is decided by namespace.Decide, from the
+// store's row and its replica of the namespace's group.
 
 import (
 	"context"
@@ -9,9 +11,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -19,8 +18,9 @@ import (
 	"github.com/rdb-project/rdb/proto/storepb"
 	"github.com/rdb-project/rdb/store/api"
 	"github.com/rdb-project/rdb/store/hlc"
-	"github.com/rdb-project/rdb/store/keys"
 	"github.com/rdb-project/rdb/store/lww"
+	"github.com/rdb-project/rdb/store/namespace"
+	"github.com/rdb-project/rdb/store/nsgroup"
 	"github.com/rdb-project/rdb/store/raftstore"
 )
 
@@ -29,22 +29,9 @@ type casService struct {
 	s *Store
 }
 
-// strongGroup returns the group of a namespace that KvCas may use, or the
-// error that tells the client why not.
-func (s *Store) strongGroup(ctx context.Context, ns string) (*storepb.NamespaceRecord, error) {
-	rec, err := s.namespace(ctx, ns)
-	if err != nil {
-		return nil, err
-	}
-	if rec.GetMode() == api.ModeStrong {
-		return rec, nil
-	}
-	// Eventual: but until this store's replica of the group has applied
-	// the fence, the switch away from strong is still under way.
-	if g := s.group(rec.GetGroupId()); g != nil && isActive(g.State()) {
-		return nil, api.ErrSwitching(ns, api.ModeEventual)
-	}
-	return nil, api.ErrWrongModeForCas(ns)
+// decide is namespace.Decide with this store's replica of rec's group.
+func (s *Store) decide(rec *storepb.NamespaceRecord, a namespace.Access) (namespace.Source, error) {
+	return namespace.Decide(rec, s.groups.State(rec.GetGroupId()), a)
 }
 
 func (c *casService) CompareAndSwap(ctx context.Context, req *kvrpc.CasRequest) (*kvrpc.CasResponse, error) {
@@ -53,17 +40,13 @@ func (c *casService) CompareAndSwap(ctx context.Context, req *kvrpc.CasRequest) 
 	}
 	ctx, cancel := c.s.withTimeout(ctx)
 	defer cancel()
-	rec, err := c.s.strongGroup(ctx, req.GetNamespace())
-	if err != nil {
-		return nil, err
-	}
-	res, err := c.s.proposeGroup(ctx, rec, &storepb.GroupCommand{Cmd: &storepb.GroupCommand_Cas{Cas: &storepb.CasCommand{
-		Key: []byte(req.GetKey()), Value: []byte(req.GetValue()), ExpectedVersion: req.GetExpectedVersion(), Epoch: rec.GetEpoch(),
+	res, err := c.s.proposeWrite(ctx, req.GetNamespace(), &storepb.GroupCommand{Cmd: &storepb.GroupCommand_Cas{Cas: &storepb.CasCommand{
+		Key: []byte(req.GetKey()), Value: []byte(req.GetValue()), ExpectedVersion: req.GetExpectedVersion(),
 	}}})
 	if err != nil {
 		return nil, err
 	}
-	return &kvrpc.CasResponse{Success: proto.Bool(res.success), Version: res.version, Value: string(res.value)}, nil
+	return &kvrpc.CasResponse{Success: proto.Bool(res.Success), Version: res.Version, Value: string(res.Value)}, nil
 }
 
 func (c *casService) Delete(ctx context.Context, req *kvrpc.DeleteRequest) (*kvrpc.DeleteResponse, error) {
@@ -72,61 +55,65 @@ func (c *casService) Delete(ctx context.Context, req *kvrpc.DeleteRequest) (*kvr
 	}
 	ctx, cancel := c.s.withTimeout(ctx)
 	defer cancel()
-	rec, err := c.s.strongGroup(ctx, req.GetNamespace())
-	if err != nil {
-		return nil, err
-	}
-	res, err := c.s.proposeGroup(ctx, rec, &storepb.GroupCommand{Cmd: &storepb.GroupCommand_Delete{Delete: &storepb.DeleteCommand{
-		Key: []byte(req.GetKey()), ExpectedVersion: req.GetExpectedVersion(), Epoch: rec.GetEpoch(),
+	res, err := c.s.proposeWrite(ctx, req.GetNamespace(), &storepb.GroupCommand{Cmd: &storepb.GroupCommand_Delete{Delete: &storepb.DeleteCommand{
+		Key: []byte(req.GetKey()), ExpectedVersion: req.GetExpectedVersion(),
 	}}})
 	if err != nil {
 		return nil, err
 	}
-	out := &kvrpc.DeleteResponse{Success: proto.Bool(res.success), Found: proto.Bool(res.found)}
-	if !res.success {
-		out.Version, out.Value = res.version, string(res.value)
+	out := &kvrpc.DeleteResponse{Success: proto.Bool(res.Success), Found: proto.Bool(res.Found)}
+	if !res.Success {
+		out.Version, out.Value = res.Version, string(res.Value)
 	}
 	return out, nil
 }
 
-// proposeGroup proposes a CAS or Delete and turns the outcome into a
-// client answer.
-func (s *Store) proposeGroup(ctx context.Context, rec *storepb.NamespaceRecord, cmd *storepb.GroupCommand) (casResult, error) {
+// proposeWrite proposes a CAS or Delete to the namespace's group and turns
+// the outcome into a client answer.
+func (s *Store) proposeWrite(ctx context.Context, ns string, cmd *storepb.GroupCommand) (nsgroup.Result, error) {
+	rec, err := s.namespace(ctx, ns)
+	if err != nil {
+		return nsgroup.Result{}, err
+	}
+	if _, err := s.decide(rec, namespace.CasWrite); err != nil {
+		return nsgroup.Result{}, err
+	}
 	b, err := proto.Marshal(cmd)
 	if err != nil {
-		return casResult{}, api.Internal("encode command: %v", err)
+		return nsgroup.Result{}, api.Internal("encode command: %v", err)
 	}
-	v, err := s.propose(ctx, rec.GetGroupId(), b, "namespace "+rec.GetName())
+	v, err := s.raft.ProposeRetrying(ctx, rec.GetGroupId(), b)
 	if err != nil {
-		return casResult{}, err
+		return nsgroup.Result{}, raftstore.WriteError(err, "namespace "+ns)
 	}
-	res := v.(casResult)
-	switch {
-	case res.err != nil:
-		return casResult{}, api.Internal("%v", res.err)
-	case res.aborted:
-		return casResult{}, api.ErrSwitching(rec.GetName(), api.ModeStrong)
+	res := v.(nsgroup.Result)
+	if res.Aborted {
+		return nsgroup.Result{}, api.ErrSwitching(ns, string(namespace.Strong))
 	}
 	return res, nil
 }
 
 // linearizable waits until this store has applied everything committed
-// before the call, then returns the namespace's group if it is active.
-func (s *Store) linearizable(ctx context.Context, ns string) (*storepb.NamespaceRecord, *nsGroup, error) {
-	rec, err := s.strongGroup(ctx, ns)
+// before the call, then returns the namespace's group if it serves strong
+// reads.
+func (s *Store) linearizable(ctx context.Context, ns string) (*nsgroup.Group, error) {
+	rec, err := s.namespace(ctx, ns)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	if namespace.ModeOf(rec) != namespace.Strong {
+		_, err := s.decide(rec, namespace.StrongRead)
+		return nil, err
 	}
 	if !(unsafeReadsBuild && s.cfg.UnsafeFollowerReads) {
-		if err := s.readIndex(ctx, rec.GetGroupId(), "namespace "+ns); err != nil {
-			return nil, nil, err
+		if err := s.raft.ReadIndexRetrying(ctx, rec.GetGroupId()); err != nil {
+			return nil, raftstore.ReadError(err, "namespace "+ns)
 		}
 	}
-	g := s.group(rec.GetGroupId())
-	if g == nil || !isActive(g.State()) {
-		return nil, nil, api.ErrSwitching(ns, api.ModeStrong)
+	if _, err := s.decide(rec, namespace.StrongRead); err != nil {
+		return nil, err
 	}
-	return rec, g, nil
+	return s.groups.Get(rec.GetGroupId()), nil
 }
 
 func (c *casService) Get(ctx context.Context, req *kvrpc.GetRequest) (*kvrpc.GetResponse, error) {
@@ -135,11 +122,11 @@ func (c *casService) Get(ctx context.Context, req *kvrpc.GetRequest) (*kvrpc.Get
 	}
 	ctx, cancel := c.s.withTimeout(ctx)
 	defer cancel()
-	_, g, err := c.s.linearizable(ctx, req.GetNamespace())
+	g, err := c.s.linearizable(ctx, req.GetNamespace())
 	if err != nil {
 		return nil, err
 	}
-	ver, val, found, err := g.readKey(c.s.db, []byte(req.GetKey()))
+	ver, val, found, err := g.Read(c.s.db, []byte(req.GetKey()))
 	if err != nil {
 		return nil, api.Internal("read: %v", err)
 	}
@@ -153,12 +140,12 @@ func (c *casService) Scan(ctx context.Context, req *kvrpc.ScanRequest) (*kvrpc.S
 	}
 	ctx, cancel := c.s.withTimeout(ctx)
 	defer cancel()
-	_, g, err := c.s.linearizable(ctx, req.GetNamespace())
+	g, err := c.s.linearizable(ctx, req.GetNamespace())
 	if err != nil {
 		return nil, err
 	}
 	out := &kvrpc.ScanResponse{}
-	err = g.scan([]byte(req.GetStartKey()), []byte(req.GetEndKey()), limit+1, func(k []byte, ver uint64, v []byte) {
+	err = g.Scan(c.s.db, []byte(req.GetStartKey()), []byte(req.GetEndKey()), limit+1, func(k []byte, ver uint64, v []byte) {
 		out.Kvs = append(out.Kvs, &kvrpc.VersionedKv{Key: string(k), Value: string(v), Version: ver})
 	})
 	if err != nil {
@@ -170,72 +157,39 @@ func (c *casService) Scan(ctx context.Context, req *kvrpc.ScanRequest) (*kvrpc.S
 	return out, nil
 }
 
-// scan visits a group's keys in [start, end) (end empty: to the end).
-func (g *nsGroup) scan(start, end []byte, limit int, fn func(k []byte, ver uint64, v []byte)) error {
-	prefix := keys.StrongPrefix(g.id)
-	upper := keys.PrefixEnd(prefix)
-	if len(end) > 0 {
-		upper = keys.StrongKey(g.id, end)
-	}
-	it, err := g.s.db.NewIter(&pebble.IterOptions{LowerBound: keys.StrongKey(g.id, start), UpperBound: upper})
-	if err != nil {
-		return err
-	}
-	n := 0
-	for it.First(); it.Valid() && n < limit; it.Next() {
-		v, err := it.ValueAndErr()
-		if err != nil {
-			_ = it.Close()
-			return err
-		}
-		ver, val, err := decodeStrong(v)
-		if err != nil {
-			_ = it.Close()
-			return err
-		}
-		fn(it.Key()[len(prefix):], ver, val)
-		n++
-	}
-	return it.Close()
-}
-
 type rawService struct {
 	kvrpc.UnimplementedKvRawServer
 	s *Store
 }
 
-// rawWritable tells whether raw writes may be accepted under rec, which
-// the caller read while holding the namespace's write fence.
-func (s *Store) rawWritable(rec *storepb.NamespaceRecord) error {
-	ns := rec.GetName()
-	if rec.GetMode() == api.ModeStrong {
-		if g := s.group(rec.GetGroupId()); g != nil && isActive(g.State()) {
-			return api.ErrWrongModeForRaw(ns)
-		}
-		return api.ErrSwitching(ns, api.ModeStrong)
-	}
-	if rec.GetGroupId() == 0 {
-		return nil // never strong
-	}
-	// Eventual after being strong: only once this store's replica has
-	// applied the fence (and so converted the strong state).
-	if g := s.group(rec.GetGroupId()); g != nil && g.State().GetFencedEpoch() >= rec.GetEpoch() {
-		return nil
-	}
-	return api.ErrSwitching(ns, api.ModeEventual)
-}
-
-func (r *rawService) write(ctx context.Context, ns string, fn func() (hlc.Timestamp, error)) (*kvrpc.HLC, error) {
+// rawWrite runs a raw write under the namespace's write fence: the row
+// read while holding it stays current until the write is done, so once a
+// row that stops raw writes is applied, none is in flight.
+func (r *rawService) rawWrite(ctx context.Context, ns string, fn func() (hlc.Timestamp, error)) (*kvrpc.HLC, error) {
 	ctx, cancel := r.s.withTimeout(ctx)
 	defer cancel()
 	if _, err := r.s.namespace(ctx, ns); err != nil {
 		return nil, err
 	}
+	if !r.s.auth.CaughtUp() {
+		return nil, api.ErrCatchingUp
+	}
 	unlock := r.s.table.Writes(ns)
 	defer unlock()
 	rec, _ := r.s.table.Get(ns)
-	if err := r.s.rawWritable(rec); err != nil {
+	gs := r.s.groups.State(rec.GetGroupId())
+	if _, err := namespace.Decide(rec, gs, namespace.RawWrite); err != nil {
 		return nil, err
+	}
+	if fence := gs.GetFenceTs(); fence != nil {
+		// Stamp after the conversion from strong: a write after the switch
+		// must win over its key's converted record.
+		if err := r.s.clock.Forward(hlc.FromProto(fence)); err != nil {
+			if errors.Is(err, hlc.ErrTooFarAhead) {
+				return nil, api.ErrClockBehind(ns)
+			}
+			return nil, api.Internal("clock: %v", err)
+		}
 	}
 	ts, err := fn()
 	switch {
@@ -255,7 +209,7 @@ func (r *rawService) RawPut(ctx context.Context, req *kvrpc.RawPutRequest) (*kvr
 	if err := api.ValidateWrite(req.GetNamespace(), req.GetKey(), req.GetValue()); err != nil {
 		return nil, err
 	}
-	ts, err := r.write(ctx, req.GetNamespace(), func() (hlc.Timestamp, error) {
+	ts, err := r.rawWrite(ctx, req.GetNamespace(), func() (hlc.Timestamp, error) {
 		return r.s.lww.Put(ctx, req.GetNamespace(), []byte(req.GetKey()), []byte(req.GetValue()))
 	})
 	if err != nil {
@@ -268,7 +222,7 @@ func (r *rawService) RawDelete(ctx context.Context, req *kvrpc.RawDeleteRequest)
 	if err := api.ValidateRead(req.GetNamespace(), req.GetKey()); err != nil {
 		return nil, err
 	}
-	ts, err := r.write(ctx, req.GetNamespace(), func() (hlc.Timestamp, error) {
+	ts, err := r.rawWrite(ctx, req.GetNamespace(), func() (hlc.Timestamp, error) {
 		return r.s.lww.Delete(ctx, req.GetNamespace(), []byte(req.GetKey()))
 	})
 	if err != nil {
@@ -277,24 +231,18 @@ func (r *rawService) RawDelete(ctx context.Context, req *kvrpc.RawDeleteRequest)
 	return &kvrpc.RawDeleteResponse{Timestamp: ts}, nil
 }
 
-// localRead decides where a raw read is served from: the LWW replica, or
-// (on a strong namespace) this store's applied strong state.
-func (s *Store) localRead(ctx context.Context, ns string) (*nsGroup, error) {
+// rawRead decides where a raw read is served from: the LWW replica (nil),
+// or, on a strong namespace, this store's applied strong state.
+func (s *Store) rawRead(ctx context.Context, ns string) (*nsgroup.Group, error) {
 	rec, err := s.namespace(ctx, ns)
 	if err != nil {
 		return nil, err
 	}
-	g := s.group(rec.GetGroupId())
-	if rec.GetMode() == api.ModeStrong {
-		if g == nil || !isActive(g.State()) {
-			return nil, api.ErrSwitching(ns, api.ModeStrong)
-		}
-		return g, nil
+	src, err := s.decide(rec, namespace.RawRead)
+	if err != nil || src == namespace.FromLWW {
+		return nil, err
 	}
-	if rec.GetGroupId() != 0 && (g == nil || g.State().GetFencedEpoch() < rec.GetEpoch()) {
-		return nil, api.ErrSwitching(ns, api.ModeEventual)
-	}
-	return nil, nil
+	return s.groups.Get(rec.GetGroupId()), nil
 }
 
 func (r *rawService) RawGet(ctx context.Context, req *kvrpc.RawGetRequest) (*kvrpc.RawGetResponse, error) {
@@ -303,12 +251,12 @@ func (r *rawService) RawGet(ctx context.Context, req *kvrpc.RawGetRequest) (*kvr
 	}
 	ctx, cancel := r.s.withTimeout(ctx)
 	defer cancel()
-	g, err := r.s.localRead(ctx, req.GetNamespace())
+	g, err := r.s.rawRead(ctx, req.GetNamespace())
 	if err != nil {
 		return nil, err
 	}
 	if g != nil {
-		_, val, found, err := g.readKey(r.s.db, []byte(req.GetKey()))
+		_, val, found, err := g.Read(r.s.db, []byte(req.GetKey()))
 		if err != nil {
 			return nil, api.Internal("read: %v", err)
 		}
@@ -331,13 +279,13 @@ func (r *rawService) RawScan(ctx context.Context, req *kvrpc.RawScanRequest) (*k
 	}
 	ctx, cancel := r.s.withTimeout(ctx)
 	defer cancel()
-	g, err := r.s.localRead(ctx, req.GetNamespace())
+	g, err := r.s.rawRead(ctx, req.GetNamespace())
 	if err != nil {
 		return nil, err
 	}
 	out := &kvrpc.RawScanResponse{}
 	if g != nil {
-		err = g.scan([]byte(req.GetStartKey()), []byte(req.GetEndKey()), limit+1, func(k []byte, _ uint64, v []byte) {
+		err = g.Scan(r.s.db, []byte(req.GetStartKey()), []byte(req.GetEndKey()), limit+1, func(k []byte, _ uint64, v []byte) {
 			out.Kvs = append(out.Kvs, &kvrpc.RawKv{Key: string(k), Value: string(v)})
 		})
 	} else {
@@ -370,12 +318,12 @@ func (s *Store) namespace(ctx context.Context, ns string) (*storepb.NamespaceRec
 	// that a new namespace's group has its replica here.
 	rec, err = s.table.WaitVersion(ctx, ns, rec.GetVersion())
 	if err != nil {
-		return nil, err
+		return nil, status.FromContextError(err).Err()
 	}
 	if gid := rec.GetGroupId(); gid != 0 && slices.Contains(rec.GetGroupPeers(), s.cfg.StoreID) {
 		wctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		for s.group(gid) == nil && s.backoff(wctx) {
+		for s.groups.Get(gid) == nil && sleepCtx(wctx, 20*time.Millisecond) {
 		}
 	}
 	return rec, nil
@@ -388,39 +336,9 @@ func (s *Store) withTimeout(ctx context.Context) (context.Context, context.Cance
 	return context.WithTimeout(ctx, s.cfg.RequestTimeout)
 }
 
-// propose proposes to a group, retrying while it has no leader (a new
-// group is electing one), until ctx ends.
-func (s *Store) propose(ctx context.Context, group uint64, cmd []byte, what string) (any, error) {
-	for {
-		v, err := s.raft.Propose(ctx, group, cmd)
-		if err == nil {
-			return v, nil
-		}
-		if !retryable(err) || !s.backoff(ctx) {
-			return nil, s.raftError(err, what)
-		}
-	}
-}
-
-// readIndex is ReadIndex with the same retries as propose.
-func (s *Store) readIndex(ctx context.Context, group uint64, what string) error {
-	for {
-		err := s.raft.ReadIndex(ctx, group)
-		if err == nil {
-			return nil
-		}
-		if !retryable(err) || !s.backoff(ctx) {
-			return s.raftError(err, what)
-		}
-	}
-}
-
-func retryable(err error) bool {
-	return errors.Is(err, raftstore.ErrNoLeader) || errors.Is(err, raftstore.ErrGroupNotFound)
-}
-
-func (s *Store) backoff(ctx context.Context) bool {
-	t := time.NewTimer(20 * time.Millisecond)
+// sleepCtx waits for d or until ctx ends; it reports whether to go on.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
@@ -430,37 +348,18 @@ func (s *Store) backoff(ctx context.Context) bool {
 	}
 }
 
-// raftError turns an error of the Raft engine into a client answer.
-func (s *Store) raftError(err error, what string) error {
-	switch {
-	case err == nil:
-		return nil
-	case status.Code(err) != codes.Unknown:
-		return err
-	case errors.Is(err, raftstore.ErrStopped):
-		return api.ErrStopping
-	case errors.Is(err, raftstore.ErrNoLeader), errors.Is(err, raftstore.ErrGroupNotFound):
-		return api.ErrNoLeader(what)
-	case errors.Is(err, context.DeadlineExceeded):
-		return api.ErrTimeout(what)
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request cancelled")
-	}
-	return api.Internal("%s: %v", what, err)
-}
-
 // lwwServing tells the LWW engine whether it may replicate, repair and
 // collect a namespace: it is eventual and active on this store.
 func (s *Store) lwwServing(ns string) bool {
 	rec, ok := s.table.Get(ns)
-	return ok && rec.GetMode() == api.ModeEventual && s.namespaceState(rec) == api.StateActive
+	return ok && namespace.Serving(rec, s.groups.State(rec.GetGroupId()))
 }
 
 // eventualNamespaces lists the namespaces anti-entropy runs over.
 func (s *Store) eventualNamespaces() []string {
 	var out []string
 	for _, rec := range s.table.List() {
-		if rec.GetMode() == api.ModeEventual {
+		if namespace.ModeOf(rec) == namespace.Eventual {
 			out = append(out, rec.GetName())
 		}
 	}

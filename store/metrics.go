@@ -18,8 +18,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
-	"github.com/rdb-project/rdb/store/api"
 	"github.com/rdb-project/rdb/store/lww"
+	"github.com/rdb-project/rdb/store/namespace"
 	"github.com/rdb-project/rdb/store/raftstore"
 )
 
@@ -97,7 +97,7 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	rows := c.s.table.List()
 	switching := 0
 	for _, rec := range rows {
-		if c.s.namespaceState(rec) == api.StateSwitching {
+		if c.s.namespaceState(rec) == namespace.Switching {
 			switching++
 		}
 	}

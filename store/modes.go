@@ -10,6 +10,7 @@ import (
 	"github.com/rdb-project/rdb/proto/raftpb"
 	"github.com/rdb-project/rdb/proto/storepb"
 	"github.com/rdb-project/rdb/store/api"
+	"github.com/rdb-project/rdb/store/namespace"
 )
 
 type modeService struct {
@@ -17,21 +18,9 @@ type modeService struct {
 	s *Store
 }
 
-// namespaceState is "active" when this store serves the namespace's mode,
-// "switching" while it is carrying out a switch.
-func (s *Store) namespaceState(rec *storepb.NamespaceRecord) string {
-	g := s.group(rec.GetGroupId())
-	switch {
-	case rec.GetMode() == api.ModeStrong:
-		if g != nil && isActive(g.State()) {
-			return api.StateActive
-		}
-	case rec.GetGroupId() == 0:
-		return api.StateActive
-	case g != nil && g.State().GetFencedEpoch() >= rec.GetEpoch():
-		return api.StateActive
-	}
-	return api.StateSwitching
+// namespaceState is whether this store has carried out its row.
+func (s *Store) namespaceState(rec *storepb.NamespaceRecord) namespace.State {
+	return namespace.StateOf(rec, s.groups.State(rec.GetGroupId()))
 }
 
 func (s *Store) modeRow(rec *storepb.NamespaceRecord) *raftpb.NamespaceMode {
@@ -40,7 +29,7 @@ func (s *Store) modeRow(rec *storepb.NamespaceRecord) *raftpb.NamespaceMode {
 		Mode:        rec.GetMode(),
 		FromDefault: proto.Bool(rec.GetFromDefault()),
 		Version:     rec.GetVersion(),
-		State:       s.namespaceState(rec),
+		State:       string(s.namespaceState(rec)),
 		Leader:      s.groupLeader(rec),
 	}
 }
@@ -82,7 +71,7 @@ func (m *modeService) UpdateNamespaceMode(ctx context.Context, req *raftpb.Updat
 	if err := api.ValidateNamespace(req.GetNamespace()); err != nil {
 		return nil, err
 	}
-	if err := api.ValidateMode(req.GetMode()); err != nil {
+	if _, err := namespace.ParseMode(req.GetMode()); err != nil {
 		return nil, err
 	}
 	ctx, cancel := m.s.withTimeout(ctx)

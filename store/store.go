@@ -4,9 +4,15 @@
 //
 // A store runs in one of two modes. In static mode (no placement driver)
 // the first store bootstraps a meta Raft group that replicates the mode
-// table and the store list; later stores join it through any peer. In PD
-// mode the placement driver is the authority for both, and the store
-// follows it.
+// table and the store list; later stores join it through any peer (package
+// meta). In PD mode the placement driver is the authority for both, and
+// the store follows it (package pdfollow).
+//
+// This package wires the parts together (store.go) and serves the gRPC
+// services: the mode table (modes.go), the KV APIs (kv.go) and what
+// stores and PD call on each other (internal.go). What a namespace may
+// serve is decided in package namespace, the switch protocol lives in
+// package modeswitch, strong namespaces' state machines in package nsgroup.
 package store
 
 import (
@@ -35,8 +41,10 @@ import (
 	"github.com/rdb-project/rdb/store/hlc"
 	"github.com/rdb-project/rdb/store/keys"
 	"github.com/rdb-project/rdb/store/lww"
-	"github.com/rdb-project/rdb/store/modeswitch"
+	"github.com/rdb-project/rdb/store/meta"
 	"github.com/rdb-project/rdb/store/modetable"
+	"github.com/rdb-project/rdb/store/nsgroup"
+	"github.com/rdb-project/rdb/store/pdfollow"
 	"github.com/rdb-project/rdb/store/raftstore"
 	"github.com/rdb-project/rdb/store/transport"
 )
@@ -113,21 +121,18 @@ func (c *Config) validate() error {
 
 // Store is one rdb store.
 type Store struct {
-	cfg   Config
-	log   *zap.Logger
-	db    *pebble.DB
-	clock *hlc.Clock
-	raft  *raftstore.RaftStore
-	tr    *transport.Transport
-	table *modetable.Table
-	auth  modetable.Authority
-	lww   *lww.Engine
-	meta  *metaSM // static mode only
-	// driver carries out mode switches (static mode, on the meta leader).
-	driver *modeswitch.Driver
-
-	groupsMu sync.RWMutex
-	groups   map[uint64]*nsGroup
+	cfg    Config
+	log    *zap.Logger
+	db     *pebble.DB
+	clock  *hlc.Clock
+	raft   *raftstore.RaftStore
+	tr     *transport.Transport
+	table  *modetable.Table
+	auth   modetable.Authority
+	meta   *meta.Meta         // static mode only
+	pd     *pdfollow.Follower // PD mode only
+	lww    *lww.Engine
+	groups *nsgroup.Groups
 	// stateChanged is signalled when a group's switch state changes.
 	stateChanged chan struct{}
 
@@ -143,7 +148,7 @@ type Store struct {
 }
 
 // Open opens (or creates) a store's data and prepares its services. Call
-// Start to serve.
+// Start to serve. A state that cannot be read fails Open.
 func Open(cfg Config) (*Store, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -157,39 +162,35 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := open(cfg, db)
-	if err != nil {
-		_ = db.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Store{
+		cfg:          cfg,
+		log:          cfg.Logger.With(zap.Uint64("store", cfg.StoreID)),
+		db:           db,
+		table:        modetable.New(),
+		stateChanged: make(chan struct{}, 1),
+		ctx:          ctx,
+		cancel:       cancel,
+	}
+	if err := s.open(); err != nil {
+		s.release()
 		return nil, err
 	}
 	return s, nil
 }
 
-func open(cfg Config, db *pebble.DB) (*Store, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &Store{
-		cfg:    cfg,
-		log:    cfg.Logger.With(zap.Uint64("store", cfg.StoreID)),
-		db:     db,
-		table:  modetable.New(),
-		groups: make(map[uint64]*nsGroup),
-		ctx:    ctx,
-
-		stateChanged: make(chan struct{}, 1),
-		cancel:       cancel,
-	}
+// open builds the store's parts over its DB, in dependency order.
+func (s *Store) open() error {
+	cfg := s.cfg
 	if err := s.checkIdent(); err != nil {
-		cancel()
-		return nil, err
+		return err
 	}
-	upper, err := hlc.LoadPersisted(db)
+	upper, err := loadClockBound(s.db)
 	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("load clock bound: %w", err)
+		return fmt.Errorf("load clock bound: %w", err)
 	}
-	if s.clock, err = hlc.New(hlc.Config{StoreID: cfg.StoreID, Persisted: upper, Persist: hlc.PebblePersist(db)}); err != nil {
-		cancel()
-		return nil, err
+	if s.clock, err = hlc.New(hlc.Config{StoreID: cfg.StoreID, Persisted: upper, Persist: persistClockBound(s.db)}); err != nil {
+		return err
 	}
 	s.tr = transport.New(transport.Config{
 		StoreID: cfg.StoreID,
@@ -197,19 +198,9 @@ func open(cfg Config, db *pebble.DB) (*Store, error) {
 		Resolve: s.resolve,
 		Faults:  cfg.Faults,
 	})
-	if len(cfg.PD) == 0 {
-		s.meta = newMetaSM(s)
-		s.auth = &staticAuthority{s: s}
-	} else {
-		if s.auth, err = newPDAuthority(s); err != nil {
-			cancel()
-			return nil, err
-		}
-	}
-	s.table.OnChange(s.onTableChange)
 	s.lww, err = lww.New(lww.Config{
 		StoreID:             cfg.StoreID,
-		DB:                  db,
+		DB:                  s.db,
 		Clock:               s.clock,
 		Logger:              s.log.Named("lww"),
 		Peers:               s.peerClients,
@@ -220,33 +211,68 @@ func open(cfg Config, db *pebble.DB) (*Store, error) {
 		TombstoneGrace:      cfg.TombstoneGrace,
 	})
 	if err != nil {
-		cancel()
-		return nil, err
+		return err
 	}
-	onFatal := cfg.OnFatal
-	if onFatal == nil {
-		onFatal = func(err error) { s.log.Fatal("persistence failed: stopping", zap.Error(err)) }
+	s.groups = nsgroup.New(nsgroup.Deps{
+		DB:            s.db,
+		LWW:           s.lww,
+		Clock:         s.clock,
+		Namespace:     s.table.NamespaceOfGroup,
+		Logger:        s.log.Named("nsgroup"),
+		OnStateChange: func(uint64) { s.notifyStateChange() },
+	})
+	// The authority loads the table this store holds, before anything
+	// watches it.
+	if len(cfg.PD) == 0 {
+		s.meta, err = meta.New(meta.Config{
+			StoreID: cfg.StoreID, AdvertiseAddr: cfg.AdvertiseAddr, Peers: cfg.Peers, NamespaceModes: cfg.NamespaceModes,
+			DB: s.db, Table: s.table, Logger: s.log.Named("meta"),
+			Client: s.tr.Client, GroupState: s.groups.State,
+		})
+		s.auth = s.meta
+	} else {
+		s.pd, err = pdfollow.New(pdfollow.Config{
+			StoreID: cfg.StoreID, AdvertiseAddr: cfg.AdvertiseAddr, PD: cfg.PD, NamespaceModes: cfg.NamespaceModes,
+			DB: s.db, Table: s.table, Logger: s.log.Named("pd"),
+			Report: s.report, Changed: s.stateChanged,
+		})
+		s.auth = s.pd
 	}
+	if err != nil {
+		return err
+	}
+	s.table.OnChange(s.onTableChange)
 	s.raft, err = raftstore.Open(raftstore.Config{
 		StoreID:          cfg.StoreID,
-		DB:               db,
+		DB:               s.db,
 		Transport:        s.tr,
 		Logger:           s.log.Named("raft"),
 		NewStateMachine:  s.newStateMachine,
 		WantReplica:      s.wantReplica,
 		DesiredVoters:    s.desiredVoters,
-		OnFatal:          onFatal,
+		OnFatal:          s.fatal,
 		TickInterval:     cfg.TickInterval,
 		ElectionTicks:    cfg.ElectionTicks,
 		CompactThreshold: cfg.CompactThreshold,
 	})
 	if err != nil {
-		_ = s.lww.Close()
-		cancel()
-		return nil, err
+		return err
+	}
+	if s.meta != nil {
+		s.meta.SetRaft(s.raft)
 	}
 	s.tr.SetRaft(s.raft)
-	return s, nil
+	return nil
+}
+
+// fatal stops the store after a persistence failure (by default the
+// process exits: a store that cannot write must not go on serving).
+func (s *Store) fatal(err error) {
+	if s.cfg.OnFatal != nil {
+		s.cfg.OnFatal(err)
+		return
+	}
+	s.log.Fatal("persistence failed: stopping", zap.Error(err))
 }
 
 // checkIdent makes sure the data dir belongs to this store id.
@@ -274,8 +300,19 @@ func (s *Store) checkIdent() error {
 }
 
 // Start serves gRPC and starts the background work: joining or
-// bootstrapping (static mode) or following PD.
+// bootstrapping (static mode) or following PD. If it fails, everything
+// Open took is released (the data directory can be opened again at once).
 func (s *Store) Start() error {
+	if err := s.start(); err != nil {
+		s.Stop()
+		return err
+	}
+	s.log.Info("store started", zap.String("addr", s.lis.Addr().String()), zap.String("data_dir", s.cfg.DataDir),
+		zap.Bool("pd_mode", s.pd != nil))
+	return nil
+}
+
+func (s *Store) start() error {
 	lis := s.cfg.Listener
 	if lis == nil {
 		var err error
@@ -320,18 +357,14 @@ func (s *Store) Start() error {
 			s.log.Error("grpc server", zap.Error(err))
 		}
 	}()
-	var err error
 	if s.meta != nil {
-		err = s.startStatic()
+		if err := s.meta.Start(s.ctx, &s.wg); err != nil {
+			return err
+		}
 	} else {
-		err = s.startPD()
+		s.pd.Start(s.ctx, &s.wg, s.fatal)
 	}
-	if err != nil {
-		s.Stop()
-		return err
-	}
-	s.log.Info("store started", zap.String("addr", s.lis.Addr().String()), zap.String("data_dir", s.cfg.DataDir),
-		zap.Bool("pd_mode", s.meta == nil))
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	return nil
 }
 
@@ -362,19 +395,34 @@ func (s *Store) Stop() {
 			case <-time.After(2 * time.Second):
 				s.grpc.Stop()
 			}
+		} else if s.lis != nil {
+			_ = s.lis.Close()
 		}
 		s.wg.Wait()
-		s.raft.Stop()
-		_ = s.lww.Close()
-		s.tr.Close()
-		if c, ok := s.auth.(interface{ close() }); ok {
-			c.close()
-		}
-		if err := s.db.Close(); err != nil {
-			s.log.Warn("close db", zap.Error(err))
-		}
+		s.release()
 		s.log.Info("store stopped")
 	})
+}
+
+// release stops the engines (what Open started) and closes the DB. Each
+// part may be missing: Open may have failed half way.
+func (s *Store) release() {
+	s.cancel()
+	if s.raft != nil {
+		s.raft.Stop()
+	}
+	if s.tr != nil {
+		s.tr.Close()
+	}
+	if s.lww != nil {
+		_ = s.lww.Close()
+	}
+	if s.pd != nil {
+		s.pd.Close()
+	}
+	if err := s.db.Close(); err != nil {
+		s.log.Warn("close db", zap.Error(err))
+	}
 }
 
 // resolve returns a store's address: from the authority's store list,
@@ -403,24 +451,12 @@ func (s *Store) peerClients() map[uint64]storepb.StoreInternalClient {
 	return out
 }
 
-func (s *Store) storeIDs() []uint64 {
-	var ids []uint64
-	for _, st := range s.auth.Stores() {
-		ids = append(ids, st.GetId())
-	}
-	slices.Sort(ids)
-	return ids
-}
-
-func (s *Store) newStateMachine(group uint64) raftstore.StateMachine {
+// newStateMachine loads a group's state machine for the Raft engine.
+func (s *Store) newStateMachine(group uint64) (raftstore.StateMachine, error) {
 	if group == keys.MetaGroupID && s.meta != nil {
-		return s.meta
+		return s.meta.StateMachine(), nil
 	}
-	g := newNSGroup(s, group)
-	s.groupsMu.Lock()
-	s.groups[group] = g
-	s.groupsMu.Unlock()
-	return g
+	return s.groups.Open(group)
 }
 
 func (s *Store) notifyStateChange() {
@@ -428,12 +464,6 @@ func (s *Store) notifyStateChange() {
 	case s.stateChanged <- struct{}{}:
 	default:
 	}
-}
-
-func (s *Store) group(id uint64) *nsGroup {
-	s.groupsMu.RLock()
-	defer s.groupsMu.RUnlock()
-	return s.groups[id]
 }
 
 // wantReplica: a message for a group this store lacks creates a replica
@@ -451,12 +481,17 @@ func (s *Store) desiredVoters(group uint64) []uint64 {
 	if group == keys.MetaGroupID {
 		return nil // the meta group changes membership by Join only
 	}
-	return s.storeIDs()
+	var ids []uint64
+	for _, st := range s.auth.Stores() {
+		ids = append(ids, st.GetId())
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // onTableChange runs after a row is applied: a namespace that now has a
-// Raft group gets a replica here.
-func (s *Store) onTableChange(old, cur *storepb.NamespaceRecord) {
+// Raft group with this store among its peers gets its replica here.
+func (s *Store) onTableChange(_, cur *storepb.NamespaceRecord) {
 	gid := cur.GetGroupId()
 	if gid == 0 || s.raft.HasGroup(gid) {
 		return
@@ -465,7 +500,7 @@ func (s *Store) onTableChange(old, cur *storepb.NamespaceRecord) {
 	if !slices.Contains(peers, s.cfg.StoreID) {
 		return // created empty when the leader first calls
 	}
-	initial, err := initialGroupState(gid, cur)
+	initial, err := nsgroup.InitialKVs(gid, cur)
 	if err != nil {
 		s.log.Error("group initial state", zap.Error(err))
 		return

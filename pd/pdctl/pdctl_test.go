@@ -171,7 +171,7 @@ func TestExitCodes(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{"bad mode", []string{pd, "namespace", "set", "logs", "weak"}, pdctl.ExitError, `invalid mode "weak"`},
+		{"bad mode", []string{pd, "namespace", "set", "logs", "weak"}, pdctl.ExitError, `unknown mode "weak"`},
 		{"bad name", []string{pd, "namespace", "set", "Logs", "strong"}, pdctl.ExitError, "invalid namespace name"},
 		{"missing namespace", []string{pd, "namespace", "get", "nope"}, pdctl.ExitError, `namespace "nope" does not exist`},
 		{"unreachable PD", []string{"--pd=127.0.0.1:1", "--request-timeout=300ms", "namespace", "list"}, pdctl.ExitError, "no PD member at 127.0.0.1:1"},

@@ -43,6 +43,13 @@ func WithStoreDownAfter(d time.Duration) Option {
 	return func(_ int, cfg *server.Config) { cfg.StoreDownAfter = d }
 }
 
+// WithFormSettle sets how long PD waits after a store registers before it
+// picks a strong namespace's group voters (the default here is 0: see
+// NewCluster).
+func WithFormSettle(d time.Duration) Option {
+	return func(_ int, cfg *server.Config) { cfg.FormSettle = d }
+}
+
 // NewCluster starts n members and waits until one of them leads. The
 // cluster is stopped when the test ends. Set RDB_TEST_LOG=debug (or info) to
 // see the members' logs.
@@ -61,6 +68,10 @@ func NewCluster(t testing.TB, n int, opts ...Option) *Cluster {
 		cfg.StoreDownAfter = 2 * time.Second
 		cfg.WatchProgressInterval = 500 * time.Millisecond
 		cfg.TickMs, cfg.ElectionMs = 50, 500
+		// Tests register their stores before they create namespaces and
+		// expect the groups formed at once; tests of the wait for arriving
+		// stores set it with WithFormSettle.
+		cfg.FormSettle = 0
 		cfg.Logger = testLogger()
 		for _, o := range opts {
 			o(i, &cfg)

@@ -39,8 +39,10 @@ type Cluster interface {
 	// The write holds only if this term still leads and the row did not
 	// change since fn saw it (fn is then called again with the new row). A
 	// record that becomes strong without a group gets one, as with
-	// SetNamespaceMode. It returns the row after the call (its version is the
-	// revision of the write) and whether it wrote.
+	// SetNamespaceMode; its voters are given now or, if no store may be
+	// chosen yet, later by the leader (see form.go). It returns the row after
+	// the call (its version is the revision of the write) and whether it
+	// wrote.
 	UpdateNamespace(ctx context.Context, name string, fn UpdateFunc) (*pdpb.NamespaceStatus, bool, error)
 }
 

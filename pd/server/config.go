@@ -45,6 +45,12 @@ type Config struct {
 	LeaderLease time.Duration
 	// StoreDownAfter: a store that has not heartbeat for this long is down.
 	StoreDownAfter time.Duration
+	// FormSettle is how long no new store must have registered (nor this
+	// member have become leader) before the leader picks a strong
+	// namespace's group voters: stores that start together all become
+	// voters, instead of the first one alone. 0 forms groups as soon as a
+	// store is up.
+	FormSettle time.Duration
 	// WatchProgressInterval is how often an idle namespace watch reports the
 	// current revision.
 	WatchProgressInterval time.Duration
@@ -72,6 +78,7 @@ func DefaultConfig() Config {
 		LogLevel:              "info",
 		LeaderLease:           3 * time.Second,
 		StoreDownAfter:        5 * time.Second,
+		FormSettle:            2 * time.Second,
 		WatchProgressInterval: 2 * time.Second,
 		TickMs:                100,
 		ElectionMs:            1000,
@@ -97,6 +104,7 @@ func ParseFlags(args []string, output io.Writer) (Config, error) {
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.DurationVar(&cfg.LeaderLease, "leader-lease", cfg.LeaderLease, "TTL of the PD leader's lease (whole seconds)")
 	fs.DurationVar(&cfg.StoreDownAfter, "store-down-after", cfg.StoreDownAfter, "a store without a heartbeat for this long is down")
+	fs.DurationVar(&cfg.FormSettle, "form-settle", cfg.FormSettle, "a strong namespace's group gets its voters once no new store has registered for this long")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(output)
@@ -183,6 +191,9 @@ func (c *Config) complete() error {
 	}
 	if c.StoreDownAfter <= 0 {
 		return fmt.Errorf("--store-down-after must be positive, not %v", c.StoreDownAfter)
+	}
+	if c.FormSettle < 0 {
+		return fmt.Errorf("--form-settle must not be negative, not %v", c.FormSettle)
 	}
 	if c.WatchProgressInterval <= 0 {
 		c.WatchProgressInterval = 2 * time.Second

@@ -18,7 +18,8 @@ func TestParseFlags(t *testing.T) {
 	}
 	if cfg.Name != "pd1" || cfg.DataDir != "pd1.data" || cfg.ClientURLs[0] != "http://127.0.0.1:2379" ||
 		cfg.PeerURLs[0] != "http://127.0.0.1:2380" || cfg.InitialCluster != "pd1=http://127.0.0.1:2380" ||
-		cfg.InitialClusterState != "new" || cfg.AdvertiseClientURLs[0] != "http://127.0.0.1:2379" {
+		cfg.InitialClusterState != "new" || cfg.AdvertiseClientURLs[0] != "http://127.0.0.1:2379" ||
+		cfg.FormSettle != 2*time.Second {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 
@@ -26,14 +27,14 @@ func TestParseFlags(t *testing.T) {
 		"--name", "pd2", "--client-urls", "http://0.0.0.0:3379", "--advertise-client-urls", "http://pd2:3379",
 		"--peer-urls", "http://0.0.0.0:3380", "--advertise-peer-urls", "http://pd2:3380",
 		"--initial-cluster", "pd1=http://pd1:3380,pd2=http://pd2:3380", "--initial-cluster-state", "existing",
-		"--log-level", "warn", "--leader-lease", "5s", "--store-down-after", "10s",
+		"--log-level", "warn", "--leader-lease", "5s", "--store-down-after", "10s", "--form-settle", "0s",
 	}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Name != "pd2" || cfg.DataDir != "pd2.data" || cfg.AdvertiseClientURLs[0] != "http://pd2:3379" ||
 		cfg.InitialClusterState != "existing" || cfg.LogLevel != "warn" || cfg.LeaderLease != 5*time.Second ||
-		cfg.StoreDownAfter != 10*time.Second {
+		cfg.StoreDownAfter != 10*time.Second || cfg.FormSettle != 0 {
 		t.Fatalf("parsed: %+v", cfg)
 	}
 
@@ -51,6 +52,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"--client-urls", ""}, "--client-urls must not be empty"},
 		{[]string{"--leader-lease", "100ms"}, "at least 1s"},
 		{[]string{"--store-down-after", "0s"}, "must be positive"},
+		{[]string{"--form-settle", "-1s"}, "--form-settle must not be negative"},
 	} {
 		_, err := server.ParseFlags(tc.args, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.msg) {

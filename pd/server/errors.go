@@ -18,10 +18,6 @@ func errInvalidName(name string) error {
 		"invalid namespace name %q: use 1 to 64 characters from a-z, 0-9, '_' and '-'", name)
 }
 
-func errInvalidMode(mode string) error {
-	return status.Errorf(codes.InvalidArgument, "invalid mode %q: must be %q or %q", mode, ModeStrong, ModeEventual)
-}
-
 func errInvalidStore(msg string) error {
 	return status.Errorf(codes.InvalidArgument, "invalid store: %s", msg)
 }

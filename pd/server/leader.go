@@ -39,6 +39,9 @@ type leadership struct {
 	expire    atomic.Int64 // unix nanos until which the lease surely lives
 	// driverDone is closed when the driver of this term has returned.
 	driverDone chan struct{}
+	// formDone is closed when the group formation loop of this term has
+	// returned.
+	formDone chan struct{}
 }
 
 func (l *leadership) valid(now time.Time) bool {
@@ -211,6 +214,13 @@ func (s *Server) campaign(ctx context.Context) error {
 			s.cfg.Driver.Run(l.ctx, &leaderCluster{s: s, l: l})
 		}()
 	}
+	// Strong namespaces created while no store was up wait for the leader
+	// to give their groups voters.
+	l.formDone = make(chan struct{})
+	go func() {
+		defer close(l.formDone)
+		s.runFormation(l)
+	}()
 	err = s.keepLeading(l, ttl)
 	s.lg.Info("PD leadership ends", zap.Int64("term", l.createRev), zap.NamedError("reason", err))
 	return nil
@@ -263,8 +273,9 @@ func (s *Server) keepLeading(l *leadership, ttl time.Duration) error {
 	}
 }
 
-// stepDown ends term l: it stops serving as leader, waits for the driver to
-// return, and revokes the lease so another member can take over at once.
+// stepDown ends term l: it stops serving as leader, waits for the driver and
+// the formation loop to return, and revokes the lease so another member can
+// take over at once.
 func (s *Server) stepDown(l *leadership) {
 	s.mu.Lock()
 	if s.lead == l {
@@ -274,6 +285,9 @@ func (s *Server) stepDown(l *leadership) {
 	l.cancel()
 	if l.driverDone != nil {
 		<-l.driverDone
+	}
+	if l.formDone != nil {
+		<-l.formDone
 	}
 	if !s.killed.Load() {
 		s.revoke(l.lease)

@@ -91,9 +91,9 @@ func TestValidation(t *testing.T) {
 		{"space", "a b", "strong", codes.InvalidArgument, "invalid namespace name"},
 		{"non-ascii", "é", "strong", codes.InvalidArgument, "invalid namespace name"},
 		{"too long", strings.Repeat("a", 65), "strong", codes.InvalidArgument, "invalid namespace name"},
-		{"empty mode", "logs", "", codes.InvalidArgument, "invalid mode"},
-		{"mode case", "logs", "Strong", codes.InvalidArgument, "invalid mode"},
-		{"unknown mode", "logs", "weak", codes.InvalidArgument, `must be "strong" or "eventual"`},
+		{"empty mode", "logs", "", codes.InvalidArgument, "mode is empty"},
+		{"mode case", "logs", "Strong", codes.InvalidArgument, `unknown mode "Strong"`},
+		{"unknown mode", "logs", "weak", codes.InvalidArgument, `use "strong" or "eventual"`},
 		{"longest name", strings.Repeat("a", 64), "strong", codes.OK, ""},
 		{"all characters", "a-z_0-9", "eventual", codes.OK, ""},
 	} {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/rdb-project/rdb/proto/pdpb"
 	"github.com/rdb-project/rdb/proto/storepb"
+	"github.com/rdb-project/rdb/store/api"
+	"github.com/rdb-project/rdb/store/namespace"
 )
 
 // The mode table: one etcd key per namespace, versioned by etcd revisions.
@@ -19,30 +21,21 @@ import (
 // and by the row's own ModRevision, so a row changes only from the state its
 // writer saw, and only under the leader that wrote it.
 
-// Modes and rollout states, as they appear on the wire.
+// Modes and rollout states, as they appear on the wire (package namespace
+// owns them).
 const (
-	ModeStrong     = "strong"
-	ModeEventual   = "eventual"
-	StateActive    = "active"
-	StateSwitching = "switching"
+	ModeStrong     = string(namespace.Strong)
+	ModeEventual   = string(namespace.Eventual)
+	StateActive    = string(namespace.Active)
+	StateSwitching = string(namespace.Switching)
 )
 
 // maxUpdateAttempts bounds the retries of a read-modify-write that keeps
 // losing to concurrent writers of the same row.
 const maxUpdateAttempts = 16
 
-func validName(name string) bool {
-	if len(name) == 0 || len(name) > 64 {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+// validName is the one namespace name rule (api.ValidNamespaceName).
+func validName(name string) bool { return api.ValidNamespaceName(name) }
 
 func checkName(name string) error {
 	if !validName(name) {
@@ -52,10 +45,8 @@ func checkName(name string) error {
 }
 
 func checkMode(mode string) error {
-	if mode != ModeStrong && mode != ModeEventual {
-		return errInvalidMode(mode)
-	}
-	return nil
+	_, err := namespace.ParseMode(mode)
+	return err
 }
 
 // decodeNamespace decodes one row read from etcd. The version is the
@@ -158,26 +149,26 @@ type UpdateFunc func(cur *storepb.NamespaceRecord) (*storepb.NamespaceRecord, er
 // updateNamespace is the one way PD writes a row. It reads the row, asks fn
 // for the next record and writes it in one transaction that holds only if
 // this member is still the leader of term l and nobody wrote the row since it
-// was read. A record that is strong without a group gets the next group id,
-// with every registered store as a voter, in the same transaction. It returns
-// the record as it is after the call (nil if fn declined to create it) and
-// whether it wrote.
+// was read. A record that is strong without a group gets the next group id in
+// the same transaction. A strong record whose group has no voters gets them
+// now if the formation rule allows it (storeTracker.formationPeers), else it
+// is written without and the formation loop (form.go) gives them later: a
+// group is never formed with no voter. It returns the record as it is after
+// the call (nil if fn declined to create it) and whether it wrote.
 func (s *Server) updateNamespace(ctx context.Context, l *leadership, name string, fn UpdateFunc) (*storepb.NamespaceRecord, bool, error) {
 	if err := checkName(name); err != nil {
 		return nil, false, err
 	}
 	key := NamespaceKey(name)
 	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
-		// One read at one revision: the row, the group counter and the stores.
+		// One read at one revision: the row and the group counter.
 		snap, err := s.client.Txn(ctx).Then(
 			clientv3.OpGet(key),
 			clientv3.OpGet(nextGroupIDKey),
-			clientv3.OpGet(storePrefix, clientv3.WithPrefix()),
 		).Commit()
 		if err != nil {
 			return nil, false, etcdError(ctx, "read namespace", err)
 		}
-		readRev := snap.Header.Revision
 		var cur *storepb.NamespaceRecord
 		var curModRev int64
 		if kvs := snap.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
@@ -217,22 +208,15 @@ func (s *Server) updateNamespace(ctx context.Context, l *leadership, name string
 					return nil, false, internalError("%v", err)
 				}
 			}
-			peers := []uint64{}
-			for _, kv := range snap.Responses[2].GetResponseRange().GetKvs() {
-				info, err := decodeStore(string(kv.Key), kv.Value)
-				if err != nil {
-					return nil, false, internalError("%v", err)
-				}
-				peers = append(peers, info.GetId())
-			}
-			slices.Sort(peers)
-			next.GroupId, next.GroupPeers = id, peers
-			cmps = append(cmps,
-				clientv3.Compare(clientv3.ModRevision(nextGroupIDKey), "=", counterModRev),
-				// No store registered since the read: the peers are all of them.
-				clientv3.Compare(clientv3.ModRevision(storePrefix).WithPrefix(), "<", readRev+1),
-			)
+			next.GroupId = id
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(nextGroupIDKey), "=", counterModRev))
 			ops = append(ops, clientv3.OpPut(nextGroupIDKey, formatGroupCounter(id+1)))
+		}
+		if next.GetMode() == ModeStrong && len(next.GetGroupPeers()) == 0 {
+			// Otherwise the group waits, with its id and no voter.
+			if peers, ok := s.stores.formationPeers(time.Now(), s.cfg.FormSettle); ok {
+				next.GroupPeers = peers
+			}
 		}
 		val, err := encodeNamespace(next)
 		if err != nil {
@@ -248,40 +232,35 @@ func (s *Server) updateNamespace(ctx context.Context, l *leadership, name string
 			next.Version = uint64(resp.Header.Revision)
 			s.lg.Info("namespace written", zap.String("namespace", name), zap.String("mode", next.GetMode()),
 				zap.Bool("from-default", next.GetFromDefault()), zap.Uint64("version", next.GetVersion()),
-				zap.Uint64("epoch", next.GetEpoch()), zap.Uint64("group", next.GetGroupId()))
+				zap.Uint64("epoch", next.GetEpoch()), zap.Uint64("group", next.GetGroupId()),
+				zap.Uint64s("group-peers", next.GetGroupPeers()))
+			// Voters are given once and never taken away: this logs once
+			// per namespace.
+			if len(before.GetGroupPeers()) == 0 && len(next.GetGroupPeers()) > 0 {
+				s.lg.Info("namespace group formed", zap.String("namespace", name),
+					zap.Uint64("group", next.GetGroupId()), zap.Uint64s("peers", next.GetGroupPeers()))
+			}
 			return next, true, nil
 		}
 		if !s.stillLeader(l, resp.Responses[0].GetResponseRange().GetKvs()) {
 			return nil, false, errLostLeader
 		}
-		// Someone else wrote the row (or registered a store) in between: redo.
+		// Someone else wrote the row (or took a group id) in between: redo.
 	}
 	return nil, false, errContention(name)
 }
 
-// setModeFunc is SetNamespaceMode's rule. Setting the mode a configured
-// namespace already has is no change (so the request can be retried freely),
-// except that it may turn force on for a switch that is still rolling out.
-// A mode change bumps the epoch; configuring a from_default namespace in the
-// mode it has is a change of from_default only.
+// setModeFunc is SetNamespaceMode's rule: the one row rule every
+// authority applies (namespace.Next).
 func setModeFunc(req *pdpb.SetNamespaceModeRequest) UpdateFunc {
 	return func(cur *storepb.NamespaceRecord) (*storepb.NamespaceRecord, error) {
-		if cur == nil {
-			return &storepb.NamespaceRecord{Mode: req.GetMode(), Epoch: 1, Force: req.GetForce()}, nil
-		}
-		if req.GetOnlyIfAbsent() {
+		next, changed := namespace.Next(cur, req.GetName(), namespace.SetRequest{
+			Mode: namespace.Mode(req.GetMode()), Force: req.GetForce(), OnlyIfAbsent: req.GetOnlyIfAbsent(),
+		})
+		if !changed {
 			return nil, ErrNoChange
 		}
-		if cur.GetMode() == req.GetMode() && !cur.GetFromDefault() && (cur.GetForce() || !req.GetForce()) {
-			return nil, ErrNoChange
-		}
-		if cur.GetMode() != req.GetMode() {
-			cur.Mode = req.GetMode()
-			cur.Epoch++
-		}
-		cur.FromDefault = false
-		cur.Force = req.GetForce()
-		return cur, nil
+		return next, nil
 	}
 }
 
@@ -290,5 +269,6 @@ func createDefaultFunc(cur *storepb.NamespaceRecord) (*storepb.NamespaceRecord, 
 	if cur != nil {
 		return nil, ErrNoChange
 	}
-	return &storepb.NamespaceRecord{Mode: ModeStrong, FromDefault: true, Epoch: 1}, nil
+	next, _ := namespace.Next(nil, "", namespace.SetRequest{Mode: namespace.DefaultMode, FromDefault: true})
+	return next, nil
 }

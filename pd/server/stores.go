@@ -18,9 +18,16 @@ import (
 // etcd: a new leader learns them again within one heartbeat interval.
 type storeTracker struct {
 	downAfter time.Duration
+	// arrived gets a token when a store registers for the first time, so
+	// that the group formation loop looks again at once.
+	arrived chan struct{}
 
 	mu     sync.Mutex
 	stores map[uint64]*trackedStore
+	// lastArrival is when a store id this leader did not know registered,
+	// or when this member became leader (it then has yet to hear from the
+	// stores that are starting): group formation waits for it to settle.
+	lastArrival time.Time
 }
 
 type trackedStore struct {
@@ -35,14 +42,16 @@ type trackedStore struct {
 }
 
 func newStoreTracker(downAfter time.Duration) *storeTracker {
-	return &storeTracker{downAfter: downAfter, stores: map[uint64]*trackedStore{}}
+	return &storeTracker{downAfter: downAfter, stores: map[uint64]*trackedStore{}, arrived: make(chan struct{}, 1)}
 }
 
 // reset replaces everything with the stores registered in etcd; each counts
-// as up, with nothing applied, until it has had downAfter to heartbeat.
+// as up, with nothing applied, until it has had downAfter to heartbeat. It is
+// called when this member becomes leader, which counts as an arrival.
 func (t *storeTracker) reset(infos []*storepb.StoreInfo, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.lastArrival = now
 	t.stores = make(map[uint64]*trackedStore, len(infos))
 	for _, info := range infos {
 		t.stores[info.GetId()] = &trackedStore{info: info, upUntil: now.Add(t.downAfter)}
@@ -68,9 +77,44 @@ func (t *storeTracker) register(info *storepb.StoreInfo, now time.Time) {
 	if !ok {
 		st = &trackedStore{}
 		t.stores[info.GetId()] = st
+		t.lastArrival = now
+		select {
+		case t.arrived <- struct{}{}:
+		default:
+		}
 	}
 	st.info = info
 	st.lastHeartbeat = now
+}
+
+// arrivals is signalled when a new store registers.
+func (t *storeTracker) arrivals() <-chan struct{} { return t.arrived }
+
+// formationPeers is the group formation rule: it returns the voters a strong
+// namespace's group formed now gets, and false when no group may be formed
+// now. A group is formed only from stores that have registered with or
+// heartbeat this leader within downAfter: a store a new leader merely loaded
+// from etcd may be down, and a group whose voters are down never elects a
+// leader. And only once no store has arrived for settle, so that stores
+// starting together all become voters rather than the first one alone
+// (which would leave the group's quorum with whichever store came first).
+func (t *storeTracker) formationPeers(now time.Time, settle time.Duration) ([]uint64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now.Sub(t.lastArrival) < settle {
+		return nil, false
+	}
+	var peers []uint64
+	for id, st := range t.stores {
+		if !st.lastHeartbeat.IsZero() && now.Sub(st.lastHeartbeat) < t.downAfter {
+			peers = append(peers, id)
+		}
+	}
+	if len(peers) == 0 {
+		return nil, false
+	}
+	slices.Sort(peers)
+	return peers, true
 }
 
 // heartbeat records what a registered store reports.

@@ -964,7 +964,9 @@ func (x *Activate) GetRecordsLoaded() uint64 {
 }
 
 // Fence ends strong operations at epoch: every replica converts the state
-// into LWW records stamped with one timestamp.
+// into LWW records stamped with one timestamp. The timestamp is stamped by
+// the store that proposes the fence into the group (a replica of it),
+// never taken from a caller.
 type Fence struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
@@ -1030,8 +1032,13 @@ type GroupState struct {
 	LoadId  uint64     `protobuf:"varint,6,opt,name=load_id,json=loadId,proto3" json:"load_id,omitempty"`
 	// Records (tombstones included) received by load load_id.
 	RecordsLoaded uint64 `protobuf:"varint,7,opt,name=records_loaded,json=recordsLoaded,proto3" json:"records_loaded,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The fenced epoch whose fence converted the group's current keys into
+	// LWW records; 0 once a load has begun since (the keys are no longer
+	// what that fence converted). A replica restored from a snapshot redoes
+	// the conversion only when it equals fenced_epoch.
+	ConvertedEpoch uint64 `protobuf:"varint,8,opt,name=converted_epoch,json=convertedEpoch,proto3" json:"converted_epoch,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GroupState) Reset() {
@@ -1109,6 +1116,13 @@ func (x *GroupState) GetLoadId() uint64 {
 func (x *GroupState) GetRecordsLoaded() uint64 {
 	if x != nil {
 		return x.RecordsLoaded
+	}
+	return 0
+}
+
+func (x *GroupState) GetConvertedEpoch() uint64 {
+	if x != nil {
+		return x.ConvertedEpoch
 	}
 	return 0
 }
@@ -2309,7 +2323,7 @@ const file_storepb_storepb_proto_rawDesc = "" +
 	"\x0erecords_loaded\x18\x03 \x01(\x04R\rrecordsLoaded\"E\n" +
 	"\x05Fence\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12&\n" +
-	"\x02ts\x18\x02 \x01(\v2\x16.rdb.storepb.TimestampR\x02ts\"\xa6\x02\n" +
+	"\x02ts\x18\x02 \x01(\v2\x16.rdb.storepb.TimestampR\x02ts\"\xcf\x02\n" +
 	"\n" +
 	"GroupState\x12!\n" +
 	"\factive_epoch\x18\x01 \x01(\x04R\vactiveEpoch\x12!\n" +
@@ -2318,7 +2332,8 @@ const file_storepb_storepb_proto_rawDesc = "" +
 	"\rmax_loaded_ts\x18\x04 \x01(\v2\x16.rdb.storepb.TimestampR\vmaxLoadedTs\x121\n" +
 	"\bfence_ts\x18\x05 \x01(\v2\x16.rdb.storepb.TimestampR\afenceTs\x12\x17\n" +
 	"\aload_id\x18\x06 \x01(\x04R\x06loadId\x12%\n" +
-	"\x0erecords_loaded\x18\a \x01(\x04R\rrecordsLoaded\"<\n" +
+	"\x0erecords_loaded\x18\a \x01(\x04R\rrecordsLoaded\x12'\n" +
+	"\x0fconverted_epoch\x18\b \x01(\x04R\x0econvertedEpoch\"<\n" +
 	"\vRaftMessage\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"{\n" +

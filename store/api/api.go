@@ -1,42 +1,46 @@
-// Package api holds the rules every client request is checked against and
-// every error a client can see, each with its gRPC code. Handlers return
+// Package api holds the limits every input is checked against and every
+// error a client can see, each with its gRPC code (modes and the rules of
+// a namespace's state are package namespace's). Handlers return
 // these errors unchanged so that a client always gets a message it can act
 // on.
 package api
 
 import (
+	"errors"
 	"fmt"
-	"regexp"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/rdb-project/rdb/proto/storepb"
 )
 
-// Modes, as they appear on the wire.
+// Limits on every input, from a client, a peer or PD: the one definition
+// the store's API, the LWW engine and the placement driver check against.
 const (
-	ModeStrong   = "strong"
-	ModeEventual = "eventual"
-	// DefaultMode is the mode of a namespace nobody configured.
-	DefaultMode = ModeStrong
-	// DefaultNamespace always exists and is strong unless relaxed.
-	DefaultNamespace = "default"
+	MaxNamespaceLen = 64
+	MaxKeyBytes     = 4096
+	MaxValueBytes   = 1 << 20
+	DefaultScan     = 1000
+	MaxScan         = 10000
 )
 
-// Namespace states reported by GetMode and ListNamespaceModes.
-const (
-	StateActive    = "active"
-	StateSwitching = "switching"
-)
-
-// Limits on client input.
-const (
-	MaxKeyBytes   = 4096
-	MaxValueBytes = 1 << 20
-	DefaultScan   = 1000
-	MaxScan       = 10000
-)
-
-var namespaceRE = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
+// ValidNamespaceName reports whether ns is a namespace name: 1 to
+// MaxNamespaceLen characters of a-z, 0-9, '_' and '-'. Such a name never
+// contains '/', which the storage keys of eventual namespaces rely on.
+func ValidNamespaceName(ns string) bool {
+	if len(ns) == 0 || len(ns) > MaxNamespaceLen {
+		return false
+	}
+	for i := 0; i < len(ns); i++ {
+		c := ns[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidateNamespace checks a namespace name: 1 to 64 characters of a-z,
 // 0-9, '_' and '-'.
@@ -44,22 +48,11 @@ func ValidateNamespace(ns string) error {
 	if ns == "" {
 		return status.Error(codes.InvalidArgument, "namespace is empty: set \"namespace\" (for example \"default\")")
 	}
-	if !namespaceRE.MatchString(ns) {
+	if !ValidNamespaceName(ns) {
 		return status.Errorf(codes.InvalidArgument,
 			"namespace %q is invalid: use 1 to 64 characters of a-z, 0-9, '_' and '-'", truncate(ns))
 	}
 	return nil
-}
-
-// ValidateMode checks a mode string.
-func ValidateMode(mode string) error {
-	switch mode {
-	case ModeStrong, ModeEventual:
-		return nil
-	case "":
-		return status.Error(codes.InvalidArgument, "mode is empty: use \"strong\" or \"eventual\"")
-	}
-	return status.Errorf(codes.InvalidArgument, "unknown mode %q: use \"strong\" or \"eventual\"", truncate(mode))
 }
 
 // ValidateKey checks a key: 1 to MaxKeyBytes bytes.
@@ -121,6 +114,43 @@ func ValidateScan(ns, start, end string, limit uint32) (int, error) {
 	return int(limit), nil
 }
 
+// Reasons carried by Unavailable and Aborted answers, as the Reason of a
+// google.rpc.ErrorInfo detail in Domain: a client tells from them, without
+// reading the message, whether a retry is safe.
+const (
+	// Domain is the ErrorInfo domain of every reason rdb sends.
+	Domain = "rdb"
+	// ReasonNotApplied: the request certainly had no effect (no leader, a
+	// switch in progress, the store stopping before it proposed): safe to
+	// retry, even a CAS.
+	ReasonNotApplied = "NOT_APPLIED"
+	// ReasonOutcomeUnknown: the write was proposed but its outcome could
+	// not be learned in time; it may have been applied. Read before
+	// retrying a write that is not idempotent.
+	ReasonOutcomeUnknown = "OUTCOME_UNKNOWN"
+)
+
+// withReason returns a status error of code and msg with an ErrorInfo
+// detail carrying reason.
+func withReason(code codes.Code, reason, msg string) error {
+	st := status.New(code, msg)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: Domain}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// Reason returns the reason rdb attached to err (ReasonNotApplied,
+// ReasonOutcomeUnknown), or "" if it has none.
+func Reason(err error) string {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == Domain {
+			return info.GetReason()
+		}
+	}
+	return ""
+}
+
 // ErrWrongModeForRaw answers a KvRaw write on a strong namespace.
 func ErrWrongModeForRaw(ns string) error {
 	return status.Errorf(codes.FailedPrecondition,
@@ -134,25 +164,55 @@ func ErrWrongModeForCas(ns string) error {
 }
 
 // ErrSwitching answers a write (or a read that cannot be served) while the
-// namespace's mode is being switched.
+// namespace's mode is being switched. Nothing was applied.
 func ErrSwitching(ns, to string) error {
-	return status.Errorf(codes.Aborted,
-		"namespace %q is switching to %s: retry shortly", ns, to)
+	return withReason(codes.Aborted, ReasonNotApplied, fmt.Sprintf("namespace %q is switching to %s: retry shortly", ns, to))
 }
 
-// ErrNoLeader answers when a group has no leader or no quorum.
+// ErrNoLeader answers when a group has no leader or no quorum: nothing was
+// proposed.
 func ErrNoLeader(what string) error {
-	return status.Errorf(codes.Unavailable, "%s has no leader or no quorum yet: retry", what)
+	return withReason(codes.Unavailable, ReasonNotApplied, fmt.Sprintf("%s has no leader or no quorum yet: not applied: retry", what))
 }
 
-// ErrTimeout answers a request that did not complete in time; a write may
-// or may not have happened.
+// ErrNotProposed answers a request whose time ran out before it was
+// proposed: nothing was applied.
+func ErrNotProposed(what string) error {
+	return withReason(codes.Unavailable, ReasonNotApplied, fmt.Sprintf("%s did not take the request in time: not applied: retry", what))
+}
+
+// ErrTimeout answers a write that was proposed but whose outcome did not
+// arrive in time: it may or may not have been applied.
 func ErrTimeout(what string) error {
-	return status.Errorf(codes.Unavailable, "%s did not complete in time (no quorum?): retry; a write may have been applied", what)
+	return withReason(codes.Unavailable, ReasonOutcomeUnknown,
+		fmt.Sprintf("%s did not complete in time (no quorum?): the write may have been applied: read before retrying", what))
 }
 
-// ErrStopping answers requests that arrive while the store shuts down.
-var ErrStopping = status.Error(codes.Unavailable, "store is shutting down: retry on another store")
+// ErrReadTimeout answers a read that could not be confirmed in time.
+func ErrReadTimeout(what string) error {
+	return withReason(codes.Unavailable, ReasonNotApplied, fmt.Sprintf("%s could not confirm a read in time (no quorum?): retry", what))
+}
+
+// ErrStopping answers requests that arrive while the store shuts down;
+// nothing was applied.
+var ErrStopping = withReason(codes.Unavailable, ReasonNotApplied, "store is shutting down: retry on another store")
+
+// ErrStoppedUnknown answers a write that was proposed when the store shut
+// down: it may have been applied.
+var ErrStoppedUnknown = withReason(codes.Unavailable, ReasonOutcomeUnknown,
+	"store shut down while the write was in flight: it may have been applied: read before retrying")
+
+// ErrCatchingUp answers raw writes while a restarted store re-applies its
+// table from its own log: nothing was applied.
+var ErrCatchingUp = withReason(codes.Unavailable, ReasonNotApplied, "store is catching up with the cluster's mode table: retry shortly")
+
+// ErrClockBehind answers raw writes to a namespace whose conversion from
+// strong carries a timestamp this store's clock cannot reach yet within
+// the maximum clock offset: nothing was applied.
+func ErrClockBehind(ns string) error {
+	return withReason(codes.Unavailable, ReasonNotApplied,
+		fmt.Sprintf("namespace %q: this store's clock is behind the namespace's switch timestamp by more than the maximum offset: check clock synchronization; retry", ns))
+}
 
 // Internal wraps an unexpected server-side failure.
 func Internal(format string, args ...any) error {
@@ -164,4 +224,27 @@ func truncate(s string) string {
 		return s[:80] + "..."
 	}
 	return s
+}
+
+// CheckRecord checks one record of an eventual namespace, wherever it comes
+// from (a peer's push or repair, a dump, a load): a key of 1 to
+// MaxKeyBytes bytes, a value of at most MaxValueBytes, a timestamp, and no
+// value on a tombstone. The error is plain (callers add their code).
+func CheckRecord(r *storepb.LWWRecord) error {
+	if r == nil {
+		return errors.New("nil record")
+	}
+	if len(r.GetKey()) == 0 || len(r.GetKey()) > MaxKeyBytes {
+		return fmt.Errorf("key is %d bytes, want 1 to %d", len(r.GetKey()), MaxKeyBytes)
+	}
+	if len(r.GetValue()) > MaxValueBytes {
+		return fmt.Errorf("key %q: value is %d bytes, above the %d-byte limit", truncate(string(r.GetKey())), len(r.GetValue()), MaxValueBytes)
+	}
+	if ts := r.GetTs(); ts.GetWallTime() == 0 && ts.GetLogical() == 0 && ts.GetStoreId() == 0 {
+		return fmt.Errorf("key %q has no timestamp", truncate(string(r.GetKey())))
+	}
+	if r.GetTombstone() && len(r.GetValue()) > 0 {
+		return fmt.Errorf("key %q is a tombstone with a %d-byte value", truncate(string(r.GetKey())), len(r.GetValue()))
+	}
+	return nil
 }

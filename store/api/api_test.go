@@ -35,17 +35,6 @@ func TestValidateNamespace(t *testing.T) {
 	}
 }
 
-func TestValidateMode(t *testing.T) {
-	for _, tc := range []struct {
-		mode string
-		ok   bool
-	}{{"strong", true}, {"eventual", true}, {"", false}, {"Strong", false}, {"linearizable", false}} {
-		if err := ValidateMode(tc.mode); (err == nil) != tc.ok {
-			t.Errorf("ValidateMode(%q) = %v, want ok=%v", tc.mode, err, tc.ok)
-		}
-	}
-}
-
 func TestValidateWrite(t *testing.T) {
 	for _, tc := range []struct {
 		name          string

@@ -22,6 +22,7 @@ import (
 
 	"github.com/rdb-project/rdb/store"
 	"github.com/rdb-project/rdb/store/api"
+	"github.com/rdb-project/rdb/store/namespace"
 )
 
 // NewCommand returns the rdb-server command.
@@ -159,7 +160,7 @@ func ParseNamespaceModes(vals []string) (map[string]string, error) {
 		if err := api.ValidateNamespace(ns); err != nil {
 			return nil, fmt.Errorf("--namespace-mode %q: namespace must be 1 to 64 characters of a-z, 0-9, '_' and '-'", v)
 		}
-		if err := api.ValidateMode(mode); err != nil {
+		if _, err := namespace.ParseMode(mode); err != nil {
 			return nil, fmt.Errorf("--namespace-mode %q: mode must be strong or eventual", v)
 		}
 		if prev, dup := out[ns]; dup && prev != mode {

@@ -1,3 +1,7 @@
+// The Clock: how it hands out timestamps (Now), takes in other stores'
+// (Update), and keeps a durable upper bound of its wall time so a restart
+// never goes backwards.
+
 package hlc
 
 import (
@@ -8,10 +12,19 @@ import (
 	"time"
 )
 
-// ErrTooFarAhead is returned (wrapped, with the numbers) by Update when a
-// remote timestamp is more than the maximum offset ahead of the local
-// physical clock. The clock does not move in that case.
-var ErrTooFarAhead = errors.New("hlc: remote timestamp too far ahead of the local clock")
+// ErrTooFarAhead is returned (wrapped, with the numbers) by Update and
+// Forward when a timestamp is more than the maximum offset ahead of the
+// local physical clock. The clock does not move in that case.
+var ErrTooFarAhead = errors.New("hlc: timestamp too far ahead of the local clock")
+
+// ErrExhausted is returned by Now when the clock's state is the largest
+// timestamp there is, (math.MaxInt64, math.MaxUint32): no later one exists,
+// and wrapping around would hand out one before all the others. It is also
+// returned by a clock restarted from a bound of math.MaxInt64, which cannot
+// prove its next timestamp is after those handed out before the restart
+// (see advanceLocked). Wall times that large are in the year 2262, so only
+// a clock driven there by bad input gets this.
+var ErrExhausted = errors.New("hlc: clock exhausted: no timestamp after wall math.MaxInt64, logical math.MaxUint32")
 
 const (
 	// DefaultMaxOffset is the default Config.MaxOffset.
@@ -45,7 +58,7 @@ type Config struct {
 	// call. A restarted clock starts at the bound, up to Window ahead of
 	// physical time, and other stores refuse timestamps more than their
 	// MaxOffset ahead: keep Window well below MaxOffset. Zero means the
-	// smaller of DefaultWindow and MaxOffset/2.
+	// smaller of DefaultWindow and MaxOffset/2, but at least 1ns.
 	Window time.Duration
 }
 
@@ -56,6 +69,9 @@ type Config struct {
 //     received, so Now always returns a greater one;
 //   - wall < upper, and upper is durable: every timestamp handed out before
 //     a crash has a wall time below the bound a restarted clock starts at.
+//     The one exception is the top of the range: upper saturates at
+//     math.MaxInt64 and wall may reach it, so a clock restarted from that
+//     bound starts exhausted rather than risk repeating a timestamp.
 type Clock struct {
 	storeID   uint64
 	maxOffset int64
@@ -81,7 +97,11 @@ func New(cfg Config) (*Clock, error) {
 		cfg.MaxOffset = DefaultMaxOffset
 	}
 	if cfg.Window == 0 {
-		cfg.Window = min(DefaultWindow, cfg.MaxOffset/2)
+		// At least 1ns: with a zero window the new bound would equal the
+		// wall time it covers, and a restart from it could repeat
+		// timestamps handed out at that wall time (MaxOffset/2 is zero
+		// for a MaxOffset of 1ns).
+		cfg.Window = max(1, min(DefaultWindow, cfg.MaxOffset/2))
 	}
 	if cfg.Physical == nil {
 		cfg.Physical = func() int64 { return time.Now().UnixNano() }
@@ -89,7 +109,7 @@ func New(cfg Config) (*Clock, error) {
 	if cfg.Persisted < 0 {
 		return nil, fmt.Errorf("hlc: negative persisted bound %d", cfg.Persisted)
 	}
-	return &Clock{
+	c := &Clock{
 		storeID:   cfg.StoreID,
 		maxOffset: int64(cfg.MaxOffset),
 		window:    int64(cfg.Window),
@@ -100,7 +120,15 @@ func New(cfg Config) (*Clock, error) {
 		// times were all below Persisted.
 		wall:  cfg.Persisted,
 		upper: cfg.Persisted,
-	}, nil
+	}
+	if cfg.Persisted == math.MaxInt64 {
+		// A saturated bound does not bound the wall times handed out
+		// before the restart: they may equal it, with any logical part.
+		// Only the largest state is safely after all of them, and it
+		// leaves nothing to hand out.
+		c.logical = math.MaxUint32
+	}
+	return c, nil
 }
 
 // StoreID returns the store id the clock stamps.
@@ -115,8 +143,9 @@ func (c *Clock) PhysicalNow() int64 { return c.physical() }
 
 // Now returns a timestamp greater than every one the clock has handed out
 // or received, this process or any earlier one that persisted its bound.
-// It returns an error only when persisting a new upper bound fails; the
-// clock then hands nothing out and the next call tries again.
+// It returns an error when persisting a new upper bound fails (the clock
+// then hands nothing out and the next call tries again), and ErrExhausted
+// when the clock has reached the largest timestamp there is.
 func (c *Clock) Now() (Timestamp, error) {
 	pt := c.physical()
 	c.mu.Lock()
@@ -126,6 +155,11 @@ func (c *Clock) Now() (Timestamp, error) {
 	case pt > wall:
 		wall, logical = pt, 0
 	case logical == math.MaxUint32:
+		if wall == math.MaxInt64 {
+			// wall+1 would wrap to the most negative time, before
+			// everything handed out so far.
+			return Timestamp{}, ErrExhausted
+		}
 		wall, logical = wall+1, 0
 	default:
 		logical++
@@ -142,25 +176,52 @@ func (c *Clock) Now() (Timestamp, error) {
 // remote wall time more than MaxOffset ahead of the physical clock. It may
 // also return the error of persisting a new upper bound.
 func (c *Clock) Update(remote Timestamp) error {
-	pt := c.physical()
-	if remote.Wall > pt && remote.Wall-pt > c.maxOffset {
-		return fmt.Errorf("%w: remote %s is %v ahead of physical time %d (max offset %v)",
-			ErrTooFarAhead, remote, time.Duration(remote.Wall-pt), pt, time.Duration(c.maxOffset))
+	if err := c.checkOffset("remote", remote); err != nil {
+		return err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if remote.Wall < c.wall || (remote.Wall == c.wall && remote.Logical <= c.logical) {
+	return c.raise(remote)
+}
+
+// checkOffset returns an error wrapping ErrTooFarAhead when ts's wall time
+// is more than MaxOffset ahead of the physical clock; what names ts in it.
+func (c *Clock) checkOffset(what string, ts Timestamp) error {
+	pt := c.physical()
+	if ts.Wall <= pt {
 		return nil
 	}
-	return c.advanceLocked(remote.Wall, remote.Logical)
+	// ts.Wall > pt, so the distance fits in a uint64 even where
+	// ts.Wall-pt overflows an int64 (a negative physical reading); an
+	// overflowed, negative distance would pass the check.
+	ahead := uint64(ts.Wall) - uint64(pt)
+	if ahead <= uint64(c.maxOffset) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s %s is %v ahead of physical time %d (max offset %v)",
+		ErrTooFarAhead, what, ts, time.Duration(min(ahead, math.MaxInt64)), pt, time.Duration(c.maxOffset))
+}
+
+// raise moves the clock state up to ts if ts is ahead of it.
+func (c *Clock) raise(ts Timestamp) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ts.Wall < c.wall || (ts.Wall == c.wall && ts.Logical <= c.logical) {
+		return nil
+	}
+	return c.advanceLocked(ts.Wall, ts.Logical)
 }
 
 // advanceLocked sets the clock state, first persisting a new upper bound
 // when wall reaches the durable one. Holding mu while Persist runs makes
 // every caller wait for the bound, which happens once per window.
+//
+// The bound saturates at math.MaxInt64: wall+window would wrap to a
+// negative bound, which DecodeUpper rejects, so the store would not start
+// again. Once the saturated bound is durable there is nothing higher to
+// persist, and wall may reach it; New treats a clock restarted from it as
+// exhausted.
 func (c *Clock) advanceLocked(wall int64, logical uint32) error {
-	if wall >= c.upper {
-		upper := wall + c.window
+	if wall >= c.upper && c.upper < math.MaxInt64 {
+		upper := addSat(wall, c.window)
 		if c.persist != nil {
 			if err := c.persist(upper); err != nil {
 				return fmt.Errorf("hlc: persist upper bound %d: %w", upper, err)
@@ -170,4 +231,12 @@ func (c *Clock) advanceLocked(wall int64, logical uint32) error {
 	}
 	c.wall, c.logical = wall, logical
 	return nil
+}
+
+// addSat returns a+b, or math.MaxInt64 where that overflows; b >= 0.
+func addSat(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }

@@ -1,13 +1,17 @@
+// Tests of the hybrid logical clock: ordering, monotonicity, the receive
+// and forward rules with their max-offset check, the durable upper bound,
+// and the edges of the int64/uint32 range.
+
 package hlc
 
 import (
 	"errors"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/goleak"
 
 	"github.com/rdb-project/rdb/proto/storepb"
@@ -206,26 +210,6 @@ func TestUpdateTakesMax(t *testing.T) {
 	}
 }
 
-func TestUpdateRefusesTooFarAhead(t *testing.T) {
-	var pt manual
-	pt.set(int64(10 * time.Second))
-	c := newClock(t, Config{StoreID: 1, Physical: pt.now, MaxOffset: 500 * time.Millisecond})
-	before := mustNow(t, c)
-	remote := Timestamp{Wall: pt.now() + int64(501*time.Millisecond), StoreID: 2}
-	err := c.Update(remote)
-	if !errors.Is(err, ErrTooFarAhead) {
-		t.Fatalf("Update(too far ahead) = %v, want ErrTooFarAhead", err)
-	}
-	t.Logf("refusal reads: %v", err)
-	if ts := mustNow(t, c); ts.Wall != before.Wall || ts.Logical != before.Logical+1 {
-		t.Fatalf("a refused timestamp moved the clock: %v", ts)
-	}
-	// Exactly at the offset is accepted.
-	if err := c.Update(Timestamp{Wall: pt.now() + int64(500*time.Millisecond), StoreID: 2}); err != nil {
-		t.Fatalf("Update at the max offset: %v", err)
-	}
-}
-
 // store is an in-memory Persist target that counts its calls.
 type store struct {
 	mu    sync.Mutex
@@ -295,6 +279,9 @@ func TestDefaultWindowBelowMaxOffset(t *testing.T) {
 		{0, DefaultWindow},
 		{time.Second, DefaultWindow},
 		{100 * time.Millisecond, 50 * time.Millisecond},
+		// MaxOffset/2 rounds to zero; a zero window would persist a
+		// bound equal to the wall time it covers.
+		{1, 1},
 	} {
 		c := newClock(t, Config{StoreID: 1, MaxOffset: tt.maxOffset})
 		if got := time.Duration(c.window); got != tt.want {
@@ -340,48 +327,6 @@ func TestUpdatePersistsBeyondBound(t *testing.T) {
 	}
 }
 
-type discard struct{}
-
-func (discard) Infof(string, ...any)  {}
-func (discard) Errorf(string, ...any) {}
-func (discard) Fatalf(format string, args ...any) {
-	panic("pebble fatal: " + format)
-}
-
-func TestPebblePersistence(t *testing.T) {
-	dir := t.TempDir()
-	db, err := pebble.Open(dir, &pebble.Options{Logger: discard{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := LoadPersisted(db); err != nil || got != 0 {
-		t.Fatalf("LoadPersisted on a new DB = %d, %v", got, err)
-	}
-	c := newClock(t, Config{StoreID: 3, Persist: PebblePersist(db)})
-	last := mustNow(t, c)
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	db, err = pebble.Open(dir, &pebble.Options{Logger: discard{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	upper, err := LoadPersisted(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if upper <= last.Wall {
-		t.Fatalf("persisted bound %d not above %v", upper, last)
-	}
-	// A clock whose physical time is far behind still starts above.
-	c2 := newClock(t, Config{StoreID: 3, Persisted: upper, Persist: PebblePersist(db), Physical: func() int64 { return 1 }})
-	if ts := mustNow(t, c2); !last.Less(ts) {
-		t.Fatalf("restarted clock handed out %v, not after %v", ts, last)
-	}
-}
-
 func TestDecodeUpper(t *testing.T) {
 	if v, err := DecodeUpper(EncodeUpper(12345)); err != nil || v != 12345 {
 		t.Fatalf("round trip: %d, %v", v, err)
@@ -398,6 +343,9 @@ func FuzzDecodeUpper(f *testing.F) {
 	f.Add(EncodeUpper(1 << 62))
 	f.Add([]byte{})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	f.Add(EncodeUpper(math.MaxInt64))
+	f.Add(EncodeUpper(math.MinInt64))
+	f.Add(make([]byte, 9))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		v, err := DecodeUpper(b)
 		if err != nil {
@@ -424,23 +372,241 @@ func BenchmarkNow(b *testing.B) {
 	})
 }
 
-func TestForwardIgnoresMaxOffset(t *testing.T) {
-	c, err := New(Config{StoreID: 1, Physical: func() int64 { return 1000 }})
-	if err != nil {
-		t.Fatal(err)
+// TestTooFarAheadRefused checks that Update and Forward both refuse a
+// timestamp more than MaxOffset ahead of the physical clock, leaving the
+// clock unchanged, and accept one at most MaxOffset ahead. A fence agreed
+// by the cluster is no exception: it must not drag the clock arbitrarily
+// far. The last case is the overflow of the distance: with a physical
+// reading below zero, Wall-pt wraps negative and used to pass the check.
+func TestTooFarAheadRefused(t *testing.T) {
+	const maxOffset = 500 * time.Millisecond
+	pt := int64(10 * time.Second)
+	methods := []struct {
+		name  string
+		apply func(*Clock, Timestamp) error
+	}{
+		{"Update", (*Clock).Update},
+		{"Forward", (*Clock).Forward},
 	}
-	far := Timestamp{Wall: int64(time.Hour), Logical: 3, StoreID: 2}
-	if err := c.Update(far); err == nil {
-		t.Fatal("Update accepted a timestamp an hour ahead")
+	cases := []struct {
+		name    string
+		pt      int64
+		ts      Timestamp
+		refused bool
+	}{
+		{"behind", pt, Timestamp{Wall: pt - 1, StoreID: 2}, false},
+		{"at the offset", pt, Timestamp{Wall: pt + int64(maxOffset), Logical: 3, StoreID: 2}, false},
+		{"1ns past the offset", pt, Timestamp{Wall: pt + int64(maxOffset) + 1, StoreID: 2}, true},
+		{"an hour ahead", pt, Timestamp{Wall: pt + int64(time.Hour), Logical: 3, StoreID: 2}, true},
+		{"max wall, physical below zero", -int64(time.Second), Timestamp{Wall: math.MaxInt64, StoreID: 2}, true},
 	}
-	if err := c.Forward(far); err != nil {
-		t.Fatal(err)
+	for _, m := range methods {
+		for _, tt := range cases {
+			t.Run(m.name+"/"+tt.name, func(t *testing.T) {
+				var clk manual
+				clk.set(tt.pt)
+				c := newClock(t, Config{StoreID: 1, Physical: clk.now, MaxOffset: maxOffset})
+				before := mustNow(t, c)
+				err := m.apply(c, tt.ts)
+				if !tt.refused {
+					if err != nil {
+						t.Fatalf("%s(%v) = %v, want nil", m.name, tt.ts, err)
+					}
+					if ts := mustNow(t, c); !tt.ts.Less(ts) || !before.Less(ts) {
+						t.Fatalf("Now() = %v after %s(%v), want after both it and %v", ts, m.name, tt.ts, before)
+					}
+					return
+				}
+				if !errors.Is(err, ErrTooFarAhead) {
+					t.Fatalf("%s(%v) = %v, want ErrTooFarAhead", m.name, tt.ts, err)
+				}
+				t.Logf("refusal reads: %v", err)
+				if ts := mustNow(t, c); ts.Wall != before.Wall || ts.Logical != before.Logical+1 {
+					t.Fatalf("a refused timestamp moved the clock: %v then %v", before, ts)
+				}
+			})
+		}
 	}
-	ts, err := c.Now()
-	if err != nil {
-		t.Fatal(err)
+}
+
+func TestNext(t *testing.T) {
+	tests := []struct {
+		name    string
+		t, want Timestamp
+	}{
+		{"logical step", Timestamp{Wall: 5, Logical: 7, StoreID: 2}, Timestamp{Wall: 5, Logical: 8, StoreID: 2}},
+		{"zero", Timestamp{}, Timestamp{Logical: 1}},
+		{"logical carries into wall", Timestamp{Wall: 5, Logical: math.MaxUint32, StoreID: 2}, Timestamp{Wall: 6, StoreID: 2}},
+		{"carry at the top wall minus one", Timestamp{Wall: math.MaxInt64 - 1, Logical: math.MaxUint32, StoreID: 2}, Timestamp{Wall: math.MaxInt64, StoreID: 2}},
+		{"top wall, logical below max", Timestamp{Wall: math.MaxInt64, Logical: 1, StoreID: 2}, Timestamp{Wall: math.MaxInt64, Logical: 2, StoreID: 2}},
+		{"the top is returned unchanged", Timestamp{Wall: math.MaxInt64, Logical: math.MaxUint32, StoreID: 2}, Timestamp{Wall: math.MaxInt64, Logical: math.MaxUint32, StoreID: 2}},
 	}
-	if !far.Less(ts) {
-		t.Fatalf("Now() = %v after Forward(%v)", ts, far)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.t.Next()
+			if got != tt.want {
+				t.Fatalf("%v.Next() = %v, want %v", tt.t, got, tt.want)
+			}
+			// Strictly after, except at the top, and nothing with the
+			// same store id fits between (the step is one logical tick
+			// or a carry to logical 0).
+			if top := tt.t == got; top != (tt.t.Wall == math.MaxInt64 && tt.t.Logical == math.MaxUint32) {
+				t.Fatalf("%v.Next() = %v: unchanged only at the top", tt.t, got)
+			}
+			if tt.t != got && !tt.t.Less(got) {
+				t.Fatalf("%v.Next() = %v is not after it", tt.t, got)
+			}
+		})
+	}
+}
+
+// recorder is a Persist target that keeps every bound it is given, without
+// judging them, so a test can check what would have reached the disk.
+type recorder struct {
+	mu     sync.Mutex
+	bounds []int64
+}
+
+func (r *recorder) persist(upper int64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.bounds = append(r.bounds, upper)
+	return nil
+}
+
+func (r *recorder) last(t *testing.T) int64 {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.bounds) == 0 {
+		t.Fatal("nothing persisted")
+	}
+	return r.bounds[len(r.bounds)-1]
+}
+
+// checkDecodable fails t unless every persisted bound is one the store can
+// load again at start-up.
+func (r *recorder) checkDecodable(t *testing.T) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, b := range r.bounds {
+		if _, err := DecodeUpper(EncodeUpper(b)); err != nil {
+			t.Fatalf("persisted bound %d would stop the store from starting: %v", b, err)
+		}
+	}
+}
+
+// TestBoundSaturates drives the clock to wall times within a window of
+// math.MaxInt64: the persisted bound must saturate at math.MaxInt64, not
+// wrap to a negative one that DecodeUpper rejects at the next start.
+func TestBoundSaturates(t *testing.T) {
+	const window = 250 * time.Millisecond
+	tests := []struct {
+		name string
+		pt   int64
+		// move drives the clock.
+		move func(*Clock) error
+	}{
+		{"Now at max-1", math.MaxInt64 - 1, func(c *Clock) error { _, err := c.Now(); return err }},
+		{"Now at max-window+1", math.MaxInt64 - int64(window) + 1, func(c *Clock) error { _, err := c.Now(); return err }},
+		{"Now at max", math.MaxInt64, func(c *Clock) error { _, err := c.Now(); return err }},
+		{"Update to max", math.MaxInt64 - int64(time.Millisecond), func(c *Clock) error {
+			return c.Update(Timestamp{Wall: math.MaxInt64, Logical: 1, StoreID: 2})
+		}},
+		{"Forward to max", math.MaxInt64 - int64(time.Millisecond), func(c *Clock) error {
+			return c.Forward(Timestamp{Wall: math.MaxInt64, Logical: 1, StoreID: 2})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var disk recorder
+			c := newClock(t, Config{StoreID: 1, Physical: func() int64 { return tt.pt }, Persist: disk.persist, Window: window})
+			if err := tt.move(c); err != nil {
+				t.Fatal(err)
+			}
+			disk.checkDecodable(t)
+			if got := disk.last(t); got != math.MaxInt64 {
+				t.Fatalf("persisted bound %d, want math.MaxInt64", got)
+			}
+		})
+	}
+}
+
+// TestExhaustedClockRefuses checks that a clock at the largest timestamp
+// there is refuses to hand out another rather than wrap around to the most
+// negative wall time, before everything it handed out; and that a clock
+// restarted from a saturated bound, which cannot tell what was handed out
+// at that wall time, refuses too.
+func TestExhaustedClockRefuses(t *testing.T) {
+	top := Timestamp{Wall: math.MaxInt64, Logical: math.MaxUint32, StoreID: 2}
+	tests := []struct {
+		name      string
+		persisted int64
+		// move drives the clock towards the top.
+		move func(*Clock) error
+		// handOut is how many timestamps Now hands out before refusing.
+		handOut int
+	}{
+		{"Update to one below the top", 0, func(c *Clock) error {
+			return c.Update(Timestamp{Wall: math.MaxInt64, Logical: math.MaxUint32 - 1, StoreID: 2})
+		}, 1},
+		{"Update to the top", 0, func(c *Clock) error { return c.Update(top) }, 0},
+		{"Forward to the top", 0, func(c *Clock) error { return c.Forward(top) }, 0},
+		{"restart from a saturated bound", math.MaxInt64, func(*Clock) error { return nil }, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var disk recorder
+			c := newClock(t, Config{
+				StoreID:   1,
+				Physical:  func() int64 { return math.MaxInt64 },
+				Persisted: tt.persisted,
+				Persist:   disk.persist,
+			})
+			if err := tt.move(c); err != nil {
+				t.Fatal(err)
+			}
+			var prev Timestamp
+			for i := range tt.handOut {
+				ts := mustNow(t, c)
+				if i > 0 && !prev.Less(ts) {
+					t.Fatalf("%v then %v", prev, ts)
+				}
+				prev = ts
+			}
+			// Twice: a refusal leaves the clock exhausted.
+			for range 2 {
+				ts, err := c.Now()
+				if err == nil {
+					t.Fatalf("Now() on an exhausted clock = %v, want an error", ts)
+				}
+				if !errors.Is(err, ErrExhausted) {
+					t.Fatalf("Now() on an exhausted clock: %v, want ErrExhausted", err)
+				}
+			}
+			disk.checkDecodable(t)
+		})
+	}
+}
+
+// TestRestartAfterTinyMaxOffset uses a MaxOffset of 1ns, whose default
+// window (MaxOffset/2) rounds to zero: a zero window persists a bound equal
+// to the wall time handed out, and a restart from it repeats timestamps.
+func TestRestartAfterTinyMaxOffset(t *testing.T) {
+	for _, maxOffset := range []time.Duration{1, 2, 3} {
+		t.Run(maxOffset.String(), func(t *testing.T) {
+			var disk recorder
+			cfg := Config{StoreID: 1, MaxOffset: maxOffset, Physical: func() int64 { return 1000 }, Persist: disk.persist}
+			c := newClock(t, cfg)
+			var last Timestamp
+			for range 3 {
+				last = mustNow(t, c)
+			}
+			cfg.Persisted = disk.last(t)
+			if ts := mustNow(t, newClock(t, cfg)); !last.Less(ts) {
+				t.Fatalf("restarted from bound %d, the clock handed out %v, not after %v", cfg.Persisted, ts, last)
+			}
+		})
 	}
 }

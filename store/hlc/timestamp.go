@@ -11,6 +11,7 @@ package hlc
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/rdb-project/rdb/proto/storepb"
 )
@@ -48,6 +49,22 @@ func Compare(a, b Timestamp) int {
 
 // Less reports whether t is before o.
 func (t Timestamp) Less(o Timestamp) bool { return Compare(t, o) < 0 }
+
+// Next returns the smallest timestamp after t with t's store id: Logical+1,
+// or (Wall+1, Logical 0) when Logical is math.MaxUint32. It is for placing
+// a timestamp strictly after a floor (a fence after the timestamps it
+// covers). At the top, (math.MaxInt64, math.MaxUint32), there is no such
+// timestamp and Next returns t unchanged rather than wrap around to before
+// t: a caller that needs a strictly later one must check t.Less(t.Next()).
+func (t Timestamp) Next() Timestamp {
+	switch {
+	case t.Logical < math.MaxUint32:
+		t.Logical++
+	case t.Wall < math.MaxInt64:
+		t.Wall, t.Logical = t.Wall+1, 0
+	}
+	return t
+}
 
 // IsZero reports whether t is the zero Timestamp, which no clock hands out.
 func (t Timestamp) IsZero() bool { return t == Timestamp{} }

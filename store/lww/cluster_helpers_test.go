@@ -3,6 +3,7 @@ package lww
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/rdb-project/rdb/proto/storepb"
 	"github.com/rdb-project/rdb/store/hlc"
+	"github.com/rdb-project/rdb/store/keys"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -57,6 +59,28 @@ func openDB(t testing.TB, dir string) *pebble.DB {
 		t.Fatal(err)
 	}
 	return db
+}
+
+// loadClockBound and persistClockBound store the clock's upper bound as the
+// store does (store/clockbound.go, unexported there; these tests cannot
+// import package store, which imports lww), so a restarted engine's clock
+// starts after everything it handed out.
+func loadClockBound(db *pebble.DB) (int64, error) {
+	v, closer, err := db.Get(keys.HLCUpper())
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	return hlc.DecodeUpper(v)
+}
+
+func persistClockBound(db *pebble.DB) func(upper int64) error {
+	return func(upper int64) error {
+		return db.Set(keys.HLCUpper(), hlc.EncodeUpper(upper), pebble.Sync)
+	}
 }
 
 // testLogger logs warnings and errors to the test log (everything with
@@ -201,11 +225,11 @@ func (c *cluster) startNode(nd *node, lis net.Listener) {
 	t := c.t
 	t.Helper()
 	nd.db = openDB(t, nd.dir)
-	upper, err := hlc.LoadPersisted(nd.db)
+	upper, err := loadClockBound(nd.db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nd.clock, err = hlc.New(hlc.Config{StoreID: nd.id, Physical: c.time.now, Persisted: upper, Persist: hlc.PebblePersist(nd.db)})
+	nd.clock, err = hlc.New(hlc.Config{StoreID: nd.id, Physical: c.time.now, Persisted: upper, Persist: persistClockBound(nd.db)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -340,7 +340,7 @@ func TestReplaceEndsIdentical(t *testing.T) {
 	}
 	kvs := []KV{{Key: []byte("same"), Value: []byte("S")}, {Key: []byte("x"), Value: []byte("X")}, {Key: []byte("y"), Value: []byte("Y")}}
 	for _, id := range c.ids {
-		if err := c.eng(id).Replace("ns", ts, kvs); err != nil {
+		if err := replaceNow(c.eng(id), "ns", ts, kvs); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/rdb-project/rdb/proto/storepb"
+	"github.com/rdb-project/rdb/store/api"
 	"github.com/rdb-project/rdb/store/hlc"
 )
 
@@ -76,8 +77,8 @@ func decodeValue(b []byte) (record, error) {
 	if r.tombstone && len(r.value) != 0 {
 		return record{}, fmt.Errorf("%w: tombstone carries a %d-byte value", errCorrupt, len(r.value))
 	}
-	if len(r.value) > MaxValueBytes {
-		return record{}, fmt.Errorf("%w: %d-byte value, above the %d-byte limit", errCorrupt, len(r.value), MaxValueBytes)
+	if len(r.value) > api.MaxValueBytes {
+		return record{}, fmt.Errorf("%w: %d-byte value, above the %d-byte limit", errCorrupt, len(r.value), api.MaxValueBytes)
 	}
 	if r.ts.IsZero() {
 		return record{}, fmt.Errorf("%w: zero timestamp", errCorrupt)
@@ -89,28 +90,9 @@ func decodeValue(b []byte) (record, error) {
 }
 
 // compareRecords totally orders two versions of one key; the greater one
-// wins. The order is, in turn:
-//
-//  1. the timestamp (hlc.Compare: wall, logical, store id);
-//  2. at an equal timestamp, a tombstone wins over a value;
-//  3. at an equal timestamp between two values, the bytewise greater value
-//     wins. No clock hands out one timestamp twice, so this only matters if
-//     two stores were given different states at one timestamp (a Replace
-//     misuse); it keeps the order total, so replicas converge even then.
-//
-// The result depends on nothing but the two records, so every store
-// resolves every pair identically, in any order of arrival.
+// wins (hlc.CompareWrites, the one merge rule).
 func compareRecords(a, b record) int {
-	if c := hlc.Compare(a.ts, b.ts); c != 0 {
-		return c
-	}
-	switch {
-	case a.tombstone && !b.tombstone:
-		return 1
-	case !a.tombstone && b.tombstone:
-		return -1
-	}
-	return bytes.Compare(a.value, b.value)
+	return hlc.CompareWrites(a.ts, a.tombstone, a.value, b.ts, b.tombstone, b.value)
 }
 
 // Newer reports whether a wins over b under the merge rule every store

@@ -9,13 +9,14 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rdb-project/rdb/proto/storepb"
+	"github.com/rdb-project/rdb/store/api"
 	"github.com/rdb-project/rdb/store/hlc"
 )
 
 func TestCodecRoundTrip(t *testing.T) {
 	tests := []record{
 		{ts: hlc.Timestamp{Wall: 1, Logical: 0, StoreID: 1}, value: []byte("v")},
-		{ts: hlc.Timestamp{Wall: 1 << 62, Logical: 1<<32 - 1, StoreID: 1<<64 - 1}, value: bytes.Repeat([]byte{0xff}, MaxValueBytes)},
+		{ts: hlc.Timestamp{Wall: 1 << 62, Logical: 1<<32 - 1, StoreID: 1<<64 - 1}, value: bytes.Repeat([]byte{0xff}, api.MaxValueBytes)},
 		{ts: hlc.Timestamp{Wall: 5, Logical: 2, StoreID: 3}},
 		{ts: hlc.Timestamp{Wall: 5, Logical: 2, StoreID: 3}, tombstone: true},
 		{ts: hlc.Timestamp{Wall: -7, StoreID: 3}, value: []byte{0}},
@@ -45,7 +46,7 @@ func TestDecodeValueErrors(t *testing.T) {
 		"unknown flag":        with(func(b []byte) []byte { b[1] = 0x82; return b }),
 		"tombstone has value": with(func(b []byte) []byte { b[1] = flagTombstone; return b }),
 		"zero timestamp":      encodeValue(record{value: []byte("x")}),
-		"oversize value":      append(bytes.Clone(good[:headerLen]), make([]byte, MaxValueBytes+1)...),
+		"oversize value":      append(bytes.Clone(good[:headerLen]), make([]byte, api.MaxValueBytes+1)...),
 	}
 	for name, b := range tests {
 		if _, err := decodeValue(b); err == nil || !errors.Is(err, errCorrupt) {
@@ -143,8 +144,8 @@ func TestValidateReplicateBatch(t *testing.T) {
 		"slash in namespace":   func(b *storepb.ReplicateBatch) { b.Namespaces[0].Namespace = "a/b" },
 		"long namespace":       func(b *storepb.ReplicateBatch) { b.Namespaces[0].Namespace = strings.Repeat("a", 65) },
 		"empty key":            func(b *storepb.ReplicateBatch) { b.Namespaces[0].Records[0].Key = nil },
-		"long key":             func(b *storepb.ReplicateBatch) { b.Namespaces[0].Records[0].Key = make([]byte, MaxKeyBytes+1) },
-		"oversize value":       func(b *storepb.ReplicateBatch) { b.Namespaces[0].Records[0].Value = make([]byte, MaxValueBytes+1) },
+		"long key":             func(b *storepb.ReplicateBatch) { b.Namespaces[0].Records[0].Key = make([]byte, api.MaxKeyBytes+1) },
+		"oversize value":       func(b *storepb.ReplicateBatch) { b.Namespaces[0].Records[0].Value = make([]byte, api.MaxValueBytes+1) },
 		"no timestamp":         func(b *storepb.ReplicateBatch) { b.Namespaces[0].Records[0].Ts = nil },
 		"zero timestamp":       func(b *storepb.ReplicateBatch) { b.Namespaces[0].Records[0].Ts = &storepb.Timestamp{} },
 		"tombstone with value": func(b *storepb.ReplicateBatch) { b.Namespaces[0].Records[1].Value = []byte("x") },
@@ -161,8 +162,8 @@ func TestValidateReplicateBatch(t *testing.T) {
 	// Limits themselves are fine.
 	b := validBatch()
 	b.Namespaces[0].Namespace = strings.Repeat("z", 64)
-	b.Namespaces[0].Records[0].Key = make([]byte, MaxKeyBytes)
-	b.Namespaces[0].Records[0].Value = make([]byte, MaxValueBytes)
+	b.Namespaces[0].Records[0].Key = make([]byte, api.MaxKeyBytes)
+	b.Namespaces[0].Records[0].Value = make([]byte, api.MaxValueBytes)
 	if err := ValidateReplicateBatch(b); err != nil {
 		t.Fatalf("batch at the limits refused: %v", err)
 	}

@@ -31,11 +31,11 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		upper, err := hlc.LoadPersisted(db)
+		upper, err := loadClockBound(db)
 		if err != nil {
 			t.Fatal(err)
 		}
-		clock, err := hlc.New(hlc.Config{StoreID: 1, Physical: physical, Persisted: upper, Persist: hlc.PebblePersist(db)})
+		clock, err := hlc.New(hlc.Config{StoreID: 1, Physical: physical, Persisted: upper, Persist: persistClockBound(db)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,7 +4,8 @@
 //
 // What it guarantees:
 //
-//   - Durability: Put, Delete and Replace return after a synced write.
+//   - Durability: Put and Delete return after a synced write; StageReplace
+//     writes only into the caller's batch.
 //     Records received from other stores are written synced too.
 //   - One merge rule everywhere (Newer): the greater HLC timestamp wins; at
 //     an equal timestamp a tombstone wins. Applying a set of records in any
@@ -414,8 +415,11 @@ func stripe(ns string, key []byte) int {
 
 // readRecord reads the record at the storage key lk; nil if there is none.
 // The value is copied.
-func (e *Engine) readRecord(lk []byte) (*record, error) {
-	v, closer, err := e.db.Get(lk)
+func (e *Engine) readRecord(lk []byte) (*record, error) { return readRecord(e.db, lk) }
+
+// readRecord is Engine.readRecord through any reader.
+func readRecord(rd pebble.Reader, lk []byte) (*record, error) {
+	v, closer, err := rd.Get(lk)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, nil
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/rdb-project/rdb/proto/storepb"
+	"github.com/rdb-project/rdb/store/api"
 	"github.com/rdb-project/rdb/store/hlc"
 	"github.com/rdb-project/rdb/store/testseed"
 )
@@ -40,11 +41,11 @@ func newSolo(t *testing.T, id uint64, tune func(*Config)) *solo {
 func (s *solo) open(id uint64) {
 	t := s.t
 	db := openDB(t, s.dir)
-	upper, err := hlc.LoadPersisted(db)
+	upper, err := loadClockBound(db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.clock, err = hlc.New(hlc.Config{StoreID: id, Physical: s.time.now, Persisted: upper, Persist: hlc.PebblePersist(db)})
+	s.clock, err = hlc.New(hlc.Config{StoreID: id, Physical: s.time.now, Persisted: upper, Persist: persistClockBound(db)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,10 +172,13 @@ func TestLocalValidation(t *testing.T) {
 	for name, call := range map[string]func() error{
 		"bad namespace": func() error { _, err := s.eng.Put(ctx, "Bad/NS", []byte("k"), nil); return err },
 		"empty key":     func() error { _, err := s.eng.Put(ctx, "ns", nil, nil); return err },
-		"long key":      func() error { _, err := s.eng.Delete(ctx, "ns", make([]byte, MaxKeyBytes+1)); return err },
-		"big value":     func() error { _, err := s.eng.Put(ctx, "ns", []byte("k"), make([]byte, MaxValueBytes+1)); return err },
+		"long key":      func() error { _, err := s.eng.Delete(ctx, "ns", make([]byte, api.MaxKeyBytes+1)); return err },
+		"big value": func() error {
+			_, err := s.eng.Put(ctx, "ns", []byte("k"), make([]byte, api.MaxValueBytes+1))
+			return err
+		},
 		"merge no ts":   func() error { _, err := s.eng.Merge("ns", []*storepb.LWWRecord{{Key: []byte("k")}}, true); return err },
-		"replace no ts": func() error { return s.eng.Replace("ns", hlc.Timestamp{}, nil) },
+		"replace no ts": func() error { return replaceNow(s.eng, "ns", hlc.Timestamp{}, nil) },
 	} {
 		if err := call(); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)
@@ -376,7 +380,7 @@ func TestReplaceLocal(t *testing.T) {
 	newer := rec("d", "newer", ts.Wall+1, 0, 7)
 	s.merge("ns", newer)
 	kvs := []KV{{Key: []byte("b"), Value: []byte("B")}, {Key: []byte("x"), Value: []byte("X")}}
-	if err := s.eng.Replace("ns", ts, kvs); err != nil {
+	if err := replaceNow(s.eng, "ns", ts, kvs); err != nil {
 		t.Fatal(err)
 	}
 	recs, _, err := s.eng.Scan("ns", nil, nil, 0)
@@ -397,7 +401,7 @@ func TestReplaceLocal(t *testing.T) {
 	}
 	before := s.dump("ns")
 	digest := s.eng.Digests("ns")
-	if err := s.eng.Replace("ns", ts, kvs); err != nil {
+	if err := replaceNow(s.eng, "ns", ts, kvs); err != nil {
 		t.Fatal(err)
 	}
 	if err := sameRecords(before, s.dump("ns")); err != nil {
@@ -511,22 +515,16 @@ func TestCloseDoesNotWaitForSlowDump(t *testing.T) {
 	}
 }
 
-func TestReplaceForwardsTheClock(t *testing.T) {
-	s := newSolo(t, 1, nil)
-	// A fence timestamp stamped by a store whose clock runs 2s ahead
-	// (beyond the max offset) still orders every later local write.
-	ts := hlc.Timestamp{Wall: s.time.now() + int64(2*time.Second), StoreID: 3}
-	if err := s.eng.Replace("ns", ts, []KV{{Key: []byte("k"), Value: []byte("fenced")}}); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.eng.Put(context.Background(), "ns", []byte("k"), []byte("after"))
+// replaceNow stages a replace in a batch of its own and commits it, synced:
+// what a fence does inside its apply batch.
+func replaceNow(e *Engine, ns string, ts hlc.Timestamp, kvs []KV) error {
+	b := e.db.NewIndexedBatch()
+	defer b.Close()
+	done, err := e.StageReplace(b, ns, ts, kvs)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if !ts.Less(got) {
-		t.Fatalf("write after Replace stamped %v, not after %v", got, ts)
-	}
-	if r, _ := s.get("ns", "k"); string(r.Value) != "after" {
-		t.Fatalf("k = %q", r.Value)
-	}
+	err = b.Commit(pebble.Sync)
+	done(err == nil)
+	return err
 }

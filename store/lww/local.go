@@ -191,7 +191,7 @@ func (e *Engine) mergeRemote(ns string, recs []*storepb.LWWRecord, sync bool, fr
 	}
 	applied := 0
 	for chunk := range slices.Chunk(accepted, applyChunk) {
-		n, err := e.apply(ns, chunk, sync, false)
+		n, err := e.apply(ns, chunk, sync, false, true)
 		applied += n
 		if err != nil {
 			return applied, err
@@ -205,13 +205,41 @@ func (e *Engine) mergeRemote(ns string, recs []*storepb.LWWRecord, sync bool, fr
 // write of it: apply holds the keys' stripe locks from the read until the
 // digests are updated. A tombstone older than the grace is ignored, or,
 // when replace is set, removes the older local record outright (what it
-// would leave once collected).
-func (e *Engine) apply(ns string, recs []*storepb.LWWRecord, sync, replace bool) (int, error) {
+// would leave once collected). Records from outside the store (remote) are
+// applied only while the namespace is served here, checked under the
+// namespace's lock: once a conversion (StageReplace) holds it, no merge
+// that began before is still writing, and none that begins after writes
+// until the namespace is served again.
+func (e *Engine) apply(ns string, recs []*storepb.LWWRecord, sync, replace, remote bool) (int, error) {
 	if len(recs) == 0 {
 		return 0, nil
 	}
-	// One record per key: the newest, so the result does not depend on the
-	// order of recs.
+	uniq := newestPerKey(recs)
+	st := e.state(ns)
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	if remote && !e.cfg.Serving(ns) {
+		return 0, nil
+	}
+	unlock := e.lockStripes(ns, uniq)
+	defer unlock()
+
+	b := e.db.NewBatch()
+	defer b.Close()
+	changes, err := e.stage(e.db, b, ns, uniq, replace)
+	if err != nil || len(changes) == 0 {
+		return 0, err
+	}
+	if err := b.Commit(writeOptions(sync)); err != nil {
+		return 0, fmt.Errorf("lww: commit %d records of %q: %w", len(changes), ns, err)
+	}
+	st.apply(changes)
+	return len(changes), nil
+}
+
+// newestPerKey keeps one record per key, the newest, so that what is
+// applied does not depend on the order of recs.
+func newestPerKey(recs []*storepb.LWWRecord) []*storepb.LWWRecord {
 	byKey := make(map[string]int, len(recs))
 	uniq := make([]*storepb.LWWRecord, 0, len(recs))
 	for _, r := range recs {
@@ -224,59 +252,58 @@ func (e *Engine) apply(ns string, recs []*storepb.LWWRecord, sync, replace bool)
 		byKey[string(r.Key)] = len(uniq)
 		uniq = append(uniq, r)
 	}
+	return uniq
+}
 
-	st := e.state(ns)
-	st.mu.RLock()
-	defer st.mu.RUnlock()
-	unlock := e.lockStripes(ns, uniq)
-	defer unlock()
+// change is one key's move from old to new (nil: absent), to be recorded
+// in the digests once the batch that wrote it is committed.
+type change struct {
+	key      []byte
+	old, new *record
+}
 
-	cutoff := e.clock.PhysicalNow() - int64(e.cfg.TombstoneGrace)
-	type change struct {
-		key      []byte
-		old, new *record
+// apply records committed changes in the digests.
+func (s *nsState) apply(changes []change) {
+	for _, c := range changes {
+		s.change(c.key, c.old, c.new)
 	}
+}
+
+// stage writes into w every record of recs (one per key) that wins over
+// what r holds, by the merge rule, and returns the changes. The caller
+// holds the keys against other writers.
+func (e *Engine) stage(r pebble.Reader, w *pebble.Batch, ns string, recs []*storepb.LWWRecord, replace bool) ([]change, error) {
+	cutoff := e.clock.PhysicalNow() - int64(e.cfg.TombstoneGrace)
 	var changes []change
-	b := e.db.NewBatch()
-	defer b.Close()
-	for _, in := range uniq {
+	for _, in := range recs {
 		lk := keys.LWWKey(ns, in.Key)
-		old, err := e.readRecord(lk)
+		old, err := readRecord(r, lk)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		r := fromProto(in)
-		if len(r.value) == 0 {
-			r.value = nil
+		rec := fromProto(in)
+		if len(rec.value) == 0 {
+			rec.value = nil
 		}
-		if old != nil && compareRecords(r, *old) <= 0 {
+		if old != nil && compareRecords(rec, *old) <= 0 {
 			continue
 		}
-		if r.tombstone && r.ts.Wall < cutoff {
+		if rec.tombstone && rec.ts.Wall < cutoff {
 			if !replace || old == nil {
 				continue
 			}
-			if err := b.Delete(lk, nil); err != nil {
-				return 0, err
+			if err := w.Delete(lk, nil); err != nil {
+				return nil, err
 			}
 			changes = append(changes, change{key: in.Key, old: old})
 			continue
 		}
-		if err := b.Set(lk, encodeValue(r), nil); err != nil {
-			return 0, err
+		if err := w.Set(lk, encodeValue(rec), nil); err != nil {
+			return nil, err
 		}
-		changes = append(changes, change{key: in.Key, old: old, new: &r})
+		changes = append(changes, change{key: in.Key, old: old, new: &rec})
 	}
-	if len(changes) == 0 {
-		return 0, nil
-	}
-	if err := b.Commit(writeOptions(sync)); err != nil {
-		return 0, fmt.Errorf("lww: commit %d records of %q: %w", len(changes), ns, err)
-	}
-	for _, c := range changes {
-		st.change(c.key, c.old, c.new)
-	}
-	return len(changes), nil
+	return changes, nil
 }
 
 // lockStripes locks the stripes of recs' keys in ascending order (so two
@@ -348,46 +375,65 @@ func (e *Engine) dumpBatch(ns string, opts *pebble.IterOptions) (batch []*storep
 	return batch, next, err
 }
 
-// KV is one key and its value, for Replace.
+// KV is one key and its value, for StageReplace.
 type KV struct {
 	Key, Value []byte
 }
 
-// Replace makes the records of ns equal to kvs at the timestamp ts: it
-// merges (key, value, ts) for every kv and a tombstone at ts for every
-// local key not in kvs, with the merge rule, so a record newer than ts (a
-// write accepted after the switch, received from a store that replaced
-// first) is kept. It is used when a strong namespace turns eventual: every
-// store calls it with the same ts and kvs and ends with the same live
-// records; the tombstones of keys only some stores held are reconciled by
-// anti-entropy like any record. It is idempotent and synced. ts must be
-// above every record the namespace held before (the caller stamps it after
-// every loaded record), or those newer records stay.
-func (e *Engine) Replace(ns string, ts hlc.Timestamp, kvs []KV) error {
+// StageReplace makes the records of ns equal to kvs at the timestamp ts, in
+// b: the Raft apply batch of the entry (a fence) that converts a strong
+// namespace into an eventual one. Every store stages it with the same ts
+// and kvs and ends with the same live records. It merges (key, value, ts)
+// for every kv and a tombstone at ts for every local key not in kvs, with
+// the merge rule, so a record newer than ts (a write accepted after the
+// switch, received from a store that converted first) is kept; tombstones
+// of keys only some stores held are reconciled by anti-entropy like any
+// record. It is idempotent. ts must be above every record the namespace
+// held before (the fence timestamp is), or those newer records stay.
+//
+// b must be an indexed batch: StageReplace reads through it, so several
+// conversions in one batch compose. It writes nothing outside b. Until the
+// caller runs done, StageReplace holds ns exclusively: no write to ns is in
+// flight and none starts. The caller runs done(true) once b is committed
+// (the digests then take the changes) or done(false) if b is dropped.
+func (e *Engine) StageReplace(b *pebble.Batch, ns string, ts hlc.Timestamp, kvs []KV) (done func(committed bool), err error) {
 	if err := validNamespace(ns); err != nil {
-		return err
+		return nil, err
 	}
 	if ts.IsZero() {
-		return fmt.Errorf("%w: Replace needs a timestamp", ErrInvalid)
+		return nil, fmt.Errorf("%w: a replace needs a timestamp", ErrInvalid)
 	}
 	for _, kv := range kvs {
 		if err := validKey(kv.Key); err != nil {
-			return err
+			return nil, err
 		}
 		if err := validValue(kv.Value); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := e.enter(); err != nil {
-		return err
+		return nil, err
 	}
-	defer e.opMu.RUnlock()
-	// ts was agreed on by the cluster (a fence): every later local write
-	// must be stamped after it, however far ahead of this clock it is.
-	if err := e.clock.Forward(ts); err != nil {
-		return err
+	st := e.state(ns)
+	st.mu.Lock()
+	release := func() {
+		st.mu.Unlock()
+		e.opMu.RUnlock()
 	}
+	changes, err := e.stageReplace(b, ns, ts, kvs)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	return func(committed bool) {
+		if committed {
+			st.apply(changes)
+		}
+		release()
+	}, nil
+}
 
+func (e *Engine) stageReplace(b *pebble.Batch, ns string, ts hlc.Timestamp, kvs []KV) ([]change, error) {
 	keep := make(map[string]struct{}, len(kvs))
 	for _, kv := range kvs {
 		keep[string(kv.Key)] = struct{}{}
@@ -395,35 +441,22 @@ func (e *Engine) Replace(ns string, ts hlc.Timestamp, kvs []KV) error {
 	pts := ts.ToProto()
 	prefix := keys.LWWPrefix(ns)
 	var tombs []*storepb.LWWRecord
-	err := e.iterate(nsBounds(ns), func(key []byte, r record) error {
+	err := iterate(b, nsBounds(ns), func(key []byte, r record) error {
 		k := key[len(prefix):]
 		if _, ok := keep[string(k)]; ok || (r.tombstone && hlc.Compare(r.ts, ts) >= 0) {
 			return nil
 		}
 		tombs = append(tombs, &storepb.LWWRecord{Key: bytes.Clone(k), Ts: pts, Tombstone: true})
-		if len(tombs) < applyChunk {
-			return nil
-		}
-		_, err := e.apply(ns, tombs, true, true)
-		tombs = tombs[:0]
-		return err
+		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if _, err := e.apply(ns, tombs, true, true); err != nil {
-		return err
+	recs := tombs
+	for _, kv := range kvs {
+		recs = append(recs, &storepb.LWWRecord{Key: kv.Key, Value: kv.Value, Ts: pts})
 	}
-	for chunk := range slices.Chunk(kvs, applyChunk) {
-		recs := make([]*storepb.LWWRecord, len(chunk))
-		for i, kv := range chunk {
-			recs[i] = &storepb.LWWRecord{Key: kv.Key, Value: kv.Value, Ts: pts}
-		}
-		if _, err := e.apply(ns, recs, true, true); err != nil {
-			return err
-		}
-	}
-	return nil
+	return e.stage(b, b, ns, newestPerKey(recs), true)
 }
 
 // Drop removes every record of ns, synced. It is for a namespace that is
@@ -461,7 +494,12 @@ func nsBounds(ns string) *pebble.IterOptions {
 // storage key and the record's value are only valid during the call. fn
 // returning errStop ends the iteration with no error.
 func (e *Engine) iterate(opts *pebble.IterOptions, fn func(key []byte, r record) error) error {
-	it, err := e.db.NewIter(opts)
+	return iterate(e.db, opts, fn)
+}
+
+// iterate is Engine.iterate over any reader (the DB, or an indexed batch).
+func iterate(rd pebble.Reader, opts *pebble.IterOptions, fn func(key []byte, r record) error) error {
+	it, err := rd.NewIter(opts)
 	if err != nil {
 		return fmt.Errorf("lww: iterate: %w", err)
 	}

@@ -7,65 +7,41 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rdb-project/rdb/proto/storepb"
-	"github.com/rdb-project/rdb/store/hlc"
-)
-
-// Limits every record is checked against, local or received.
-const (
-	MaxNamespaceLen = 64
-	MaxKeyBytes     = 4096
-	MaxValueBytes   = 1 << 20
+	"github.com/rdb-project/rdb/store/api"
 )
 
 // ErrInvalid is wrapped by every error about a malformed namespace name,
-// key, value or record, local or received.
+// key, value or record, local or received. The limits are api's, the one
+// definition every part of rdb checks against.
 var ErrInvalid = errors.New("lww: invalid argument")
 
-// validNamespace checks a namespace name: 1 to 64 characters of a-z, 0-9,
-// '_' and '-'. Such a name never contains '/', which keys.LWWKey relies on.
+// validNamespace checks a namespace name (api.ValidNamespaceName). Such a
+// name never contains '/', which keys.LWWKey relies on.
 func validNamespace(ns string) error {
-	if len(ns) == 0 || len(ns) > MaxNamespaceLen {
-		return fmt.Errorf("%w: namespace name is %d bytes, want 1 to %d", ErrInvalid, len(ns), MaxNamespaceLen)
-	}
-	for i := 0; i < len(ns); i++ {
-		c := ns[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' && c != '-' {
-			return fmt.Errorf("%w: namespace name %q has %q: use a-z, 0-9, '_' and '-'", ErrInvalid, truncate(ns), c)
-		}
+	if !api.ValidNamespaceName(ns) {
+		return fmt.Errorf("%w: namespace name %q: use 1 to %d characters of a-z, 0-9, '_' and '-'", ErrInvalid, truncate(ns), api.MaxNamespaceLen)
 	}
 	return nil
 }
 
 func validKey(key []byte) error {
-	if len(key) == 0 || len(key) > MaxKeyBytes {
-		return fmt.Errorf("%w: key is %d bytes, want 1 to %d", ErrInvalid, len(key), MaxKeyBytes)
+	if len(key) == 0 || len(key) > api.MaxKeyBytes {
+		return fmt.Errorf("%w: key is %d bytes, want 1 to %d", ErrInvalid, len(key), api.MaxKeyBytes)
 	}
 	return nil
 }
 
 func validValue(value []byte) error {
-	if len(value) > MaxValueBytes {
-		return fmt.Errorf("%w: value is %d bytes, above the %d-byte limit", ErrInvalid, len(value), MaxValueBytes)
+	if len(value) > api.MaxValueBytes {
+		return fmt.Errorf("%w: value is %d bytes, above the %d-byte limit", ErrInvalid, len(value), api.MaxValueBytes)
 	}
 	return nil
 }
 
 // validRecord checks one record of an eventual namespace.
 func validRecord(r *storepb.LWWRecord) error {
-	if r == nil {
-		return fmt.Errorf("%w: nil record", ErrInvalid)
-	}
-	if err := validKey(r.Key); err != nil {
-		return err
-	}
-	if err := validValue(r.Value); err != nil {
-		return fmt.Errorf("key %q: %w", truncate(string(r.Key)), err)
-	}
-	if r.Ts == nil || hlc.FromProto(r.Ts).IsZero() {
-		return fmt.Errorf("%w: key %q has no timestamp", ErrInvalid, truncate(string(r.Key)))
-	}
-	if r.Tombstone && len(r.Value) > 0 {
-		return fmt.Errorf("%w: key %q is a tombstone with a %d-byte value", ErrInvalid, truncate(string(r.Key)), len(r.Value))
+	if err := api.CheckRecord(r); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return nil
 }

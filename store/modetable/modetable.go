@@ -30,6 +30,10 @@ type Authority interface {
 	SetMode(ctx context.Context, ns, mode string, force bool) (rec *storepb.NamespaceRecord, changed bool, err error)
 	// Stores lists every store of the cluster.
 	Stores() []*storepb.StoreInfo
+	// CaughtUp reports whether the table is at least as new as what this
+	// store had durably applied before it (re)started. Until then it
+	// accepts no raw writes.
+	CaughtUp() bool
 }
 
 // Table holds the rows a store has applied. Rows are immutable once
@@ -87,17 +91,6 @@ func (t *Table) List() []*storepb.NamespaceRecord {
 	t.mu.RUnlock()
 	slices.SortFunc(out, func(a, b *storepb.NamespaceRecord) int { return strings.Compare(a.GetName(), b.GetName()) })
 	return out
-}
-
-// MaxVersion returns the greatest version among the rows.
-func (t *Table) MaxVersion() uint64 {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	var v uint64
-	for _, r := range t.rows {
-		v = max(v, r.GetVersion())
-	}
-	return v
 }
 
 func (t *Table) fence(ns string) *sync.RWMutex {

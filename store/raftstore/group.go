@@ -79,7 +79,7 @@ func (g *group) publishStatus() {
 }
 
 // writeEntries adds new log entries to b; entries after them left by an
-// earlier leader are removed.
+// earlier leader are removed. lastIndex is where the log on disk ends.
 func (g *group) writeEntries(b *pebble.Batch, ents []*eraftpb.Entry) error {
 	if len(ents) == 0 {
 		return nil
@@ -103,8 +103,9 @@ func (g *group) writeEntries(b *pebble.Batch, ents []*eraftpb.Entry) error {
 	return nil
 }
 
-// writeSnapshot replaces the group's state machine, applied state and log
-// with a received snapshot.
+// writeSnapshot replaces the group's state machine keys, applied state and
+// log with a received snapshot. The log is empty after it: the entries of
+// the same Ready, if any, follow the snapshot's index.
 func (g *group) writeSnapshot(b *pebble.Batch, snap *eraftpb.Snapshot) error {
 	md := snap.GetMetadata()
 	kvs, err := decodeSnapshotData(g.id, snap.GetData())
@@ -131,7 +132,14 @@ func (g *group) writeSnapshot(b *pebble.Batch, snap *eraftpb.Snapshot) error {
 	if err := b.Set(keys.Applied(g.id), ab, nil); err != nil {
 		return err
 	}
-	return b.Set(keys.Truncated(g.id), encodeIndexTerm(md.GetIndex(), md.GetTerm()), nil)
+	if err := b.Set(keys.Truncated(g.id), encodeIndexTerm(md.GetIndex(), md.GetTerm()), nil); err != nil {
+		return err
+	}
+	// Set before the Ready's entries are written, never after: they extend
+	// the log past the snapshot, and a later overwrite must know where the
+	// log ends to delete the tail it replaces.
+	g.lastIndex = md.GetIndex()
+	return nil
 }
 
 // install makes a persisted Ready visible to Raft through the storage.
@@ -145,7 +153,6 @@ func (g *group) install(rd raft.Ready) error {
 		g.applied = appliedState{index: md.GetIndex(), term: md.GetTerm(), conf: md.GetConfState()}
 		g.trunc = md.GetIndex()
 		g.durableApplied = md.GetIndex()
-		g.lastIndex = md.GetIndex()
 		g.snapshots++
 		g.rs.log.Info("installed snapshot", zap.Uint64("group", g.id), zap.Uint64("index", md.GetIndex()))
 	}

@@ -160,7 +160,7 @@ func loadGroup(db *pebble.DB, group uint64) (*loadedGroup, error) {
 		return nil, err
 	}
 	var ents []*eraftpb.Entry
-	next := lg.trunc + 1
+	next, term := lg.trunc+1, truncTerm
 	for it.First(); it.Valid(); it.Next() {
 		e := &eraftpb.Entry{}
 		if err := proto.Unmarshal(it.Value(), e); err != nil {
@@ -171,7 +171,14 @@ func loadGroup(db *pebble.DB, group uint64) (*loadedGroup, error) {
 			_ = it.Close()
 			return nil, fmt.Errorf("raftstore: group %d log has a gap: want index %d, found %d", group, next, e.GetIndex())
 		}
-		next++
+		// Raft never appends an entry of an older term after a newer one: a
+		// log whose terms decrease kept a tail an overwrite should have
+		// removed.
+		if e.GetTerm() < term {
+			_ = it.Close()
+			return nil, fmt.Errorf("raftstore: group %d log: entry %d has term %d after term %d", group, e.GetIndex(), e.GetTerm(), term)
+		}
+		next, term = next+1, e.GetTerm()
 		ents = append(ents, e)
 	}
 	if err := it.Close(); err != nil {

@@ -191,29 +191,59 @@ func (t *Transport) Send(to uint64, msgs []*storepb.RaftMessage) {
 	}
 }
 
+// Limits of one RaftBatch: gRPC refuses a message above 64 MiB, and a
+// follower catching up receives bursts of 1 MiB entries.
+const (
+	maxBatchMsgs  = 4096
+	maxBatchBytes = 32 << 20
+)
+
 // runPeer drains a peer's queue into its Raft stream, batching whatever
-// has accumulated, and reconnects after errors.
+// has accumulated (within maxBatchMsgs and maxBatchBytes), and reconnects
+// after errors.
 func (t *Transport) runPeer(p *peer) {
 	defer t.wg.Done()
 	var stream storepb.StoreInternal_RaftClient
 	var cancel context.CancelFunc = func() {}
 	defer func() { cancel() }()
 	backoff := 50 * time.Millisecond
+	// pending holds messages taken from the queue and not sent yet; it is
+	// the transport's own slice (callers' slices are never appended to).
+	var pending []*storepb.RaftMessage
+	pendingBytes := 0
+	take := func(msgs []*storepb.RaftMessage) {
+		pending = append(pending, msgs...)
+		for _, m := range msgs {
+			pendingBytes += len(m.GetData())
+		}
+	}
 	for {
-		var batch []*storepb.RaftMessage
-		select {
-		case <-p.stopc:
-			return
-		case batch = <-p.queue:
+		if len(pending) == 0 {
+			select {
+			case <-p.stopc:
+				return
+			case msgs := <-p.queue:
+				take(msgs)
+			}
 		}
 	drain:
-		for len(batch) < 4096 {
+		for len(pending) < maxBatchMsgs && pendingBytes < maxBatchBytes {
 			select {
 			case more := <-p.queue:
-				batch = append(batch, more...)
+				take(more)
 			default:
 				break drain
 			}
+		}
+		n, size := 0, 0
+		for n < len(pending) && n < maxBatchMsgs && (n == 0 || size+len(pending[n].GetData()) <= maxBatchBytes) {
+			size += len(pending[n].GetData())
+			n++
+		}
+		batch := pending[:n:n]
+		pending, pendingBytes = pending[n:], pendingBytes-size
+		if len(pending) == 0 {
+			pending = nil // let the backing array go
 		}
 		fault := t.link(p.id)
 		if fault.Partitioned || (fault.LossRate > 0 && rand.Float64() < fault.LossRate) {
@@ -275,9 +305,20 @@ func (t *Transport) sleep(p *peer, backoff *time.Duration) bool {
 }
 
 // SendSnapshot streams a MsgSnap and its data to a store, then reports
-// the outcome to Raft.
+// the outcome to Raft. After Close it fails at once, in the caller (still
+// releasing the snapshot through StreamSnapshot).
 func (t *Transport) SendSnapshot(to, group uint64, m *eraftpb.Message) {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		err := errors.New("transport: closed")
+		_ = t.raft.StreamSnapshot(m.GetSnapshot().GetData(), func([]byte) error { return err })
+		t.raft.ReportSnapshot(group, to, false)
+		return
+	}
+	// Added under mu before Close sets closed, so Close's Wait covers it.
 	t.wg.Add(1)
+	t.mu.Unlock()
 	go func() {
 		defer t.wg.Done()
 		err := t.sendSnapshot(to, group, m)
@@ -439,8 +480,11 @@ func (t *Transport) HandleSnapshot(stream storepb.StoreInternal_SnapshotServer) 
 		return status.Error(codes.InvalidArgument, "snapshot stream without a message")
 	}
 	m := &eraftpb.Message{}
-	if err := proto.Unmarshal(header.GetData(), m); err != nil || m.GetSnapshot() == nil {
+	if err := proto.Unmarshal(header.GetData(), m); err != nil {
 		return status.Errorf(codes.InvalidArgument, "snapshot message: %v", err)
+	}
+	if m.GetType() != eraftpb.MsgSnap || m.GetSnapshot() == nil {
+		return status.Errorf(codes.InvalidArgument, "snapshot stream carries a %v, not a MsgSnap", m.GetType())
 	}
 	m.Snapshot.Data = data
 	t.raft.StepSnapshot(header.GetGroupId(), m)

@@ -1,20 +1,8 @@
-// Package modeswitch carries out namespace mode switches. The table says
-// which mode each namespace should have; the driver brings every
-// namespace's Raft group to that mode, step by step, and can resume a
-// half-done switch at any point because every step is idempotent.
-//
-// eventual -> strong: every store applies the strong row, which stops its
-// raw writes (fence); once all have, the driver merges every store's LWW
-// records (tombstones included; the greatest timestamp wins), loads them
-// into the group under a fresh load id, and activates the group only if
-// the load arrived complete. A store that cannot be reached holds the
-// switch (it may have writes nobody else has) unless the row says force.
-//
-// strong -> eventual: a Fence entry in the group's log; every replica
-// converts the state at that entry into LWW records with one timestamp.
-//
-// The driver runs where the table is decided: on the meta group's leader
-// (static mode) or the placement driver's leader.
+// The driver: it runs where the table is decided (the meta group's leader
+// in static mode, the placement driver's leader) and brings every
+// namespace's group to its row, one idempotent step at a time (the phases
+// are in doc.go).
+
 package modeswitch
 
 import (
@@ -32,7 +20,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rdb-project/rdb/proto/storepb"
-	"github.com/rdb-project/rdb/store/lww"
+	"github.com/rdb-project/rdb/store/hlc"
+	"github.com/rdb-project/rdb/store/namespace"
 )
 
 // Cluster is what the driver needs to know and reach.
@@ -57,7 +46,7 @@ type Driver struct {
 	kick     chan struct{}
 
 	mu      sync.Mutex
-	waiting map[string]string // namespace -> why its switch waits
+	waiting map[string]string // namespace -> why its switch waits, as last logged
 }
 
 // New returns a driver; interval is how often it checks the table when
@@ -75,13 +64,6 @@ func (d *Driver) Kick() {
 	case d.kick <- struct{}{}:
 	default:
 	}
-}
-
-// Waiting returns why a namespace's switch is held, if it is.
-func (d *Driver) Waiting(ns string) string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.waiting[ns]
 }
 
 // Run reconciles until ctx ends.
@@ -125,38 +107,29 @@ func (d *Driver) Reconcile(ctx context.Context, rec *storepb.NamespaceRecord) er
 	if rec.GetGroupId() == 0 {
 		return nil
 	}
-	if st, ok := d.c.KnownState(rec.GetGroupId()); ok && done(rec, st) {
+	if st, ok := d.c.KnownState(rec.GetGroupId()); ok && Done(rec, st) {
 		return nil
 	}
 	st, err := d.groupState(ctx, rec.GetGroupId())
 	if err != nil {
 		return fmt.Errorf("read group %d: %w", rec.GetGroupId(), err)
 	}
-	if done(rec, st) {
+	if Done(rec, st) {
 		return nil
 	}
-	active := st.GetActiveEpoch() > st.GetFencedEpoch()
-	if rec.GetMode() == "eventual" {
+	if namespace.ModeOf(rec) == namespace.Eventual {
 		d.log.Info("fencing strong namespace", zap.String("namespace", rec.GetName()), zap.Uint64("epoch", rec.GetEpoch()))
 		return d.propose(ctx, rec.GetGroupId(), &storepb.GroupCommand{Cmd: &storepb.GroupCommand_Fence{
 			Fence: &storepb.Fence{Epoch: rec.GetEpoch()},
 		}})
 	}
-	if active {
+	if namespace.GroupActive(st) {
 		// Switched away and back before the fence: nothing to merge.
 		return d.propose(ctx, rec.GetGroupId(), &storepb.GroupCommand{Cmd: &storepb.GroupCommand_Activate{
 			Activate: &storepb.Activate{Epoch: rec.GetEpoch()},
 		}})
 	}
 	return d.toStrong(ctx, rec)
-}
-
-// done reports whether a group's state carries out a row.
-func done(rec *storepb.NamespaceRecord, st *storepb.GroupState) bool {
-	if rec.GetMode() == "eventual" {
-		return st.GetFencedEpoch() >= rec.GetEpoch()
-	}
-	return st.GetActiveEpoch() > st.GetFencedEpoch() && st.GetActiveEpoch() >= rec.GetEpoch()
 }
 
 // toStrong carries out eventual -> strong: wait for every store's fence,
@@ -244,9 +217,7 @@ func (d *Driver) storeFenced(ctx context.Context, id uint64, rec *storepb.Namesp
 	if err != nil {
 		return false, err
 	}
-	r := resp.GetRecord()
-	// A store that applied a newer row has fenced too (or moved on).
-	return r.GetVersion() >= rec.GetVersion() && (r.GetMode() == "strong" || r.GetEpoch() > rec.GetEpoch()), nil
+	return Fenced(resp.GetRecord(), rec), nil
 }
 
 func (d *Driver) dump(ctx context.Context, id uint64, rec *storepb.NamespaceRecord, merged map[string]*storepb.LWWRecord) error {
@@ -270,7 +241,7 @@ func (d *Driver) dump(ctx context.Context, id uint64, rec *storepb.NamespaceReco
 		}
 		for _, r := range resp.GetRecords() {
 			k := string(r.GetKey())
-			if cur := merged[k]; cur == nil || lww.Newer(r, cur) {
+			if cur := merged[k]; cur == nil || newer(r, cur) {
 				merged[k] = r
 			}
 		}
@@ -325,4 +296,11 @@ func randomID() uint64 {
 			return v
 		}
 	}
+}
+
+// newer is the merge rule of eventual namespaces (hlc.CompareWrites), the
+// one every store applies: the merge keeps what anti-entropy would.
+func newer(a, b *storepb.LWWRecord) bool {
+	return hlc.CompareWrites(hlc.FromProto(a.GetTs()), a.GetTombstone(), a.GetValue(),
+		hlc.FromProto(b.GetTs()), b.GetTombstone(), b.GetValue()) > 0
 }

@@ -1,0 +1,34 @@
+package raftstore
+
+// The loop's queue of work: proposals, reads, messages and group changes
+// are posted as functions and run at the start of the next round, in the
+// order posted, so only the loop ever touches a RawNode.
+
+import "sync"
+
+// inbox is an unbounded queue of functions with a wake-up channel.
+type inbox struct {
+	mu    sync.Mutex
+	fns   []func()
+	ready chan struct{}
+}
+
+func (ib *inbox) init() { ib.ready = make(chan struct{}, 1) }
+
+func (ib *inbox) put(fn func()) {
+	ib.mu.Lock()
+	ib.fns = append(ib.fns, fn)
+	ib.mu.Unlock()
+	select {
+	case ib.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (ib *inbox) take() []func() {
+	ib.mu.Lock()
+	fns := ib.fns
+	ib.fns = nil
+	ib.mu.Unlock()
+	return fns
+}

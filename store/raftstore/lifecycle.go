@@ -1,0 +1,272 @@
+package raftstore
+
+// The life of the engine and of its groups: opening what the DB holds,
+// starting and stopping the loop, creating a group's replica (bootstrapped,
+// or empty to be filled by a snapshot), and the entry points the transport
+// delivers other stores' messages through.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3"
+	eraftpb "go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rdb-project/rdb/proto/storepb"
+)
+
+// Open loads every group found in the DB. Call Start to run the loop.
+func Open(cfg Config) (*RaftStore, error) {
+	cfg.setDefaults()
+	rs := &RaftStore{
+		cfg:     cfg,
+		db:      cfg.DB,
+		log:     cfg.Logger,
+		groups:  make(map[uint64]*group),
+		waiters: make(map[uint64]*waiter),
+		snaps:   make(map[uint64]*pendingSnapshot),
+		stopc:   make(chan struct{}),
+		donec:   make(chan struct{}),
+	}
+	rs.inbox.init()
+	var seed [16]byte
+	_, _ = rand.Read(seed[:])
+	rs.reqSeq.Store(binary.BigEndian.Uint64(seed[:8]) >> 1)
+	rs.readSeq = binary.BigEndian.Uint64(seed[8:])
+	ids, err := listGroups(cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if _, err := rs.openGroup(id); err != nil {
+			return nil, fmt.Errorf("raftstore: open group %d: %w", id, err)
+		}
+	}
+	return rs, nil
+}
+
+// Start runs the Raft loop.
+func (rs *RaftStore) Start() {
+	rs.started.Store(true)
+	go rs.run()
+}
+
+// Stop ends the loop and fails every waiting call with ErrStopped.
+func (rs *RaftStore) Stop() {
+	rs.stopOnce.Do(func() {
+		close(rs.stopc)
+		if !rs.started.Load() {
+			close(rs.donec)
+		}
+	})
+	<-rs.donec
+	rs.snapMu.Lock()
+	for t, ps := range rs.snaps {
+		_ = ps.snap.Close()
+		delete(rs.snaps, t)
+	}
+	rs.snapMu.Unlock()
+}
+
+// Step delivers messages received from another store.
+func (rs *RaftStore) Step(msgs []*storepb.RaftMessage) {
+	decoded := make([]*eraftpb.Message, 0, len(msgs))
+	groups := make([]uint64, 0, len(msgs))
+	for _, m := range msgs {
+		em := &eraftpb.Message{}
+		if err := proto.Unmarshal(m.GetData(), em); err != nil {
+			rs.log.Warn("dropping undecodable raft message", zap.Error(err))
+			continue
+		}
+		decoded = append(decoded, em)
+		groups = append(groups, m.GetGroupId())
+	}
+	rs.post(func() {
+		for i, m := range decoded {
+			rs.stepLocal(groups[i], m)
+		}
+	})
+}
+
+// StepSnapshot delivers a MsgSnap whose data has been reassembled.
+func (rs *RaftStore) StepSnapshot(group uint64, m *eraftpb.Message) {
+	rs.post(func() { rs.stepLocal(group, m) })
+}
+
+func (rs *RaftStore) stepLocal(group uint64, m *eraftpb.Message) {
+	g := rs.groups[group]
+	if g == nil {
+		if rs.cfg.WantReplica == nil || !rs.cfg.WantReplica(group) {
+			return
+		}
+		var err error
+		if g, err = rs.openGroup(group); err != nil {
+			rs.log.Error("create replica", zap.Uint64("group", group), zap.Error(err))
+			return
+		}
+		rs.log.Info("created empty replica", zap.Uint64("group", group), zap.Uint64("from", m.GetFrom()))
+	}
+	if err := g.rn.Step(m); err != nil {
+		rs.log.Debug("step", zap.Uint64("group", group), zap.Error(err))
+	}
+}
+
+// ReportUnreachable tells every group that a store could not be reached.
+func (rs *RaftStore) ReportUnreachable(to uint64) {
+	rs.post(func() {
+		for _, g := range rs.order {
+			g.rn.ReportUnreachable(to)
+		}
+	})
+}
+
+// ReportSnapshot tells a group how sending a snapshot ended.
+func (rs *RaftStore) ReportSnapshot(group, to uint64, ok bool) {
+	st := raft.SnapshotFinish
+	if !ok {
+		st = raft.SnapshotFailure
+	}
+	rs.post(func() {
+		if g := rs.groups[group]; g != nil {
+			g.rn.ReportSnapshot(to, st)
+		}
+	})
+}
+
+// CreateGroup makes sure this store has a replica of group. If the store
+// has no state for it and is among voters, it bootstraps the group with
+// those voters and the initial state machine keys (every store that
+// bootstraps a group must pass the same voters and keys); otherwise it
+// creates an empty replica that catches up from the leader. campaign makes
+// the new replica start an election at once.
+func (rs *RaftStore) CreateGroup(ctx context.Context, group uint64, voters []uint64, initial []KV, campaign bool) error {
+	done := make(chan error, 1)
+	rs.post(func() { done <- rs.createGroup(group, voters, initial, campaign) })
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-rs.donec:
+		return ErrStopped
+	}
+}
+
+// CreateGroupAsync is CreateGroup without waiting: work queued after it
+// (proposals, reads) finds the group. Safe to call from the loop itself.
+func (rs *RaftStore) CreateGroupAsync(group uint64, voters []uint64, initial []KV, campaign bool) {
+	rs.post(func() {
+		if err := rs.createGroup(group, voters, initial, campaign); err != nil {
+			rs.log.Error("create group", zap.Uint64("group", group), zap.Error(err))
+		}
+	})
+}
+
+func (rs *RaftStore) createGroup(group uint64, voters []uint64, initial []KV, campaign bool) error {
+	if rs.groups[group] != nil {
+		return nil
+	}
+	member := slices.Contains(voters, rs.cfg.StoreID)
+	if member {
+		b := rs.db.NewBatch()
+		err := writeBootstrap(b, group, slices.Sorted(slices.Values(voters)), initial)
+		if err == nil {
+			err = b.Commit(pebble.Sync)
+		}
+		_ = b.Close()
+		if err != nil {
+			return fmt.Errorf("raftstore: bootstrap group %d: %w", group, err)
+		}
+	}
+	g, err := rs.openGroup(group)
+	if err != nil {
+		return err
+	}
+	if campaign && member {
+		_ = g.rn.Campaign()
+	}
+	return nil
+}
+
+// HasGroup reports whether this store has a replica of group.
+func (rs *RaftStore) HasGroup(group uint64) bool {
+	rs.mu.RLock()
+	defer rs.mu.RUnlock()
+	return rs.groups[group] != nil
+}
+
+// Status returns a group's Raft status as of the end of the last round.
+func (rs *RaftStore) Status(group uint64) (Status, bool) {
+	rs.mu.RLock()
+	g := rs.groups[group]
+	rs.mu.RUnlock()
+	if g == nil {
+		return Status{}, false
+	}
+	return *g.status.Load(), true
+}
+
+// Initialized reports whether this store's replica of group has any state
+// (it was bootstrapped or has received a snapshot).
+func (rs *RaftStore) Initialized(group uint64) bool {
+	st, ok := rs.Status(group)
+	return ok && len(st.Voters) > 0
+}
+
+// openGroup loads a group and adds it to the loop. Loop only (or Open).
+func (rs *RaftStore) openGroup(id uint64) (*group, error) {
+	lg, err := loadGroup(rs.db, id)
+	if err != nil {
+		return nil, err
+	}
+	sm, err := rs.cfg.NewStateMachine(id)
+	if err != nil {
+		return nil, err
+	}
+	g := &group{
+		id:             id,
+		rs:             rs,
+		sm:             sm,
+		applied:        lg.applied,
+		trunc:          lg.trunc,
+		durableApplied: lg.applied.index,
+		reads:          make(map[string]*readBatch),
+	}
+	if last, err := lg.ms.LastIndex(); err == nil {
+		g.lastIndex = last
+	}
+	g.storage = &groupStorage{MemoryStorage: lg.ms, snapshot: g.makeSnapshot}
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:                        rs.cfg.StoreID,
+		ElectionTick:              rs.cfg.ElectionTicks,
+		HeartbeatTick:             rs.cfg.HeartbeatTicks,
+		Storage:                   g.storage,
+		Applied:                   lg.applied.index,
+		MaxSizePerMsg:             1 << 20,
+		MaxCommittedSizePerReady:  8 << 20,
+		MaxUncommittedEntriesSize: 256 << 20,
+		MaxInflightMsgs:           512,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		StepDownOnRemoval:         true,
+		Logger:                    newRaftLogger(rs.log.With(zap.Uint64("group", id))),
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.rn = rn
+	g.appliedIdx.Store(lg.applied.index)
+	g.publishStatus()
+	rs.mu.Lock()
+	rs.groups[id] = g
+	rs.mu.Unlock()
+	rs.order = append(rs.order, g)
+	return g, nil
+}

@@ -1,0 +1,373 @@
+package raftstore
+
+// The Raft loop. One round reads like the Raft paper:
+//
+//  1. take the queued work (messages, proposals, reads, group changes);
+//  2. collect the Ready of every group that has one;
+//  3. a leader sends now: it counts itself towards a commit only after
+//     Advance, i.e. after its own write (Raft thesis §10.2.1);
+//  4. persist snapshots, entries and hard states of every group in one
+//     batch, synced once if any group must sync;
+//  5. followers send: their replies promise durability;
+//  6. apply every group's committed entries in one batch, each group's
+//     applied index with them;
+//  7. Advance.
+//
+// Invariants: entries and the hard state are durable before a follower
+// acknowledges them and before anyone applies them; a state and the applied
+// index that describes it are written in one batch; a persistence or apply
+// error stops the loop (OnFatal) and nothing after it is counted as done.
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3"
+	eraftpb "go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rdb-project/rdb/proto/storepb"
+	"github.com/rdb-project/rdb/store/keys"
+)
+
+// run is the Raft loop.
+func (rs *RaftStore) run() {
+	defer close(rs.donec)
+	ticker := time.NewTicker(rs.cfg.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-rs.stopc:
+			return
+		case now := <-ticker.C:
+			rs.tick(now)
+		case <-rs.inbox.ready:
+		}
+		for _, fn := range rs.inbox.take() {
+			fn()
+		}
+		rs.issueReads()
+		if err := rs.handleReady(); err != nil {
+			rs.log.Error("raft loop stops: persistence failed", zap.Error(err))
+			rs.cfg.OnFatal(err)
+			return
+		}
+	}
+}
+
+type ready struct {
+	g    *group
+	rd   raft.Ready
+	sent bool
+}
+
+// handleReady carries out one round for every group with work.
+func (rs *RaftStore) handleReady() error {
+	var rds []*ready
+	for _, g := range rs.order {
+		if g.rn.HasReady() {
+			rd := g.rn.Ready()
+			g.noteSoftState(rd.SoftState)
+			rds = append(rds, &ready{g: g, rd: rd})
+		}
+	}
+	if len(rds) == 0 {
+		return nil
+	}
+	rs.stats.rounds.Add(1)
+	for _, r := range rds {
+		if r.g.isLeader() {
+			rs.send(r.g, r.rd.Messages)
+			r.sent = true
+		}
+	}
+	if err := rs.persist(rds); err != nil {
+		return err
+	}
+	for _, r := range rds {
+		if !r.sent {
+			rs.send(r.g, r.rd.Messages)
+		}
+	}
+	if err := rs.apply(rds); err != nil {
+		return err
+	}
+	for _, r := range rds {
+		r.g.rn.Advance(r.rd)
+		r.g.publishStatus()
+	}
+	return nil
+}
+
+// persist writes every group's snapshot, entries and hard state in one
+// batch, synced if any group must sync, then makes them visible to Raft. A
+// received snapshot's state is staged by the group's state machine
+// (Restore) in the same batch.
+func (rs *RaftStore) persist(rds []*ready) error {
+	var b *pebble.Batch
+	if slices.ContainsFunc(rds, func(r *ready) bool { return !raft.IsEmptySnap(r.rd.Snapshot) }) {
+		b = rs.db.NewIndexedBatch() // Restore reads the new state through it
+	} else {
+		b = rs.db.NewBatch()
+	}
+	defer b.Close()
+	ac := NewApplyContext(b)
+	committed := false
+	defer func() {
+		if !committed {
+			ac.Done(false)
+		}
+	}()
+	mustSync := false
+	var restored []*group
+	for _, r := range rds {
+		g, rd := r.g, r.rd
+		if !raft.IsEmptySnap(rd.Snapshot) {
+			if err := g.writeSnapshot(b, rd.Snapshot); err != nil {
+				return err
+			}
+			if err := g.sm.Restore(ac); err != nil {
+				return fmt.Errorf("raftstore: group %d: restore snapshot: %w", g.id, err)
+			}
+			mustSync = true
+			restored = append(restored, g)
+		}
+		if err := g.writeEntries(b, rd.Entries); err != nil {
+			return err
+		}
+		if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
+			hs, err := proto.Marshal(rd.HardState)
+			if err != nil {
+				return err
+			}
+			if err := b.Set(keys.HardState(g.id), hs, nil); err != nil {
+				return err
+			}
+		}
+		mustSync = mustSync || rd.MustSync
+		rs.stats.written.Add(uint64(len(rd.Entries)))
+	}
+	if !b.Empty() {
+		opts := pebble.NoSync
+		if mustSync {
+			opts = pebble.Sync
+		}
+		if err := b.Commit(opts); err != nil {
+			return fmt.Errorf("raftstore: persist: %w", err)
+		}
+		if mustSync {
+			rs.stats.synced.Add(1)
+		}
+	}
+	committed = true
+	if mustSync {
+		// Every apply batch committed before this synced batch is durable.
+		for _, g := range rs.order {
+			g.durableApplied = g.applied.index
+		}
+	}
+	for _, r := range rds {
+		if err := r.g.install(r.rd); err != nil {
+			return err
+		}
+	}
+	ac.Done(true)
+	for _, g := range restored {
+		g.appliedIdx.Store(g.applied.index)
+		g.notifyReads()
+	}
+	return nil
+}
+
+// apply applies every group's committed entries in one batch, publishes
+// the results and wakes the reads that waited for them.
+func (rs *RaftStore) apply(rds []*ready) error {
+	b := rs.db.NewIndexedBatch()
+	defer b.Close()
+	ac := NewApplyContext(b)
+	committed := false
+	defer func() {
+		if !committed {
+			ac.Done(false)
+		}
+	}()
+	var touched []*group
+	var results []func()
+	applied := 0
+	for _, r := range rds {
+		g, rd := r.g, r.rd
+		for _, rs0 := range rd.ReadStates {
+			g.readStateArrived(rs0)
+		}
+		if len(rd.CommittedEntries) == 0 {
+			continue
+		}
+		for _, e := range rd.CommittedEntries {
+			if e.GetIndex() <= g.applied.index {
+				continue // already in the state (restored from a snapshot)
+			}
+			res, err := rs.applyEntry(ac, g, e)
+			if err != nil {
+				return fmt.Errorf("raftstore: group %d: apply entry %d: %w", g.id, e.GetIndex(), err)
+			}
+			if res != nil {
+				results = append(results, res)
+			}
+			g.applied.index, g.applied.term = e.GetIndex(), e.GetTerm()
+			applied++
+		}
+		ab, err := encodeApplied(g.applied)
+		if err != nil {
+			return err
+		}
+		if err := b.Set(keys.Applied(g.id), ab, nil); err != nil {
+			return err
+		}
+		touched = append(touched, g)
+	}
+	if !b.Empty() {
+		// Unsynced: the entries are durable in the log; after a crash they
+		// are applied again from the last durable applied index.
+		if err := b.Commit(pebble.NoSync); err != nil {
+			return fmt.Errorf("raftstore: apply: %w", err)
+		}
+	}
+	committed = true
+	rs.stats.applied.Add(uint64(applied))
+	ac.Done(true)
+	for _, f := range results {
+		f()
+	}
+	for _, g := range touched {
+		g.appliedIdx.Store(g.applied.index)
+		g.notifyReads()
+		if err := rs.maybeCompact(g); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyEntry applies one committed entry and returns how to notify its
+// proposer, if it was proposed here.
+func (rs *RaftStore) applyEntry(ac *ApplyContext, g *group, e *eraftpb.Entry) (func(), error) {
+	switch e.GetType() {
+	case eraftpb.EntryNormal:
+		if len(e.GetData()) == 0 {
+			return nil, nil // a new leader's empty entry
+		}
+		origin, id, cmd, err := unframe(e.GetData())
+		if err != nil {
+			return nil, err
+		}
+		res, err := g.sm.Apply(ac, e.GetIndex(), cmd)
+		if err != nil {
+			return nil, err
+		}
+		if origin != rs.cfg.StoreID {
+			return nil, nil
+		}
+		return func() { rs.deliver(id, result{val: res}) }, nil
+	case eraftpb.EntryConfChange:
+		cc := &eraftpb.ConfChange{}
+		if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+			return nil, fmt.Errorf("conf change: %w", err)
+		}
+		g.applied.conf = g.rn.ApplyConfChange(cc)
+		if err := g.sm.ApplyConfChange(ac, cc); err != nil {
+			return nil, err
+		}
+		id := cc.GetId()
+		return func() { rs.deliver(id, result{}) }, nil
+	default:
+		return nil, fmt.Errorf("unsupported entry type %v", e.GetType())
+	}
+}
+
+// maybeCompact truncates the log below a durable applied index.
+func (rs *RaftStore) maybeCompact(g *group) error {
+	if g.durableApplied <= g.trunc+rs.cfg.CompactThreshold {
+		return nil
+	}
+	to := g.durableApplied - rs.cfg.CompactKeep
+	term, err := g.storage.Term(to)
+	if err != nil {
+		return nil // already compacted in memory; try after the next round
+	}
+	b := rs.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange(keys.LogEntry(g.id, 0), keys.LogEntry(g.id, to+1), nil); err != nil {
+		return err
+	}
+	if err := b.Set(keys.Truncated(g.id), encodeIndexTerm(to, term), nil); err != nil {
+		return err
+	}
+	// Unsynced: losing it in a crash only keeps more log.
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("raftstore: compact: %w", err)
+	}
+	if err := g.storage.Compact(to); err != nil && !errors.Is(err, raft.ErrCompacted) {
+		return err
+	}
+	g.trunc = to
+	return nil
+}
+
+// send hands a group's messages to the transport, batched per peer;
+// snapshots go on their own stream.
+func (rs *RaftStore) send(g *group, msgs []*eraftpb.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	byPeer := make(map[uint64][]*storepb.RaftMessage)
+	for _, m := range msgs {
+		if m.GetType() == eraftpb.MsgSnap {
+			rs.stats.snapsSent.Add(1)
+			rs.cfg.Transport.SendSnapshot(m.GetTo(), g.id, m)
+			continue
+		}
+		data, err := proto.Marshal(m)
+		if err != nil {
+			rs.log.Error("marshal raft message", zap.Error(err))
+			continue
+		}
+		byPeer[m.GetTo()] = append(byPeer[m.GetTo()], &storepb.RaftMessage{GroupId: g.id, Data: data})
+	}
+	for to, ms := range byPeer {
+		rs.cfg.Transport.Send(to, ms)
+	}
+}
+
+// tick advances every group's logical clock and does the loop's periodic
+// work.
+func (rs *RaftStore) tick(now time.Time) {
+	for _, g := range rs.order {
+		g.rn.Tick()
+		g.retryStaleReads(now)
+		rs.reconcileVoters(g, now)
+	}
+	rs.gcSnapshots(now)
+}
+
+// reconcileVoters makes the leader add stores that should be voters.
+func (rs *RaftStore) reconcileVoters(g *group, now time.Time) {
+	if rs.cfg.DesiredVoters == nil || !g.isLeader() || now.Before(g.nextReconcile) {
+		return
+	}
+	// Raft refuses a change while one is pending, so trying often is cheap.
+	g.nextReconcile = now.Add(200 * time.Millisecond)
+	for _, id := range rs.cfg.DesiredVoters(g.id) {
+		if !slices.Contains(g.applied.conf.GetVoters(), id) {
+			rs.log.Info("adding voter", zap.Uint64("group", g.id), zap.Uint64("store", id))
+			cc := &eraftpb.ConfChange{Type: eraftpb.ConfChangeAddNode.Enum(), NodeId: new(id)}
+			if err := g.rn.ProposeConfChange(cc); err != nil {
+				rs.log.Debug("propose voter", zap.Error(err))
+			}
+			return // one change at a time
+		}
+	}
+}

@@ -1,0 +1,357 @@
+package raftstore
+
+// The engine with real pebble (in memory) and an in-process transport
+// between stores whose links can be cut.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	eraftpb "go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rdb-project/rdb/proto/storepb"
+	"github.com/rdb-project/rdb/store/keys"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// kvSM is a state machine that stores each command under its index and
+// fails on the command "fail".
+type kvSM struct {
+	group uint64
+	mu    sync.Mutex
+	n     int // entries applied since open
+}
+
+func (s *kvSM) Apply(ac *ApplyContext, index uint64, cmd []byte) (any, error) {
+	if string(cmd) == "fail" {
+		return nil, errors.New("cannot apply")
+	}
+	if err := ac.Batch.Set(append(keys.StatePrefix(s.group), fmt.Sprintf("%08d", index)...), cmd, nil); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.n++
+	s.mu.Unlock()
+	return index, nil
+}
+func (s *kvSM) ApplyConfChange(*ApplyContext, *eraftpb.ConfChange) error { return nil }
+func (s *kvSM) Restore(*ApplyContext) error                              { return nil }
+
+// net connects in-process RaftStores.
+type net struct {
+	mu    sync.Mutex
+	rs    map[uint64]*RaftStore
+	cut   map[uint64]bool
+	snaps sync.WaitGroup
+}
+
+type netEnd struct {
+	n    *net
+	from uint64
+}
+
+func (e netEnd) Send(to uint64, msgs []*storepb.RaftMessage) {
+	e.n.mu.Lock()
+	dst, down := e.n.rs[to], e.n.cut[to] || e.n.cut[e.from]
+	e.n.mu.Unlock()
+	if dst == nil || down {
+		return
+	}
+	dst.Step(msgs)
+}
+
+func (e netEnd) SendSnapshot(to, group uint64, m *eraftpb.Message) {
+	e.n.mu.Lock()
+	src, dst := e.n.rs[e.from], e.n.rs[to]
+	e.n.mu.Unlock()
+	e.n.snaps.Add(1)
+	go func() {
+		defer e.n.snaps.Done()
+		var data []byte
+		err := src.StreamSnapshot(m.GetSnapshot().GetData(), func(chunk []byte) error { data = append(data, chunk...); return nil })
+		if err == nil && dst != nil {
+			m = proto.Clone(m).(*eraftpb.Message)
+			m.Snapshot.Data = data
+			dst.StepSnapshot(group, m)
+		}
+		src.ReportSnapshot(group, to, err == nil)
+	}()
+}
+
+type node struct {
+	rs       *RaftStore
+	db       *pebble.DB
+	fatal    chan error
+	sms      map[uint64]*kvSM
+	stopOnce sync.Once
+}
+
+func (n *net) start(t *testing.T, id uint64, fs vfs.FS) *node {
+	t.Helper()
+	db, err := pebble.Open("", &pebble.Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd := &node{db: db, fatal: make(chan error, 1), sms: map[uint64]*kvSM{}}
+	rs, err := Open(Config{
+		StoreID: id, DB: db, Transport: netEnd{n: n, from: id},
+		NewStateMachine: func(g uint64) (StateMachine, error) { sm := &kvSM{group: g}; nd.sms[g] = sm; return sm, nil },
+		WantReplica:     func(uint64) bool { return true },
+		OnFatal:         func(err error) { nd.fatal <- err },
+		TickInterval:    10 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd.rs = rs
+	n.mu.Lock()
+	n.rs[id] = rs
+	n.mu.Unlock()
+	rs.Start()
+	t.Cleanup(func() { nd.stop() })
+	return nd
+}
+
+func (nd *node) stop() {
+	nd.stopOnce.Do(func() {
+		nd.rs.Stop()
+		_ = nd.db.Close()
+	})
+}
+
+func newNet() *net { return &net{rs: map[uint64]*RaftStore{}, cut: map[uint64]bool{}} }
+
+func eventually(t *testing.T, d time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not true after %v: %v", d, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// threeStores starts stores 1-3 with group 7 bootstrapped on each and
+// returns them once group 7 has a leader.
+func threeStores(t *testing.T) (*net, []*node, int) {
+	t.Helper()
+	n := newNet()
+	var nodes []*node
+	for id := uint64(1); id <= 3; id++ {
+		nd := n.start(t, id, vfs.NewMem())
+		if err := nd.rs.CreateGroup(ctxT(t, 5*time.Second), 7, []uint64{1, 2, 3}, nil, id == 1); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, nd)
+	}
+	leader := -1
+	eventually(t, 10*time.Second, func() error {
+		for i, nd := range nodes {
+			if st, _ := nd.rs.Status(7); st.IsLeader {
+				leader = i
+				return nil
+			}
+		}
+		return errors.New("no leader")
+	})
+	return n, nodes, leader
+}
+
+func TestProposeApplyAndRead(t *testing.T) {
+	_, nodes, leader := threeStores(t)
+	for i := range nodes {
+		// Any replica takes proposals and reads: Raft forwards them.
+		v, err := nodes[i].rs.ProposeRetrying(ctxT(t, 5*time.Second), 7, []byte(fmt.Sprintf("cmd-%d", i)))
+		if err != nil {
+			t.Fatalf("propose on store %d: %v", i+1, err)
+		}
+		idx := v.(uint64)
+		for j := range nodes {
+			if err := nodes[j].rs.ReadIndexRetrying(ctxT(t, 5*time.Second), 7); err != nil {
+				t.Fatal(err)
+			}
+			if st, _ := nodes[j].rs.Status(7); st.Applied < idx {
+				t.Fatalf("store %d applied %d after ReadIndex, below the write at %d", j+1, st.Applied, idx)
+			}
+		}
+	}
+	_ = leader
+}
+
+func TestProposalOutcome(t *testing.T) {
+	n, nodes, leader := threeStores(t)
+	l := nodes[leader]
+	// Cut off, the leader still takes the proposal; it never commits.
+	n.mu.Lock()
+	n.cut[uint64(leader+1)] = true
+	n.mu.Unlock()
+	_, err := l.rs.Propose(ctxT(t, 100*time.Millisecond), 7, []byte("lost"))
+	if !errors.Is(err, ErrOutcomeUnknown) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("proposal on an isolated leader: %v, want ErrOutcomeUnknown", err)
+	}
+	// Once it steps down (CheckQuorum), nothing is proposed.
+	eventually(t, 10*time.Second, func() error {
+		if st, _ := l.rs.Status(7); st.Leader != 0 {
+			return fmt.Errorf("still sees leader %d", st.Leader)
+		}
+		return nil
+	})
+	_, err = l.rs.Propose(ctxT(t, time.Second), 7, []byte("refused"))
+	if !errors.Is(err, ErrNoLeader) || errors.Is(err, ErrOutcomeUnknown) {
+		t.Fatalf("proposal with no leader: %v, want ErrNoLeader", err)
+	}
+	if _, err := l.rs.Propose(ctxT(t, time.Second), 99, []byte("x")); !errors.Is(err, ErrGroupNotFound) {
+		t.Fatalf("proposal to an unknown group: %v", err)
+	}
+	if err := WriteError(fmt.Errorf("%w: %w", ErrOutcomeUnknown, context.DeadlineExceeded), "g"); err == nil {
+		t.Fatal("no client error")
+	}
+}
+
+func TestApplyErrorStopsTheLoop(t *testing.T) {
+	n := newNet()
+	nd := n.start(t, 1, vfs.NewMem())
+	if err := nd.rs.CreateGroup(ctxT(t, 5*time.Second), 7, []uint64{1}, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	v, err := nd.rs.ProposeRetrying(ctxT(t, 5*time.Second), 7, []byte("ok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := v.(uint64)
+	_, err = nd.rs.Propose(ctxT(t, 5*time.Second), 7, []byte("fail"))
+	if err == nil {
+		t.Fatal("a failed apply answered its proposer")
+	}
+	select {
+	case ferr := <-nd.fatal:
+		t.Logf("fatal: %v", ferr)
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnFatal not called after an apply error")
+	}
+	if st, _ := nd.rs.Status(7); st.Applied != good {
+		t.Fatalf("applied index %d: the failed entry counted as applied (last good %d)", st.Applied, good)
+	}
+	// On disk too: the applied index is the last good entry's.
+	nd.rs.Stop()
+	lg, err := loadGroup(nd.db, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lg.applied.index != good {
+		t.Fatalf("durable applied index %d, want %d", lg.applied.index, good)
+	}
+}
+
+func TestLoadRefusesDecreasingTerms(t *testing.T) {
+	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	b := db.NewBatch()
+	if err := writeBootstrap(b, 7, []uint64{1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i, term := range []uint64{6, 7, 6} {
+		e, _ := proto.Marshal(&eraftpb.Entry{Index: new(initIndex + 1 + uint64(i)), Term: new(term)})
+		_ = b.Set(keys.LogEntry(7, initIndex+1+uint64(i)), e, nil)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadGroup(db, 7); err == nil {
+		t.Fatal("a log whose terms decrease loaded")
+	}
+}
+
+func TestRestartReappliesFromTheLog(t *testing.T) {
+	n := newNet()
+	fs := vfs.NewCrashableMem()
+	nd := n.start(t, 1, fs)
+	if err := nd.rs.CreateGroup(ctxT(t, 5*time.Second), 7, []uint64{1}, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	var written []uint64
+	for i := range 20 {
+		v, err := nd.rs.ProposeRetrying(ctxT(t, 5*time.Second), 7, []byte(fmt.Sprintf("c%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		written = append(written, v.(uint64))
+	}
+	last := written[len(written)-1]
+	// A crash keeps the synced log; applies may be lost.
+	image := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	nd.stop()
+	n2 := newNet()
+	nd2 := n2.start(t, 1, image)
+	eventually(t, 10*time.Second, func() error {
+		if st, _ := nd2.rs.Status(7); st.Applied < last {
+			return fmt.Errorf("applied %d of %d", st.Applied, last)
+		}
+		return nil
+	})
+	for _, i := range written {
+		if _, closer, err := nd2.db.Get(append(keys.StatePrefix(7), fmt.Sprintf("%08d", i)...)); err != nil {
+			t.Fatalf("entry %d not in the state after the restart: %v", i, err)
+		} else {
+			_ = closer.Close()
+		}
+	}
+}
+
+func TestSnapshotCatchUp(t *testing.T) {
+	n := newNet()
+	var nodes []*node
+	for id := uint64(1); id <= 2; id++ {
+		nd := n.start(t, id, vfs.NewMem())
+		if err := nd.rs.CreateGroup(ctxT(t, 5*time.Second), 7, []uint64{1, 2}, nil, id == 1); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, nd)
+	}
+	for i := range 5 {
+		if _, err := nodes[0].rs.ProposeRetrying(ctxT(t, 5*time.Second), 7, []byte(fmt.Sprintf("c%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A third store joins empty: it can only catch up by snapshot (the
+	// bootstrapped log starts past index 1).
+	nd3 := n.start(t, 3, vfs.NewMem())
+	if err := nd3.rs.CreateGroup(ctxT(t, 5*time.Second), 7, nil, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	cc := &eraftpb.ConfChange{Type: eraftpb.ConfChangeAddNode.Enum(), NodeId: new(uint64(3))}
+	eventually(t, 10*time.Second, func() error {
+		return nodes[0].rs.ProposeConfChange(ctxT(t, time.Second), 7, cc)
+	})
+	st1, _ := nodes[0].rs.Status(7)
+	eventually(t, 10*time.Second, func() error {
+		if st, _ := nd3.rs.Status(7); st.Applied < st1.Applied || st.SnapshotsApplied == 0 {
+			return fmt.Errorf("store 3: %+v", st)
+		}
+		return nil
+	})
+	n.snaps.Wait()
+}

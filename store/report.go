@@ -1,0 +1,29 @@
+package store
+
+// What a PD-mode store reports in its heartbeats: how far it has carried
+// out each row, and each of its groups' Raft and switch state.
+
+import (
+	"github.com/rdb-project/rdb/proto/pdpb"
+)
+
+func (s *Store) report(req *pdpb.StoreHeartbeatRequest) {
+	for _, rec := range s.table.List() {
+		req.Namespaces = append(req.Namespaces, &pdpb.NamespaceApplied{
+			Namespace: rec.GetName(), Version: rec.GetVersion(), State: string(s.namespaceState(rec)),
+		})
+		gid := rec.GetGroupId()
+		if gid == 0 {
+			continue
+		}
+		st, ok := s.raft.Status(gid)
+		gs := s.groups.State(gid)
+		if !ok || gs == nil {
+			continue
+		}
+		req.Groups = append(req.Groups, &pdpb.GroupStatus{
+			GroupId: gid, Namespace: rec.GetName(), Leader: st.Leader, Term: st.Term,
+			Commit: st.Commit, Applied: st.Applied, State: gs,
+		})
+	}
+}
