@@ -4,7 +4,7 @@ BIN      := bin
 PROTOS   := proto/raftpb/raftpb.proto proto/kvrpc/kvrpc.proto proto/storepb/storepb.proto proto/pdpb/pdpb.proto
 GOTOOLBIN := $(CURDIR)/.tools
 
-.PHONY: all build test proto lint run chaos bench images demo demo-down clean
+.PHONY: all build test race proto lint run chaos bench images demo demo-down clean
 
 all: build
 
@@ -20,9 +20,16 @@ proto:
 		--go-grpc_out=. --go-grpc_opt=module=github.com/rdb-project/rdb \
 		$(PROTOS)
 
+# gofmt, go vet and staticcheck (pinned by the tool line in go.mod).
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1)
 	$(GO) vet ./...
+	$(GO) vet -tags rdb_unsafe_reads ./store/ ./tests/chaos/
+	$(GO) tool staticcheck ./...
+
+# The race detector over the store, PD and the in-process fault suite.
+race:
+	$(GO) test -race -count=1 -timeout 30m ./store/... ./pd/... ./tests/chaos/
 
 test: build
 	$(GO) test -count=1 -timeout 15m ./...

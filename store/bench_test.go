@@ -77,7 +77,7 @@ func BenchmarkRawPut64(b *testing.B) {
 func BenchmarkConvergeAfterPartition(b *testing.B) {
 	c := storetest.NewCluster(b, 3, storetest.Options{NamespaceModes: map[string]string{"logs": "eventual"}})
 	ctx := context.Background()
-	c.Faults.Isolate(3, 3)
+	c.Links.Isolate(3, 3)
 	var wg sync.WaitGroup
 	var next atomic.Int64
 	for w := range 32 {
@@ -99,7 +99,7 @@ func BenchmarkConvergeAfterPartition(b *testing.B) {
 	wg.Wait()
 	b.ResetTimer()
 	start := time.Now()
-	c.Faults.Heal()
+	c.Links.Heal()
 	for {
 		resp, err := c.Raw(2).RawScan(ctx, &kvrpc.RawScanRequest{Namespace: "logs", Limit: 1, StartKey: fmt.Sprintf("k%08d", b.N)})
 		if err == nil && len(resp.GetKvs()) == 1 {

@@ -65,7 +65,7 @@ func TestFencedReportSurvivesCrash(t *testing.T) {
 
 	// Store 2 unreachable: the switch back to strong is held (the driver
 	// waits for every store to fence), while stores 1 and 3 apply the row.
-	c.Faults.Isolate(2, 3)
+	c.Links.Isolate(2, 3)
 	version := setMode("strong")
 	storetest.Eventually(t, 10*time.Second, func() error {
 		if row, ok := c.Store(2).NamespaceRow("flip"); !ok || row.GetVersion() < version {

@@ -47,7 +47,7 @@ func TestUnavailableSaysWhetherApplied(t *testing.T) {
 
 	// The leader cut off from everyone still takes the proposal, which
 	// never commits: the outcome is unknown.
-	c.Faults.Isolate(uint64(leader+1), 3)
+	c.Links.Isolate(uint64(leader+1), 3)
 	_, err := c.Cas(leader).CompareAndSwap(context.Background(), &kvrpc.CasRequest{Namespace: "default", Key: "k", Value: "v"})
 	if status.Code(err) != codes.Unavailable || reasonOf(err) != "OUTCOME_UNKNOWN" {
 		t.Fatalf("CAS on an isolated leader = %v (reason %q), want Unavailable with reason OUTCOME_UNKNOWN", err, reasonOf(err))

@@ -115,7 +115,7 @@ func TestPartitionedStoreConverges(t *testing.T) {
 	}
 	converged("before")
 
-	c.Faults.Isolate(3, 3)
+	c.Links.Isolate(3, 3)
 	for k := range 50 {
 		if k%5 == 0 {
 			if _, err := c.Raw(k%2).RawDelete(ctx, &kvrpc.RawDeleteRequest{Namespace: "logs", Key: fmt.Sprintf("k%02d", k)}); err != nil {
@@ -134,7 +134,7 @@ func TestPartitionedStoreConverges(t *testing.T) {
 	if got, _ := rawContents(ctx, c, 2, "logs"); got["k01"] != "v0" {
 		t.Fatalf("the partition leaked: store 3 has k01=%q", got["k01"])
 	}
-	c.Faults.Heal()
+	c.Links.Heal()
 	converged("after the partition")
 	got, _ := rawContents(ctx, c, 2, "logs")
 	if got["k01"] != "v1" || got["from3"] != "x" {
@@ -319,7 +319,7 @@ func TestSwitchUnderLoadLosesNothing(t *testing.T) {
 func TestSwitchWaitsForUnreachableStore(t *testing.T) {
 	c := eventualCluster(t)
 	ctx := ctxT(t, 60*time.Second)
-	c.Faults.Isolate(3, 3)
+	c.Links.Isolate(3, 3)
 	// Only store 3 has this write.
 	if _, err := c.Raw(2).RawPut(ctx, &kvrpc.RawPutRequest{Namespace: "logs", Key: "only3", Value: "x"}); err != nil {
 		t.Fatal(err)
@@ -339,7 +339,7 @@ func TestSwitchWaitsForUnreachableStore(t *testing.T) {
 		}
 		return nil
 	}, "the switch waits for store 3")
-	c.Faults.Heal()
+	c.Links.Heal()
 	storetest.Eventually(t, 15*time.Second, func() error {
 		g, err := c.Cas(1).Get(ctx, &kvrpc.GetRequest{Namespace: "logs", Key: "only3"})
 		if err != nil {
@@ -363,7 +363,7 @@ func TestSwitchWaitsForUnreachableStore(t *testing.T) {
 		}
 		return nil
 	}, "every store takes raw writes again")
-	c.Faults.Isolate(3, 3)
+	c.Links.Isolate(3, 3)
 	if _, err := c.Raw(2).RawPut(ctx, &kvrpc.RawPutRequest{Namespace: "logs", Key: "lost", Value: "y"}); err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +380,7 @@ func TestSwitchWaitsForUnreachableStore(t *testing.T) {
 		}
 		return nil
 	}, "the forced switch completes without store 3")
-	c.Faults.Heal()
+	c.Links.Heal()
 }
 
 // TestReadsOnTheOtherMode checks what the README promises: RawGet and

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/rdb-project/rdb/proto/raftpb"
+	"github.com/rdb-project/rdb/store/storetest"
 	"github.com/rdb-project/rdb/tests/chaos"
 )
 
@@ -103,7 +104,7 @@ func (c *procCluster) serving(i int) bool {
 // waitServing waits until every store answers for every namespace.
 func (c *procCluster) waitServing(ctx context.Context) error {
 	for i := range c.N() {
-		err := pollCtx(ctx, func() error {
+		err := storetest.Poll(ctx, func() error {
 			for ns := range c.modes {
 				cctx, cancel := context.WithTimeout(ctx, time.Second)
 				_, err := c.modesClient(i).GetMode(cctx, &raftpb.GetModeRequest{Namespace: ns})
@@ -119,20 +120,6 @@ func (c *procCluster) waitServing(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func pollCtx(ctx context.Context, cond func() error) error {
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(ctx.Err(), err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 // close kills every store of the cluster.

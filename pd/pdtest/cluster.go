@@ -20,6 +20,7 @@ import (
 
 	"github.com/rdb-project/rdb/pd/pdclient"
 	"github.com/rdb-project/rdb/pd/server"
+	"github.com/rdb-project/rdb/store/storetest"
 )
 
 // Cluster is a PD cluster of in-process members.
@@ -262,17 +263,7 @@ func (c *Cluster) EtcdClient() *clientv3.Client {
 // last error if that takes longer than timeout.
 func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	storetest.Eventually(t, timeout, cond, "condition")
 }
 
 // freePorts returns n distinct loopback ports that were free a moment ago.

@@ -1,17 +1,21 @@
-// Package storetest starts real stores in-process for tests: real pebble
-// in t.TempDir(), real gRPC on loopback ports, and a transport whose links
-// can be cut.
+// Package storetest is the one harness for tests that need stores: real
+// stores in-process (real pebble in t.TempDir() or on a crashable in-memory
+// file system, real gRPC on loopback), links between them that a test can
+// cut or make lossy (Links), and bounded waits (Eventually, Poll). The
+// store tests, the PD-mode tests and the fault-injection suite all build
+// on Cluster.
 package storetest
 
 import (
 	"context"
 	"fmt"
-	"net"
+	"math/rand/v2"
 	"os"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc"
@@ -20,7 +24,7 @@ import (
 	"github.com/rdb-project/rdb/proto/kvrpc"
 	"github.com/rdb-project/rdb/proto/raftpb"
 	"github.com/rdb-project/rdb/store"
-	"github.com/rdb-project/rdb/store/transport"
+	"github.com/rdb-project/rdb/store/namespace"
 )
 
 // Options tune a test cluster.
@@ -33,6 +37,15 @@ type Options struct {
 	AntiEntropyInterval time.Duration
 	// PD endpoints: stores run in PD mode.
 	PD []string
+	// CrashableFS runs every store on its own crashable in-memory file
+	// system: Crash then keeps only what the store had synced (and, at
+	// random, some of what it had not), as a power loss would.
+	CrashableFS bool
+	// Seed drives the random parts of faults (link losses, crash images).
+	Seed uint64
+	// Logger receives the stores' logs (default: none, or the test's log
+	// with Verbose or $RDB_TEST_VERBOSE).
+	Logger *zap.Logger
 	// Configure, if set, edits each store's config before it opens.
 	Configure func(i int, cfg *store.Config)
 	// Verbose logs stores through the test logger.
@@ -41,40 +54,78 @@ type Options struct {
 
 // Cluster is a set of in-process stores.
 type Cluster struct {
-	t      testing.TB
-	opts   Options
-	Faults *Faults
+	t     testing.TB
+	opts  Options
+	Links *Links
 
 	mu     sync.Mutex
 	stores []*store.Store
 	cfgs   []store.Config
+	fs     []*vfs.MemFS // with CrashableFS
 	conns  []*grpc.ClientConn
+	crashR *rand.Rand
 }
 
 // NewCluster starts n stores on loopback: store 1 bootstraps, the others
 // join through it (static mode), or all register with PD if opts.PD is set.
-// It waits until every store serves the default namespace.
+// It waits until every store serves the default namespace, and stops the
+// stores when the test ends.
 func NewCluster(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, opts: opts, Faults: NewFaults(), stores: make([]*store.Store, n), cfgs: make([]store.Config, n), conns: make([]*grpc.ClientConn, n)}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := Start(ctx, t, n, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.WaitReady()
+	return c
+}
+
+// Start starts n stores as NewCluster does, returning an error instead of
+// failing the test, and does not wait for them to serve (WaitServing).
+func Start(ctx context.Context, t testing.TB, n int, opts Options) (*Cluster, error) {
+	c := &Cluster{
+		t: t, opts: opts, Links: NewLinks(opts.Seed),
+		stores: make([]*store.Store, n), cfgs: make([]store.Config, n), fs: make([]*vfs.MemFS, n),
+		conns: make([]*grpc.ClientConn, n), crashR: rand.New(rand.NewPCG(opts.Seed, 7)),
+	}
+	t.Cleanup(c.StopAll)
+	logger := opts.Logger
+	if logger == nil && (opts.Verbose || os.Getenv("RDB_TEST_VERBOSE") != "") {
+		logger = zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
+	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
 	addrs := make([]string, n)
 	for i := range n {
-		addrs[i] = FreeAddr(t)
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		addrs[i] = addr
 	}
 	for i := range n {
 		id := uint64(i + 1)
 		cfg := store.Config{
 			StoreID:             id,
 			Addr:                addrs[i],
-			DataDir:             t.TempDir(),
+			DataDir:             fmt.Sprintf("/store-%d", id),
 			NamespaceModes:      opts.NamespaceModes,
 			PD:                  opts.PD,
+			Logger:              logger.Named(fmt.Sprintf("s%d", id)),
 			TickInterval:        50 * time.Millisecond,
 			ElectionTicks:       10,
 			CompactThreshold:    opts.CompactThreshold,
 			AntiEntropyInterval: opts.AntiEntropyInterval,
-			Faults:              c.Faults.For(id),
+			Faults:              c.Links.From(id),
 			OnFatal:             func(err error) { t.Errorf("store %d: persistence failed: %v", id, err) },
+		}
+		if opts.CrashableFS {
+			c.fs[i] = vfs.NewCrashableMem()
+		} else {
+			cfg.DataDir = t.TempDir()
 		}
 		if cfg.AntiEntropyInterval == 0 {
 			cfg.AntiEntropyInterval = 200 * time.Millisecond
@@ -86,24 +137,18 @@ func NewCluster(t testing.TB, n int, opts Options) *Cluster {
 			opts.Configure(i, &cfg)
 		}
 		c.cfgs[i] = cfg
+		conn, err := grpc.NewClient(cfg.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, err
+		}
+		c.conns[i] = conn
 	}
-	t.Cleanup(c.StopAll)
 	for i := range n {
-		c.Start(i)
+		if err := c.StartStore(ctx, i); err != nil {
+			return nil, err
+		}
 	}
-	c.WaitReady()
-	return c
-}
-
-// FreeAddr returns a loopback address with a port that was free a moment ago.
-func FreeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
+	return c, nil
 }
 
 // N is the number of stores.
@@ -112,6 +157,9 @@ func (c *Cluster) N() int { return len(c.cfgs) }
 // Addr is store i's address.
 func (c *Cluster) Addr(i int) string { return c.cfgs[i].Addr }
 
+// Config is store i's configuration.
+func (c *Cluster) Config(i int) store.Config { return c.cfgs[i] }
+
 // Store returns store i (nil while stopped).
 func (c *Cluster) Store(i int) *store.Store {
 	c.mu.Lock()
@@ -119,37 +167,52 @@ func (c *Cluster) Store(i int) *store.Store {
 	return c.stores[i]
 }
 
-// Start opens and starts store i with its config.
+// Running reports whether store i is started.
+func (c *Cluster) Running(i int) bool { return c.Store(i) != nil }
+
+// Start opens and starts store i with its config (and data), failing the
+// test if it cannot.
 func (c *Cluster) Start(i int) {
 	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.StartStore(ctx, i); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// StartStore opens and starts store i unless it runs. The port was the
+// store's a moment ago: it retries while the OS releases it, until ctx
+// ends.
+func (c *Cluster) StartStore(ctx context.Context, i int) error {
+	c.mu.Lock()
+	if c.stores[i] != nil {
+		c.mu.Unlock()
+		return nil
+	}
 	cfg := c.cfgs[i]
-	if c.opts.Verbose || os.Getenv("RDB_TEST_VERBOSE") != "" {
-		cfg.Logger = zaptest.NewLogger(c.t, zaptest.Level(zap.InfoLevel)).Named(fmt.Sprintf("s%d", cfg.StoreID))
+	if c.fs[i] != nil {
+		cfg.FS = c.fs[i]
 	}
+	c.mu.Unlock()
 	var s *store.Store
-	var err error
-	// The port was free a moment ago; retry briefly if the OS is slow to
-	// release it after a restart.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		s, err = store.Open(cfg)
-		if err == nil {
-			err = s.Start()
+	err := Poll(ctx, func() error {
+		var err error
+		if s, err = store.Open(cfg); err != nil {
+			return err
 		}
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return s.Start() // a failed Start releases what Open took
+	})
 	if err != nil {
-		c.t.Fatalf("start store %d: %v", cfg.StoreID, err)
+		return fmt.Errorf("start store %d: %w", cfg.StoreID, err)
 	}
 	c.mu.Lock()
 	c.stores[i] = s
 	c.mu.Unlock()
+	return nil
 }
 
-// Stop stops store i.
+// Stop stops store i gracefully.
 func (c *Cluster) Stop(i int) {
 	c.mu.Lock()
 	s := c.stores[i]
@@ -158,6 +221,36 @@ func (c *Cluster) Stop(i int) {
 	if s != nil {
 		s.Stop()
 	}
+}
+
+// Crash kills store i; its next start sees only what a power loss at the
+// moment of the kill would have left: what was synced and, at random, up
+// to unsyncedPercent of the blocks that were not. It needs CrashableFS.
+func (c *Cluster) Crash(i, unsyncedPercent int) {
+	c.mu.Lock()
+	s := c.stores[i]
+	c.stores[i] = nil
+	fs := c.fs[i]
+	c.mu.Unlock()
+	if s == nil {
+		return
+	}
+	if fs == nil {
+		panic("storetest: Crash needs Options.CrashableFS")
+	}
+	var image *vfs.MemFS
+	s.Kill(func() {
+		cfg := vfs.CrashCloneCfg{UnsyncedDataPercent: unsyncedPercent}
+		c.mu.Lock()
+		if unsyncedPercent > 0 {
+			cfg.RNG = rand.New(rand.NewPCG(c.crashR.Uint64(), c.crashR.Uint64()))
+		}
+		c.mu.Unlock()
+		image = fs.CrashClone(cfg)
+	})
+	c.mu.Lock()
+	c.fs[i] = image
+	c.mu.Unlock()
 }
 
 // Restart stops and starts store i with the same config and data.
@@ -182,128 +275,65 @@ func (c *Cluster) StopAll() {
 	}
 }
 
-func (c *Cluster) conn(i int) *grpc.ClientConn {
+// Conn is a client connection to store i; it survives restarts.
+func (c *Cluster) Conn(i int) grpc.ClientConnInterface {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.conns[i] == nil {
-		conn, err := grpc.NewClient(c.cfgs[i].Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			c.t.Fatalf("dial store %d: %v", i+1, err)
-		}
-		c.conns[i] = conn
-	}
 	return c.conns[i]
 }
 
 // Cas is a KvCas client of store i.
-func (c *Cluster) Cas(i int) kvrpc.KvCasClient { return kvrpc.NewKvCasClient(c.conn(i)) }
+func (c *Cluster) Cas(i int) kvrpc.KvCasClient { return kvrpc.NewKvCasClient(c.Conn(i)) }
 
 // Raw is a KvRaw client of store i.
-func (c *Cluster) Raw(i int) kvrpc.KvRawClient { return kvrpc.NewKvRawClient(c.conn(i)) }
+func (c *Cluster) Raw(i int) kvrpc.KvRawClient { return kvrpc.NewKvRawClient(c.Conn(i)) }
 
 // Modes is a RaftService client of store i.
-func (c *Cluster) Modes(i int) raftpb.RaftServiceClient {
-	return raftpb.NewRaftServiceClient(c.conn(i))
-}
+func (c *Cluster) Modes(i int) raftpb.RaftServiceClient { return raftpb.NewRaftServiceClient(c.Conn(i)) }
 
-// WaitReady waits until every running store answers GetMode("default")
-// and every store is a voter of the default namespace's group.
+// WaitReady waits until every running store serves, failing the test
+// after 20s.
 func (c *Cluster) WaitReady() {
 	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.WaitServing(ctx); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// WaitServing waits until every running store answers GetMode for the
+// default namespace and the seeded ones, and is a voter of every strong
+// one's group.
+func (c *Cluster) WaitServing(ctx context.Context) error {
+	modes := map[string]string{namespace.Default: string(namespace.Strong)}
+	for ns, m := range c.opts.NamespaceModes {
+		modes[ns] = m
+	}
 	for i := range c.cfgs {
-		if c.Store(i) == nil {
-			continue
-		}
-		Eventually(c.t, 20*time.Second, func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			if _, err := c.Modes(i).GetMode(ctx, &raftpb.GetModeRequest{Namespace: "default"}); err != nil {
-				return err
+		err := Poll(ctx, func() error {
+			s := c.Store(i)
+			if s == nil {
+				return nil
 			}
-			st, ok := c.Store(i).GroupStatus("default")
-			if !ok || len(st.Voters) != c.N() {
-				return fmt.Errorf("default group voters on store %d: %v", i+1, st.Voters)
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			for ns, mode := range modes {
+				if _, err := c.Modes(i).GetMode(cctx, &raftpb.GetModeRequest{Namespace: ns}); err != nil {
+					return err
+				}
+				if mode != string(namespace.Strong) {
+					continue
+				}
+				if st, ok := s.GroupStatus(ns); !ok || len(st.Voters) != c.N() {
+					return fmt.Errorf("group of %s has voters %v", ns, st.Voters)
+				}
 			}
 			return nil
-		}, "store %d serves GetMode", i+1)
-	}
-}
-
-// Eventually polls cond until it returns nil or the timeout passes, then
-// fails the test with the last error.
-func Eventually(t testing.TB, timeout time.Duration, cond func() error, format string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	wait := 5 * time.Millisecond
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %v: %v", fmt.Sprintf(format, args...), timeout, err)
-		}
-		time.Sleep(wait)
-		wait = min(wait*2, 100*time.Millisecond)
-	}
-}
-
-// Consistently checks cond repeatedly for d and fails the test the first
-// time it returns an error: for things that must not happen.
-func Consistently(t testing.TB, d time.Duration, cond func() error, format string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if err := cond(); err != nil {
-			t.Fatalf("%s: %v", fmt.Sprintf(format, args...), err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// Faults holds per-link faults for every store of a cluster.
-type Faults struct {
-	mu    sync.Mutex
-	links map[[2]uint64]transport.LinkFault
-}
-
-// NewFaults returns healthy links.
-func NewFaults() *Faults { return &Faults{links: make(map[[2]uint64]transport.LinkFault)} }
-
-// For returns store from's view of its outbound links.
-func (f *Faults) For(from uint64) transport.Faults { return storeFaults{f: f, from: from} }
-
-// Set sets the fault of the link from -> to.
-func (f *Faults) Set(from, to uint64, lf transport.LinkFault) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.links[[2]uint64{from, to}] = lf
-}
-
-// Isolate cuts every link to and from store id, among stores 1..n.
-func (f *Faults) Isolate(id uint64, n int) {
-	for o := uint64(1); o <= uint64(n); o++ {
-		if o != id {
-			f.Set(id, o, transport.LinkFault{Partitioned: true})
-			f.Set(o, id, transport.LinkFault{Partitioned: true})
+		})
+		if err != nil {
+			return fmt.Errorf("store %d does not serve: %w", i+1, err)
 		}
 	}
-}
-
-// Heal restores every link.
-func (f *Faults) Heal() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.links = make(map[[2]uint64]transport.LinkFault)
-}
-
-type storeFaults struct {
-	f    *Faults
-	from uint64
-}
-
-func (s storeFaults) Link(to uint64) transport.LinkFault {
-	s.f.mu.Lock()
-	defer s.f.mu.Unlock()
-	return s.f.links[[2]uint64{s.from, to}]
+	return nil
 }

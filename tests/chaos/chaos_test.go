@@ -69,7 +69,7 @@ func runLocal(t *testing.T, seed uint64, d time.Duration, unsafe bool) RunResult
 	t.Logf("seed %d (replay: go test ./tests/chaos/ -run '^TestChaos$' -seed %d)", seed, seed)
 	ctx, cancel := context.WithTimeout(context.Background(), d+5*time.Minute)
 	defer cancel()
-	res, err := RunLocal(ctx, LocalConfig{Seed: seed, Duration: d, UnsafeFollowerReads: unsafe,
+	res, err := RunLocal(ctx, LocalConfig{T: t, Seed: seed, Duration: d, UnsafeFollowerReads: unsafe,
 		Faults: onlyFaults(*faultsFlag), VisualizeDir: *outFlag, Logger: logger(t), Logf: t.Logf})
 	if err != nil {
 		t.Fatalf("seed %d: %v", seed, err)

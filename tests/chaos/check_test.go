@@ -12,7 +12,6 @@ import (
 
 type hist struct {
 	ops []*Op
-	t   int64
 }
 
 // op appends an operation that ran from call to ret (in ticks).

@@ -9,13 +9,18 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"testing"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/rdb-project/rdb/store/storetest"
 )
 
 // LocalConfig configures a run on an in-process cluster.
 type LocalConfig struct {
+	// T owns the cluster: its stores stop when the test ends.
+	T        testing.TB
 	Seed     uint64
 	Duration time.Duration
 	// UnsafeFollowerReads breaks the stores on purpose (test-only tag).
@@ -67,7 +72,7 @@ func RunLocal(ctx context.Context, cfg LocalConfig) (RunResult, error) {
 	var problems []string
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	c, err := NewLocalCluster(startCtx, LocalOptions{
+	c, err := NewLocalCluster(startCtx, cfg.T, LocalOptions{
 		N: 3, Seed: cfg.Seed, NamespaceModes: modes, CompactThreshold: compactThreshold,
 		UnsafeFollowerReads: cfg.UnsafeFollowerReads, Logger: cfg.Logger, Logf: cfg.Logf,
 		OnFatal: func(i int, err error) {
@@ -302,7 +307,7 @@ func LocalFaults(c *LocalCluster) []Fault {
 			}
 			c.Crash(f, unsynced(rng))
 			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_ = poll(wctx, func() error {
+			_ = storetest.Poll(wctx, func() error {
 				l, ok := c.leader(ns)
 				if !ok {
 					return errors.New("no leader")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rdb-project/rdb/proto/raftpb"
+	"github.com/rdb-project/rdb/store/storetest"
 )
 
 // Fault is one kind of fault a cluster can inject.
@@ -152,7 +153,7 @@ func (s *switcher) run(ctx, finishCtx context.Context) {
 
 // update asks any running store to switch, until one accepts.
 func (s *switcher) update(ctx context.Context, mode string) error {
-	return poll(ctx, func() error {
+	return storetest.Poll(ctx, func() error {
 		i, ok := s.anyRunning()
 		if !ok {
 			return fmt.Errorf("no store runs")
@@ -180,7 +181,7 @@ func (s *switcher) waitActive(ctx context.Context, mode string) error {
 }
 
 func waitMode(ctx context.Context, c Cluster, ns, mode string) error {
-	err := poll(ctx, func() error {
+	err := storetest.Poll(ctx, func() error {
 		for i := range c.N() {
 			cctx, cancel := context.WithTimeout(ctx, time.Second)
 			resp, err := raftpb.NewRaftServiceClient(c.Conn(i)).GetMode(cctx, &raftpb.GetModeRequest{Namespace: ns})

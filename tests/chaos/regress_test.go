@@ -22,7 +22,7 @@ func TestConfiguredModeSurvivesEarlyClients(t *testing.T) {
 	modes := map[string]string{"logs": "eventual", "audit": "eventual", "cas": "strong"}
 	for run := range 3 {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		c, err := NewLocalCluster(ctx, LocalOptions{N: 3, Seed: uint64(run), NamespaceModes: modes})
+		c, err := NewLocalCluster(ctx, t, LocalOptions{N: 3, Seed: uint64(run), NamespaceModes: modes})
 		if err != nil {
 			cancel()
 			t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rdb-project/rdb/proto/kvrpc"
+	"github.com/rdb-project/rdb/store/storetest"
 )
 
 // RunConfig describes a run.
@@ -237,7 +238,7 @@ func liveness(nss []Namespace, ops []*Op, healed int64) []string {
 // from its own replica with RawScan) and returns it.
 func converged(ctx context.Context, c Cluster, ns string) (map[string]string, error) {
 	var last map[string]string
-	err := poll(ctx, func() error {
+	err := storetest.Poll(ctx, func() error {
 		var first map[string]string
 		for i := range c.N() {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -271,7 +272,7 @@ func converged(ctx context.Context, c Cluster, ns string) (map[string]string, er
 // records the read.
 func finalGet(ctx context.Context, h *History, c Cluster, client int, ns, key string) (*Op, error) {
 	var op *Op
-	err := poll(ctx, func() error {
+	err := storetest.Poll(ctx, func() error {
 		i := int(h.Now()) % c.N()
 		o := &Op{Client: client, Store: i, NS: ns, Key: key, Kind: Get, Call: h.Now()}
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)

@@ -18,7 +18,7 @@ func TestCheckerCatchesStaleReads(t *testing.T) {
 	isolateOnly := onlyFaults("isolate-")
 	for seed := uint64(1); seed <= 5; seed++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		res, err := RunLocal(ctx, LocalConfig{Seed: seed, Duration: 8 * time.Second, UnsafeFollowerReads: true,
+		res, err := RunLocal(ctx, LocalConfig{T: t, Seed: seed, Duration: 8 * time.Second, UnsafeFollowerReads: true,
 			Faults: isolateOnly, VisualizeDir: t.TempDir(), Logger: logger(t)})
 		cancel()
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rdb-project/rdb/proto/kvrpc"
+	"github.com/rdb-project/rdb/store/api"
 )
 
 // Cluster is what the suite drives: stores it can call, and which of them
@@ -39,9 +40,10 @@ func outcomeOf(err error) Outcome {
 	case codes.FailedPrecondition, codes.Aborted, codes.InvalidArgument:
 		return Failed
 	case codes.Unavailable:
-		// Refused before anything was proposed (see store.raftError);
-		// every other Unavailable may come after a proposal.
-		if strings.Contains(st.Message(), "has no leader or no quorum yet") {
+		// The store says whether it proposed anything (api.Reason); an
+		// Unavailable without that word (a dropped connection) may come
+		// after a proposal.
+		if api.Reason(err) == api.ReasonNotApplied {
 			return Failed
 		}
 	}
