@@ -40,6 +40,7 @@ import (
 	"github.com/rdb-project/rdb/proto/storepb"
 	"github.com/rdb-project/rdb/store/hlc"
 	"github.com/rdb-project/rdb/store/keys"
+	"github.com/rdb-project/rdb/store/kvread"
 	"github.com/rdb-project/rdb/store/lww"
 	"github.com/rdb-project/rdb/store/meta"
 	"github.com/rdb-project/rdb/store/modetable"
@@ -277,7 +278,7 @@ func (s *Store) fatal(err error) {
 
 // checkIdent makes sure the data dir belongs to this store id.
 func (s *Store) checkIdent() error {
-	b, ok, err := getValue(s.db, keys.Ident())
+	b, ok, err := kvread.Get(s.db, keys.Ident())
 	if err != nil {
 		return err
 	}
@@ -509,18 +510,6 @@ func (s *Store) onTableChange(_, cur *storepb.NamespaceRecord) {
 	// a leader without waiting for an election timeout.
 	campaign := slices.Min(peers) == s.cfg.StoreID
 	s.raft.CreateGroupAsync(gid, peers, initial, campaign)
-}
-
-func getValue(r pebble.Reader, key []byte) ([]byte, bool, error) {
-	v, closer, err := r.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	out := append([]byte(nil), v...)
-	return out, true, closer.Close()
 }
 
 // DefaultDataDir is where a store keeps its data when --data-dir is not

@@ -25,6 +25,7 @@ import (
 	"github.com/rdb-project/rdb/proto/storepb"
 	"github.com/rdb-project/rdb/store/api"
 	"github.com/rdb-project/rdb/store/keys"
+	"github.com/rdb-project/rdb/store/kvread"
 	"github.com/rdb-project/rdb/store/modetable"
 	"github.com/rdb-project/rdb/store/namespace"
 	"github.com/rdb-project/rdb/store/raftstore"
@@ -97,12 +98,18 @@ func New(cfg Config) (*Meta, error) {
 	return m, nil
 }
 
-// SetRaft gives the meta group its Raft engine, which is opened after it.
-func (m *Meta) SetRaft(rs *raftstore.RaftStore) { m.raft = rs }
+// SetRaft gives the meta group its Raft engine, opened after it and not
+// started yet: the meta log's commit index it loaded is what this store
+// must apply again before it takes raw writes (CaughtUp).
+func (m *Meta) SetRaft(rs *raftstore.RaftStore) {
+	m.raft = rs
+	st, _ := rs.Status(keys.MetaGroupID)
+	m.startCommit = st.Commit
+}
 
 func loadState(r pebble.Reader) (*state, error) {
 	st := &state{stores: make(map[uint64]string), nextGroup: firstGroupID}
-	if err := scanPrefix(r, keys.MetaStorePrefix(), func(_, v []byte) error {
+	if err := kvread.ScanPrefix(r, keys.MetaStorePrefix(), func(_, v []byte) error {
 		var info storepb.StoreInfo
 		if err := proto.Unmarshal(v, &info); err != nil {
 			return fmt.Errorf("decode store: %w", err)
@@ -112,7 +119,7 @@ func loadState(r pebble.Reader) (*state, error) {
 	}); err != nil {
 		return nil, err
 	}
-	if b, ok, err := get(r, keys.MetaNextGroup()); err != nil {
+	if b, ok, err := kvread.Get(r, keys.MetaNextGroup()); err != nil {
 		return nil, err
 	} else if ok {
 		if len(b) != 8 {
@@ -120,7 +127,7 @@ func loadState(r pebble.Reader) (*state, error) {
 		}
 		st.nextGroup = binary.BigEndian.Uint64(b)
 	}
-	if err := scanPrefix(r, keys.MetaNamespacePrefix(), func(_, v []byte) error {
+	if err := kvread.ScanPrefix(r, keys.MetaNamespacePrefix(), func(_, v []byte) error {
 		rec := &storepb.NamespaceRecord{}
 		if err := proto.Unmarshal(v, rec); err != nil {
 			return fmt.Errorf("decode namespace row: %w", err)
@@ -230,7 +237,7 @@ func (m *Meta) setRow(ac *raftstore.ApplyContext, index uint64, name, mode strin
 }
 
 func readRow(r pebble.Reader, ns string) (*storepb.NamespaceRecord, error) {
-	b, ok, err := get(r, keys.MetaNamespace(ns))
+	b, ok, err := kvread.Get(r, keys.MetaNamespace(ns))
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -389,34 +396,3 @@ func (m *Meta) propose(ctx context.Context, c *storepb.MetaCommand) (result, err
 }
 
 var _ modetable.Authority = (*Meta)(nil)
-
-func get(r pebble.Reader, key []byte) ([]byte, bool, error) {
-	v, closer, err := r.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	out := append([]byte(nil), v...)
-	return out, true, closer.Close()
-}
-
-func scanPrefix(r pebble.Reader, prefix []byte, fn func(k, v []byte) error) error {
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: keys.PrefixEnd(prefix)})
-	if err != nil {
-		return err
-	}
-	for it.First(); it.Valid(); it.Next() {
-		v, err := it.ValueAndErr()
-		if err != nil {
-			_ = it.Close()
-			return err
-		}
-		if err := fn(it.Key(), v); err != nil {
-			_ = it.Close()
-			return err
-		}
-	}
-	return it.Close()
-}

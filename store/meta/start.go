@@ -30,8 +30,6 @@ import (
 // a peer, and starts the background work, which runs until ctx ends (wg
 // counts it).
 func (m *Meta) Start(ctx context.Context, wg *sync.WaitGroup) error {
-	st, _ := m.raft.Status(keys.MetaGroupID)
-	m.startCommit = st.Commit
 	switch {
 	case m.raft.HasGroup(keys.MetaGroupID) && m.raft.Initialized(keys.MetaGroupID):
 		// A restart: the data has everything.

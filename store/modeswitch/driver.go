@@ -248,8 +248,9 @@ func (d *Driver) dump(ctx context.Context, id uint64, rec *storepb.NamespaceReco
 	}
 }
 
-// groupState reads a group's state linearizably through any store.
-func (d *Driver) groupState(ctx context.Context, group uint64) (*storepb.GroupState, error) {
+// anyStore calls fn with each store's client in turn, each call bounded
+// by timeout, until one succeeds; it returns the last error otherwise.
+func (d *Driver) anyStore(ctx context.Context, timeout time.Duration, fn func(ctx context.Context, c storepb.StoreInternalClient) error) error {
 	var last error = errors.New("no stores")
 	for _, st := range d.c.Stores() {
 		c, err := d.c.Client(st.GetId())
@@ -257,35 +258,38 @@ func (d *Driver) groupState(ctx context.Context, group uint64) (*storepb.GroupSt
 			last = err
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		resp, err := c.GroupStatus(cctx, &storepb.GroupStatusRequest{GroupId: group})
-		cancel()
-		if err == nil {
-			return resp.GetState(), nil
-		}
-		last = err
-	}
-	return nil, last
-}
-
-// propose sends a switch step to the group through any store.
-func (d *Driver) propose(ctx context.Context, group uint64, cmd *storepb.GroupCommand) error {
-	var last error = errors.New("no stores")
-	for _, st := range d.c.Stores() {
-		c, err := d.c.Client(st.GetId())
-		if err != nil {
-			last = err
-			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err = c.GroupPropose(cctx, &storepb.GroupProposeRequest{GroupId: group, Command: proto.Clone(cmd).(*storepb.GroupCommand)})
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		err = fn(cctx, c)
 		cancel()
 		if err == nil {
 			return nil
 		}
 		last = err
 	}
-	return fmt.Errorf("propose to group %d: %w", group, last)
+	return last
+}
+
+// groupState reads a group's state linearizably through any store.
+func (d *Driver) groupState(ctx context.Context, group uint64) (*storepb.GroupState, error) {
+	var st *storepb.GroupState
+	err := d.anyStore(ctx, 3*time.Second, func(ctx context.Context, c storepb.StoreInternalClient) error {
+		resp, err := c.GroupStatus(ctx, &storepb.GroupStatusRequest{GroupId: group})
+		st = resp.GetState()
+		return err
+	})
+	return st, err
+}
+
+// propose sends a switch step to the group through any store.
+func (d *Driver) propose(ctx context.Context, group uint64, cmd *storepb.GroupCommand) error {
+	err := d.anyStore(ctx, 5*time.Second, func(ctx context.Context, c storepb.StoreInternalClient) error {
+		_, err := c.GroupPropose(ctx, &storepb.GroupProposeRequest{GroupId: group, Command: proto.Clone(cmd).(*storepb.GroupCommand)})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("propose to group %d: %w", group, err)
+	}
+	return nil
 }
 
 func randomID() uint64 {

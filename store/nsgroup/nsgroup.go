@@ -15,7 +15,6 @@ package nsgroup
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -28,6 +27,7 @@ import (
 	"github.com/rdb-project/rdb/proto/storepb"
 	"github.com/rdb-project/rdb/store/hlc"
 	"github.com/rdb-project/rdb/store/keys"
+	"github.com/rdb-project/rdb/store/kvread"
 	"github.com/rdb-project/rdb/store/lww"
 	"github.com/rdb-project/rdb/store/modeswitch"
 	"github.com/rdb-project/rdb/store/namespace"
@@ -143,7 +143,7 @@ type Result struct {
 
 func loadState(r pebble.Reader, id uint64) (*storepb.GroupState, error) {
 	st := &storepb.GroupState{}
-	b, ok, err := get(r, keys.GroupState(id))
+	b, ok, err := kvread.Get(r, keys.GroupState(id))
 	if err != nil {
 		return nil, err
 	}
@@ -246,6 +246,13 @@ func (g *Group) save(ac *raftstore.ApplyContext, st *storepb.GroupState) error {
 	if err := ac.Batch.Set(keys.GroupState(g.id), b, nil); err != nil {
 		return err
 	}
+	g.become(ac, st)
+	return nil
+}
+
+// become makes st the group's state as applied so far, and publishes it
+// once ac's batch is committed (or goes back if the batch is dropped).
+func (g *Group) become(ac *raftstore.ApplyContext, st *storepb.GroupState) {
 	prev := g.cur
 	g.cur = st
 	pub := proto.Clone(st).(*storepb.GroupState)
@@ -261,7 +268,6 @@ func (g *Group) save(ac *raftstore.ApplyContext, st *storepb.GroupState) error {
 		}
 		g.deps.OnStateChange(g.id)
 	})
-	return nil
 }
 
 func (g *Group) applyCas(ac *raftstore.ApplyContext, index uint64, c *storepb.CasCommand) (Result, error) {
@@ -313,28 +319,19 @@ func (g *Group) Restore(ac *raftstore.ApplyContext) error {
 	if err != nil {
 		return fmt.Errorf("group %d: %w", g.id, err)
 	}
-	prev := g.cur
-	g.cur = st
 	if modeswitch.NeedsConversion(st) {
 		if err := g.convert(ac, hlc.FromProto(st.GetFenceTs())); err != nil {
 			return err
 		}
 	}
-	pub := proto.Clone(st).(*storepb.GroupState)
-	ac.Finally(func(committed bool) {
-		if !committed {
-			g.cur = prev
-			return
-		}
-		g.state.Store(pub)
-		g.deps.OnStateChange(g.id)
-	})
+	// Published after the conversion's records (Finally runs in order).
+	g.become(ac, st)
 	return nil
 }
 
 // Read returns a key's version and value as r holds them.
 func (g *Group) Read(r pebble.Reader, key []byte) (version uint64, value []byte, found bool, err error) {
-	b, ok, err := get(r, keys.StrongKey(g.id, key))
+	b, ok, err := kvread.Get(r, keys.StrongKey(g.id, key))
 	if err != nil || !ok {
 		return 0, nil, false, err
 	}
@@ -393,16 +390,4 @@ func decodeValue(b []byte) (uint64, []byte, error) {
 		return 0, nil, fmt.Errorf("stored value of %d bytes has no version", len(b))
 	}
 	return binary.BigEndian.Uint64(b), b[8:], nil
-}
-
-func get(r pebble.Reader, key []byte) ([]byte, bool, error) {
-	v, closer, err := r.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	out := append([]byte(nil), v...)
-	return out, true, closer.Close()
 }

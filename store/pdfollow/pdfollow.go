@@ -9,7 +9,6 @@ package pdfollow
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	"github.com/rdb-project/rdb/proto/pdpb"
 	"github.com/rdb-project/rdb/proto/storepb"
 	"github.com/rdb-project/rdb/store/keys"
+	"github.com/rdb-project/rdb/store/kvread"
 	"github.com/rdb-project/rdb/store/modetable"
 	"github.com/rdb-project/rdb/store/namespace"
 )
@@ -82,7 +82,7 @@ func (f *Follower) Close() { _ = f.cli.Close() }
 
 func (f *Follower) load() error {
 	db := f.cfg.DB
-	if b, ok, err := get(db, keys.PDRevision()); err != nil {
+	if b, ok, err := kvread.Get(db, keys.PDRevision()); err != nil {
 		return err
 	} else if ok {
 		if len(b) != 8 {
@@ -91,7 +91,7 @@ func (f *Follower) load() error {
 		f.revision = binary.BigEndian.Uint64(b)
 	}
 	var stores []*storepb.StoreInfo
-	if err := scanPrefix(db, keys.PDStorePrefix(), func(_, v []byte) error {
+	if err := kvread.ScanPrefix(db, keys.PDStorePrefix(), func(_, v []byte) error {
 		info := &storepb.StoreInfo{}
 		if err := proto.Unmarshal(v, info); err != nil {
 			return fmt.Errorf("decode store: %w", err)
@@ -102,7 +102,7 @@ func (f *Follower) load() error {
 		return err
 	}
 	f.stores = stores
-	return scanPrefix(db, keys.PDTablePrefix(), func(_, v []byte) error {
+	return kvread.ScanPrefix(db, keys.PDTablePrefix(), func(_, v []byte) error {
 		rec := &storepb.NamespaceRecord{}
 		if err := proto.Unmarshal(v, rec); err != nil {
 			return fmt.Errorf("decode namespace row: %w", err)
@@ -334,35 +334,4 @@ func (f *Follower) seedLoop(ctx context.Context) {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-}
-
-func get(r pebble.Reader, key []byte) ([]byte, bool, error) {
-	v, closer, err := r.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	out := append([]byte(nil), v...)
-	return out, true, closer.Close()
-}
-
-func scanPrefix(r pebble.Reader, prefix []byte, fn func(k, v []byte) error) error {
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: keys.PrefixEnd(prefix)})
-	if err != nil {
-		return err
-	}
-	for it.First(); it.Valid(); it.Next() {
-		v, err := it.ValueAndErr()
-		if err != nil {
-			_ = it.Close()
-			return err
-		}
-		if err := fn(it.Key(), v); err != nil {
-			_ = it.Close()
-			return err
-		}
-	}
-	return it.Close()
 }

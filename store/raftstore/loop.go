@@ -115,13 +115,8 @@ func (rs *RaftStore) persist(rds []*ready) error {
 		b = rs.db.NewBatch()
 	}
 	defer b.Close()
-	ac := NewApplyContext(b)
-	committed := false
-	defer func() {
-		if !committed {
-			ac.Done(false)
-		}
-	}()
+	ac, committed := NewApplyContext(b), false
+	defer func() { ac.Done(committed) }()
 	mustSync := false
 	var restored []*group
 	for _, r := range rds {
@@ -188,13 +183,8 @@ func (rs *RaftStore) persist(rds []*ready) error {
 func (rs *RaftStore) apply(rds []*ready) error {
 	b := rs.db.NewIndexedBatch()
 	defer b.Close()
-	ac := NewApplyContext(b)
-	committed := false
-	defer func() {
-		if !committed {
-			ac.Done(false)
-		}
-	}()
+	ac, committed := NewApplyContext(b), false
+	defer func() { ac.Done(committed) }()
 	var touched []*group
 	var results []func()
 	applied := 0

@@ -100,35 +100,27 @@ func (rs *RaftStore) wait(ctx context.Context, w *waiter) (any, error) {
 	return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, cause)
 }
 
-// startProposal is run by the loop for a posted request: it returns the
-// group to propose to, or delivers why there is none. It marks the request
-// proposed; false means the caller abandoned it, or it failed.
-func (rs *RaftStore) startProposal(group, id uint64, w *waiter) (*group, bool) {
-	g := rs.groups[group]
-	switch {
-	case g == nil:
-		rs.deliver(id, result{err: ErrGroupNotFound})
-		return nil, false
-	case g.lead == raft.None:
-		rs.deliver(id, result{err: ErrNoLeader})
-		return nil, false
-	}
-	return g, w.state.CompareAndSwap(pending, proposed)
-}
-
-// Propose replicates cmd through the group and returns what its state
-// machine's Apply returned, once applied on this store.
-func (rs *RaftStore) Propose(ctx context.Context, group uint64, cmd []byte) (any, error) {
-	id := rs.newRequestID()
-	data := frame(rs.cfg.StoreID, id, cmd)
+// propose posts a request that the loop hands to Raft with hand, and waits
+// for its result. The loop first checks there is a group with a leader
+// (else nothing is proposed), then marks the request proposed, unless the
+// caller has already given up on it.
+func (rs *RaftStore) propose(ctx context.Context, gid, id uint64, hand func(g *group) error) (any, error) {
 	w := rs.addWaiter(id)
 	defer rs.removeWaiter(id)
 	rs.post(func() {
-		g, ok := rs.startProposal(group, id, w)
-		if !ok {
+		g := rs.groups[gid]
+		switch {
+		case g == nil:
+			rs.deliver(id, result{err: ErrGroupNotFound})
+			return
+		case g.lead == raft.None:
+			rs.deliver(id, result{err: ErrNoLeader})
 			return
 		}
-		if err := g.rn.Propose(data); err != nil {
+		if !w.state.CompareAndSwap(pending, proposed) {
+			return // abandoned
+		}
+		if err := hand(g); err != nil {
 			// Dropped before it was appended anywhere: not proposed.
 			w.state.Store(pending)
 			rs.deliver(id, result{err: fmt.Errorf("%w: %v", ErrNoLeader, err)})
@@ -137,24 +129,20 @@ func (rs *RaftStore) Propose(ctx context.Context, group uint64, cmd []byte) (any
 	return rs.wait(ctx, w)
 }
 
+// Propose replicates cmd through the group and returns what its state
+// machine's Apply returned, once applied on this store.
+func (rs *RaftStore) Propose(ctx context.Context, gid uint64, cmd []byte) (any, error) {
+	id := rs.newRequestID()
+	data := frame(rs.cfg.StoreID, id, cmd)
+	return rs.propose(ctx, gid, id, func(g *group) error { return g.rn.Propose(data) })
+}
+
 // ProposeConfChange proposes a membership change and waits until it is
 // applied on this store.
-func (rs *RaftStore) ProposeConfChange(ctx context.Context, group uint64, cc *eraftpb.ConfChange) error {
+func (rs *RaftStore) ProposeConfChange(ctx context.Context, gid uint64, cc *eraftpb.ConfChange) error {
 	id := rs.newRequestID()
 	cc.Id = new(id)
-	w := rs.addWaiter(id)
-	defer rs.removeWaiter(id)
-	rs.post(func() {
-		g, ok := rs.startProposal(group, id, w)
-		if !ok {
-			return
-		}
-		if err := g.rn.ProposeConfChange(cc); err != nil {
-			w.state.Store(pending)
-			rs.deliver(id, result{err: fmt.Errorf("%w: %v", ErrNoLeader, err)})
-		}
-	})
-	_, err := rs.wait(ctx, w)
+	_, err := rs.propose(ctx, gid, id, func(g *group) error { return g.rn.ProposeConfChange(cc) })
 	return err
 }
 

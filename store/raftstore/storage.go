@@ -14,7 +14,6 @@ package raftstore
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -23,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rdb-project/rdb/store/keys"
+	"github.com/rdb-project/rdb/store/kvread"
 )
 
 // initIndex and initTerm are where a bootstrapped group's log starts: its
@@ -94,22 +94,10 @@ type loadedGroup struct {
 	exists  bool // any Raft state at all
 }
 
-func getValue(r pebble.Reader, key []byte) ([]byte, bool, error) {
-	v, closer, err := r.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	out := append([]byte(nil), v...)
-	return out, true, closer.Close()
-}
-
 // loadGroup reads a group's Raft state from pebble.
 func loadGroup(db *pebble.DB, group uint64) (*loadedGroup, error) {
 	lg := &loadedGroup{ms: raft.NewMemoryStorage(), applied: appliedState{conf: &eraftpb.ConfState{}}}
-	if b, ok, err := getValue(db, keys.Applied(group)); err != nil {
+	if b, ok, err := kvread.Get(db, keys.Applied(group)); err != nil {
 		return nil, err
 	} else if ok {
 		if lg.applied, err = decodeApplied(b); err != nil {
@@ -118,7 +106,7 @@ func loadGroup(db *pebble.DB, group uint64) (*loadedGroup, error) {
 		lg.exists = true
 	}
 	var truncTerm uint64
-	if b, ok, err := getValue(db, keys.Truncated(group)); err != nil {
+	if b, ok, err := kvread.Get(db, keys.Truncated(group)); err != nil {
 		return nil, err
 	} else if ok {
 		if lg.trunc, truncTerm, err = decodeIndexTerm(b); err != nil {
@@ -140,7 +128,7 @@ func loadGroup(db *pebble.DB, group uint64) (*loadedGroup, error) {
 			return nil, err
 		}
 	}
-	if b, ok, err := getValue(db, keys.HardState(group)); err != nil {
+	if b, ok, err := kvread.Get(db, keys.HardState(group)); err != nil {
 		return nil, err
 	} else if ok {
 		hs := &eraftpb.HardState{}

@@ -289,7 +289,9 @@ func (c *Cluster) Cas(i int) kvrpc.KvCasClient { return kvrpc.NewKvCasClient(c.C
 func (c *Cluster) Raw(i int) kvrpc.KvRawClient { return kvrpc.NewKvRawClient(c.Conn(i)) }
 
 // Modes is a RaftService client of store i.
-func (c *Cluster) Modes(i int) raftpb.RaftServiceClient { return raftpb.NewRaftServiceClient(c.Conn(i)) }
+func (c *Cluster) Modes(i int) raftpb.RaftServiceClient {
+	return raftpb.NewRaftServiceClient(c.Conn(i))
+}
 
 // WaitReady waits until every running store serves, failing the test
 // after 20s.
