@@ -21,7 +21,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type nopTransport struct{}
 
-func (nopTransport) Send(uint64, []*storepb.RaftMessage)          {}
+func (nopTransport) Send(uint64, []*storepb.RaftMessage)           {}
 func (nopTransport) SendSnapshot(uint64, uint64, *eraftpb.Message) {}
 
 // single is a one-store static cluster without gRPC: the meta group and
@@ -163,4 +163,3 @@ func TestRowRuleAndGroups(t *testing.T) {
 		t.Fatalf("Ensure(new) = %v, %v", rec, err)
 	}
 }
-
