@@ -10,8 +10,10 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	eraftpb "go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/rdb-project/rdb/proto/storepb"
+	"github.com/rdb-project/rdb/store/api"
 	"github.com/rdb-project/rdb/store/keys"
 	"github.com/rdb-project/rdb/store/modetable"
 	"github.com/rdb-project/rdb/store/raftstore"
@@ -162,4 +164,43 @@ func TestRowRuleAndGroups(t *testing.T) {
 	if rec, err := s.meta.Ensure(ctxT(t), "new"); err != nil || rec.GetMode() != "strong" || !rec.GetFromDefault() {
 		t.Fatalf("Ensure(new) = %v, %v", rec, err)
 	}
+}
+
+// FuzzApply: any command bytes in the meta log either apply (bad input is
+// answered to the proposer) or return an error; nothing panics, and no row
+// the table takes breaks the name rule.
+func FuzzApply(f *testing.F) {
+	for _, c := range []*storepb.MetaCommand{
+		{Cmd: &storepb.MetaCommand_SetMode{SetMode: &storepb.SetMode{Name: "logs", Mode: "eventual"}}},
+		{Cmd: &storepb.MetaCommand_CreateNamespace{CreateNamespace: &storepb.NamespaceRecord{Name: "x", Mode: "strong", FromDefault: true}}},
+		{Cmd: &storepb.MetaCommand_SetStoreAddr{SetStoreAddr: &storepb.StoreInfo{Id: 1, Addr: "127.0.0.1:1"}}},
+	} {
+		b, _ := proto.Marshal(c)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, cmd []byte) {
+		db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		table := modetable.New()
+		m, err := New(Config{StoreID: 1, DB: db, Table: table})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := db.NewIndexedBatch()
+		defer b.Close()
+		ac := raftstore.NewApplyContext(b)
+		_, err = m.StateMachine().Apply(ac, 7, cmd)
+		if err == nil {
+			err = b.Commit(pebble.NoSync)
+		}
+		ac.Done(err == nil)
+		for _, r := range table.List() {
+			if !api.ValidNamespaceName(r.GetName()) {
+				t.Fatalf("the table took a row named %q", r.GetName())
+			}
+		}
+	})
 }
