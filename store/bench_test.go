@@ -16,16 +16,20 @@ import (
 // BenchmarkCAS64 measures CompareAndSwap throughput with 64 concurrent
 // clients spread over the three stores of a loopback cluster, and how many
 // fsyncs (summed over the three stores) each operation costs.
-func BenchmarkCAS64(b *testing.B) {
-	benchStrong(b, 64, func(ctx context.Context, c *storetest.Cluster, client, n int) error {
-		r, err := c.Cas(client%3).CompareAndSwap(ctx, &kvrpc.CasRequest{
-			Namespace: "default", Key: fmt.Sprintf("c%d-%d", client, n), Value: "0123456789abcdef0123456789abcdef",
-		})
-		if err == nil && !r.GetSuccess() {
-			err = fmt.Errorf("CAS refused: %v", r)
-		}
-		return err
+func BenchmarkCAS64(b *testing.B) { benchStrong(b, 64, casOp, benchOptions{}) }
+
+// BenchmarkCAS64TLS is BenchmarkCAS64 with TLS between every client and
+// store and between stores.
+func BenchmarkCAS64TLS(b *testing.B) { benchStrong(b, 64, casOp, benchOptions{tls: true}) }
+
+func casOp(ctx context.Context, c *storetest.Cluster, client, n int) error {
+	r, err := c.Cas(client%3).CompareAndSwap(ctx, &kvrpc.CasRequest{
+		Namespace: "default", Key: fmt.Sprintf("c%d-%d", client, n), Value: "0123456789abcdef0123456789abcdef",
 	})
+	if err == nil && !r.GetSuccess() {
+		err = fmt.Errorf("CAS refused: %v", r)
+	}
+	return err
 }
 
 // BenchmarkGet64 measures linearizable Get throughput with 64 clients.
@@ -33,16 +37,21 @@ func BenchmarkGet64(b *testing.B) {
 	benchStrong(b, 64, func(ctx context.Context, c *storetest.Cluster, client, n int) error {
 		_, err := c.Cas(client%3).Get(ctx, &kvrpc.GetRequest{Namespace: "default", Key: fmt.Sprintf("k%d", n%100)})
 		return err
-	})
+	}, benchOptions{})
 }
 
-func benchStrong(b *testing.B, clients int, op func(ctx context.Context, c *storetest.Cluster, client, n int) error, seeds ...map[string]string) {
+type benchOptions struct {
+	modes map[string]string
+	tls   bool
+}
+
+func benchStrong(b *testing.B, clients int, op func(ctx context.Context, c *storetest.Cluster, client, n int) error, o benchOptions) {
 	fs := storetest.NewSyncCountingFS()
-	var modes map[string]string
-	if len(seeds) > 0 {
-		modes = seeds[0]
+	var certs *storetest.Certs
+	if o.tls {
+		certs = storetest.NewCerts(b, 3)
 	}
-	c := storetest.NewCluster(b, 3, storetest.Options{NamespaceModes: modes, Configure: func(i int, cfg *store.Config) {
+	c := storetest.NewCluster(b, 3, storetest.Options{NamespaceModes: o.modes, Certs: certs, Configure: func(i int, cfg *store.Config) {
 		cfg.FS = fs
 		cfg.TickInterval = 100 * time.Millisecond
 		cfg.AntiEntropyInterval = 10 * time.Second // the default
@@ -63,12 +72,19 @@ func benchStrong(b *testing.B, clients int, op func(ctx context.Context, c *stor
 // BenchmarkRawPut64 measures eventual RawPut throughput with 64 clients
 // spread over the three stores.
 func BenchmarkRawPut64(b *testing.B) {
-	benchStrong(b, 64, func(ctx context.Context, c *storetest.Cluster, client, n int) error {
-		_, err := c.Raw(client%3).RawPut(ctx, &kvrpc.RawPutRequest{
-			Namespace: "logs", Key: fmt.Sprintf("c%d-%d", client, n), Value: "0123456789abcdef0123456789abcdef",
-		})
-		return err
-	}, map[string]string{"logs": "eventual"})
+	benchStrong(b, 64, rawPutOp, benchOptions{modes: map[string]string{"logs": "eventual"}})
+}
+
+// BenchmarkRawPut64TLS is BenchmarkRawPut64 with TLS everywhere.
+func BenchmarkRawPut64TLS(b *testing.B) {
+	benchStrong(b, 64, rawPutOp, benchOptions{modes: map[string]string{"logs": "eventual"}, tls: true})
+}
+
+func rawPutOp(ctx context.Context, c *storetest.Cluster, client, n int) error {
+	_, err := c.Raw(client%3).RawPut(ctx, &kvrpc.RawPutRequest{
+		Namespace: "logs", Key: fmt.Sprintf("c%d-%d", client, n), Value: "0123456789abcdef0123456789abcdef",
+	})
+	return err
 }
 
 // BenchmarkConvergeAfterPartition measures how long a store that was cut
@@ -137,12 +153,12 @@ func BenchmarkCAS1(b *testing.B) {
 	benchStrong(b, 1, func(ctx context.Context, c *storetest.Cluster, client, n int) error {
 		_, err := c.Cas(0).CompareAndSwap(ctx, &kvrpc.CasRequest{Namespace: "default", Key: fmt.Sprintf("one-%d", n), Value: "v"})
 		return err
-	})
+	}, benchOptions{})
 }
 
 func BenchmarkRawPut1(b *testing.B) {
 	benchStrong(b, 1, func(ctx context.Context, c *storetest.Cluster, client, n int) error {
 		_, err := c.Raw(0).RawPut(ctx, &kvrpc.RawPutRequest{Namespace: "logs", Key: fmt.Sprintf("one-%d", n), Value: "v"})
 		return err
-	}, map[string]string{"logs": "eventual"})
+	}, benchOptions{modes: map[string]string{"logs": "eventual"}})
 }

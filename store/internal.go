@@ -20,6 +20,7 @@ import (
 	"github.com/rdb-project/rdb/store/modeswitch"
 	"github.com/rdb-project/rdb/store/namespace"
 	"github.com/rdb-project/rdb/store/raftstore"
+	"github.com/rdb-project/rdb/store/security"
 )
 
 type internalService struct {
@@ -31,14 +32,17 @@ type internalService struct {
 // this store stops, so that a graceful stop does not wait for them.
 
 func (i *internalService) Raft(stream storepb.StoreInternal_RaftServer) error {
-	return i.s.untilStopped(func() error { return i.s.tr.HandleRaft(stream) })
+	return i.s.untilStopped(func() error { return i.s.tr.HandleRaft(raftStream{stream}) })
 }
 
 func (i *internalService) Snapshot(stream storepb.StoreInternal_SnapshotServer) error {
-	return i.s.untilStopped(func() error { return i.s.tr.HandleSnapshot(stream) })
+	return i.s.untilStopped(func() error { return i.s.tr.HandleSnapshot(snapshotStream{stream}) })
 }
 
 func (i *internalService) Join(ctx context.Context, req *storepb.JoinRequest) (*storepb.JoinResponse, error) {
+	if err := security.RequireStore(ctx, req.GetStoreId()); err != nil {
+		return nil, err
+	}
 	if i.s.meta == nil {
 		return nil, status.Error(codes.FailedPrecondition, "this store follows a placement driver: start new stores with --pd, not --peer")
 	}
@@ -48,7 +52,7 @@ func (i *internalService) Join(ctx context.Context, req *storepb.JoinRequest) (*
 }
 
 func (i *internalService) Replicate(stream storepb.StoreInternal_ReplicateServer) error {
-	return i.s.untilStopped(func() error { return i.s.lww.HandleReplicate(stream) })
+	return i.s.untilStopped(func() error { return i.s.lww.HandleReplicate(replicateStream{stream}) })
 }
 
 // untilStopped runs a stream handler until it returns or the store stops.
@@ -68,6 +72,9 @@ func (i *internalService) Digest(ctx context.Context, req *storepb.DigestRequest
 }
 
 func (i *internalService) Repair(ctx context.Context, req *storepb.RepairRequest) (*storepb.RepairResponse, error) {
+	if err := security.RequireStore(ctx, req.GetFromStore()); err != nil {
+		return nil, err
+	}
 	return i.s.lww.HandleRepair(ctx, req)
 }
 

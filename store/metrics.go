@@ -61,6 +61,7 @@ var storeCounters = []struct {
 	{counterDesc("rdb_raft_snapshots_sent_total", "Raft snapshots sent to catching-up stores."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.SnapshotsSent }},
 	{counterDesc("rdb_raft_read_index_total", "ReadIndex requests issued (each serves a batch of reads)."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.ReadIndexes }},
 	{counterDesc("rdb_raft_reads_total", "Linearizable reads served through ReadIndex."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.Reads }},
+	{counterDesc("rdb_raft_messages_dropped_total", "Raft messages from the network dropped by the intake checks."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.Dropped }},
 	{counterDesc("rdb_lww_pushed_total", "Eventual records pushed to peers."), func(_ raftstore.Stats, l lww.Stats) uint64 { return l.Pushed }},
 	{counterDesc("rdb_lww_dropped_total", "Eventual records not pushed (left to anti-entropy)."), func(_ raftstore.Stats, l lww.Stats) uint64 { return l.Dropped }},
 	{counterDesc("rdb_lww_received_total", "Eventual records received from peers."), func(_ raftstore.Stats, l lww.Stats) uint64 { return l.Received }},

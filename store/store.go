@@ -30,6 +30,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -47,6 +48,7 @@ import (
 	"github.com/rdb-project/rdb/store/nsgroup"
 	"github.com/rdb-project/rdb/store/pdfollow"
 	"github.com/rdb-project/rdb/store/raftstore"
+	"github.com/rdb-project/rdb/store/security"
 	"github.com/rdb-project/rdb/store/transport"
 )
 
@@ -88,6 +90,13 @@ type Config struct {
 	// MetricsAddr, if set, serves Prometheus metrics (/metrics) and pprof
 	// (/debug/pprof/) over HTTP.
 	MetricsAddr string
+	// TLS is the store's certificate (CN store:<id>), its key and the
+	// cluster's CA: the store serves clients and peers with it and dials
+	// peers and PD with it. Empty: an insecure cluster.
+	TLS security.Files
+	// MaxNamespaces bounds the namespaces of a static-mode cluster
+	// (ResourceExhausted past it; PD has its own).
+	MaxNamespaces int
 	// UnsafeFollowerReads serves Get and Scan from this store's replica
 	// without ReadIndex: stale reads. It exists to show that the
 	// linearizability checker catches them, and works only in binaries
@@ -117,8 +126,23 @@ func (c *Config) validate() error {
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 5 * time.Second
 	}
-	return nil
+	if c.MaxNamespaces == 0 {
+		c.MaxNamespaces = DefaultMaxNamespaces
+	}
+	return c.TLS.Check("")
 }
+
+// DefaultMaxNamespaces is Config.MaxNamespaces' default.
+const DefaultMaxNamespaces = 1_000_000
+
+// Limits of what one message may carry: peers send Raft batches of up to
+// 32 MiB; a client's request is far smaller (values are at most 1 MiB).
+const (
+	maxPeerMessage   = 64 << 20
+	maxClientMessage = 20 << 20
+	// maxStreams bounds the concurrent calls on one connection.
+	maxStreams = 1024
+)
 
 // Store is one rdb store.
 type Store struct {
@@ -193,11 +217,16 @@ func (s *Store) open() error {
 	if s.clock, err = hlc.New(hlc.Config{StoreID: cfg.StoreID, Persisted: upper, Persist: persistClockBound(s.db)}); err != nil {
 		return err
 	}
+	peerCreds, err := cfg.TLS.ClientCredentials()
+	if err != nil {
+		return err
+	}
 	s.tr = transport.New(transport.Config{
 		StoreID: cfg.StoreID,
 		Logger:  s.log.Named("transport"),
 		Resolve: s.resolve,
 		Faults:  cfg.Faults,
+		Creds:   peerCreds,
 	})
 	s.lww, err = lww.New(lww.Config{
 		StoreID:             cfg.StoreID,
@@ -228,13 +257,18 @@ func (s *Store) open() error {
 		s.meta, err = meta.New(meta.Config{
 			StoreID: cfg.StoreID, AdvertiseAddr: cfg.AdvertiseAddr, Peers: cfg.Peers, NamespaceModes: cfg.NamespaceModes,
 			DB: s.db, Table: s.table, Logger: s.log.Named("meta"),
-			Client: s.tr.Client, GroupState: s.groups.State,
+			Client: s.tr.Client, GroupState: s.groups.State, MaxNamespaces: cfg.MaxNamespaces,
 		})
 		s.auth = s.meta
 	} else {
+		var creds credentials.TransportCredentials
+		if creds, err = cfg.TLS.ClientCredentials(); err != nil {
+			return err
+		}
 		s.pd, err = pdfollow.New(pdfollow.Config{
 			StoreID: cfg.StoreID, AdvertiseAddr: cfg.AdvertiseAddr, PD: cfg.PD, NamespaceModes: cfg.NamespaceModes,
-			DB: s.db, Table: s.table, Logger: s.log.Named("pd"),
+			Credentials: creds,
+			DB:          s.db, Table: s.table, Logger: s.log.Named("pd"),
 			Report: s.report, Changed: s.stateChanged,
 		})
 		s.auth = s.pd
@@ -250,6 +284,7 @@ func (s *Store) open() error {
 		Logger:           s.log.Named("raft"),
 		NewStateMachine:  s.newStateMachine,
 		WantReplica:      s.wantReplica,
+		ValidateCommand:  s.validateCommand,
 		DesiredVoters:    s.desiredVoters,
 		OnFatal:          s.fatal,
 		TickInterval:     cfg.TickInterval,
@@ -322,12 +357,26 @@ func (s *Store) start() error {
 		}
 	}
 	s.lis = lis
-	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(64 << 20), grpc.MaxSendMsgSize(64 << 20)}
+	creds, err := s.cfg.TLS.ServerCredentials()
+	if err != nil {
+		_ = lis.Close()
+		return err
+	}
+	if !s.cfg.TLS.Enabled() {
+		s.log.Warn("store runs without TLS: anyone who reaches its port can call every API, the internal ones included (see --cert-file)")
+	}
+	unary := []grpc.UnaryServerInterceptor{storePolicy.UnaryInterceptor(), limitClientMessages}
 	if s.cfg.MetricsAddr != "" {
 		s.metrics = newMetrics(s)
-		opts = append(opts, grpc.UnaryInterceptor(s.metrics.unary))
+		unary = append([]grpc.UnaryServerInterceptor{s.metrics.unary}, unary...)
 	}
-	s.grpc = grpc.NewServer(opts...)
+	s.grpc = grpc.NewServer(
+		grpc.Creds(creds),
+		grpc.MaxRecvMsgSize(maxPeerMessage), grpc.MaxSendMsgSize(maxPeerMessage),
+		grpc.MaxConcurrentStreams(maxStreams),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(storePolicy.StreamInterceptor()),
+	)
 	raftpb.RegisterRaftServiceServer(s.grpc, &modeService{s: s})
 	kvrpc.RegisterKvCasServer(s.grpc, &casService{s: s})
 	kvrpc.RegisterKvRawServer(s.grpc, &rawService{s: s})

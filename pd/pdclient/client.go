@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
@@ -47,6 +48,7 @@ type options struct {
 	attemptTimeout   time.Duration
 	watchIdleTimeout time.Duration
 	maxBackoff       time.Duration
+	creds            credentials.TransportCredentials
 }
 
 // Option configures a Client.
@@ -62,6 +64,12 @@ func WithWatchIdleTimeout(d time.Duration) Option { return func(o *options) { o.
 
 // WithMaxBackoff bounds the wait between two rounds over all members (default 1s).
 func WithMaxBackoff(d time.Duration) Option { return func(o *options) { o.maxBackoff = d } }
+
+// WithCredentials sets the transport credentials: TLS with the caller's
+// certificate for a PD that runs with TLS (default: plaintext).
+func WithCredentials(c credentials.TransportCredentials) Option {
+	return func(o *options) { o.creds = c }
+}
 
 // New returns a client of the PD members in endpoints, a comma-separated
 // list of host:port or http://host:port. It does not connect yet.
@@ -83,7 +91,7 @@ func New(endpoints string, opts ...Option) (*Client, error) {
 			c.Close()
 			return nil, err
 		}
-		conn, err := grpc.NewClient(target, DialOptions()...)
+		conn, err := grpc.NewClient(target, DialOptions(c.opts.creds)...)
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("PD endpoint %q: %w", ep, err)
@@ -98,14 +106,17 @@ func New(endpoints string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// Target turns a PD endpoint (host:port or http://host:port) into a gRPC
-// dial target.
+// Target turns a PD endpoint (host:port, http://host:port or
+// https://host:port) into a gRPC dial target. Whether TLS is used is the
+// client's credentials' business, not the scheme's.
 func Target(endpoint string) (string, error) {
 	ep := strings.TrimSpace(endpoint)
 	if rest, ok := strings.CutPrefix(ep, "http://"); ok {
 		ep = strings.TrimSuffix(rest, "/")
+	} else if rest, ok := strings.CutPrefix(ep, "https://"); ok {
+		ep = strings.TrimSuffix(rest, "/")
 	} else if strings.Contains(ep, "://") {
-		return "", fmt.Errorf("PD endpoint %q: only host:port or http://host:port is supported", endpoint)
+		return "", fmt.Errorf("PD endpoint %q: only host:port, http://host:port or https://host:port is supported", endpoint)
 	}
 	if ep == "" || strings.ContainsAny(ep, "/ ") || !strings.Contains(ep, ":") {
 		return "", fmt.Errorf("PD endpoint %q: want host:port", endpoint)
@@ -113,14 +124,18 @@ func Target(endpoint string) (string, error) {
 	return ep, nil
 }
 
-// DialOptions are the gRPC options PD clients use: plaintext, quick
-// reconnection (a member that comes back is used again within a second),
-// keepalives that notice a silent peer, and room for a large table.
-func DialOptions() []grpc.DialOption {
+// DialOptions are the gRPC options PD clients use: creds (nil:
+// plaintext), quick reconnection (a member that comes back is used again
+// within a second), keepalives that notice a silent peer, and room for a
+// large table.
+func DialOptions(creds credentials.TransportCredentials) []grpc.DialOption {
 	bc := backoff.DefaultConfig
 	bc.MaxDelay = time.Second
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
 	return []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: 2 * time.Second}),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20)),

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rdb-project/rdb/pd/pdclient"
+	"github.com/rdb-project/rdb/store/security"
 )
 
 // EndpointsEnv names the environment variable that, when set, is --pd's
@@ -75,6 +76,7 @@ type app struct {
 	endpoints      string
 	output         string
 	requestTimeout time.Duration
+	tls            security.Files
 	client         *pdclient.Client
 }
 
@@ -106,10 +108,13 @@ same form, and else 127.0.0.1:2379.`,
 	if env := strings.TrimSpace(os.Getenv(EndpointsEnv)); env != "" {
 		endpoints = env
 	}
-	pf.StringVar(&a.endpoints, "pd", endpoints, "PD endpoints, comma-separated host:port or http://host:port; $"+EndpointsEnv+" sets the default")
+	pf.StringVar(&a.endpoints, "pd", endpoints, "PD endpoints, comma-separated host:port, http://host:port or https://host:port; $"+EndpointsEnv+" sets the default")
+	pf.StringVar(&a.tls.TrustedCAFile, "cacert", "", "CA of a PD that runs with TLS (with --cert and --key, as etcdctl)")
+	pf.StringVar(&a.tls.CertFile, "cert", "", "client certificate for a PD with TLS: an admin's (CN admin) to change modes")
+	pf.StringVar(&a.tls.KeyFile, "key", "", "the certificate's key")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	pf.DurationVar(&a.requestTimeout, "request-timeout", 10*time.Second, "how long one request may take, failover included")
-	root.AddCommand(a.namespaceCommand(), a.storeCommand(), a.memberCommand(), a.clusterCommand())
+	root.AddCommand(a.namespaceCommand(), a.storeCommand(), a.memberCommand(), a.clusterCommand(), a.certCommand())
 	return root
 }
 
@@ -129,7 +134,14 @@ func helpOnly(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 // --request-timeout, and its errors count as request errors.
 func (a *app) action(f func(ctx context.Context, pd *pdclient.Client, cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
-		pd, err := pdclient.New(a.endpoints, pdclient.WithAttemptTimeout(3*time.Second))
+		if err := a.tls.Check(""); err != nil {
+			return runError{errors.New("--cacert, --cert and --key go together")}
+		}
+		creds, err := a.tls.ClientCredentials()
+		if err != nil {
+			return runError{err}
+		}
+		pd, err := pdclient.New(a.endpoints, pdclient.WithAttemptTimeout(3*time.Second), pdclient.WithCredentials(creds))
 		if err != nil {
 			return runError{err}
 		}

@@ -175,7 +175,7 @@ func TestExitCodes(t *testing.T) {
 		{"bad name", []string{pd, "namespace", "set", "Logs", "strong"}, pdctl.ExitError, "invalid namespace name"},
 		{"missing namespace", []string{pd, "namespace", "get", "nope"}, pdctl.ExitError, `namespace "nope" does not exist`},
 		{"unreachable PD", []string{"--pd=127.0.0.1:1", "--request-timeout=300ms", "namespace", "list"}, pdctl.ExitError, "no PD member at 127.0.0.1:1"},
-		{"bad endpoint", []string{"--pd=https://x:1", "namespace", "list"}, pdctl.ExitError, "only host:port or http://host:port"},
+		{"bad endpoint", []string{"--pd=ftp://x:1", "namespace", "list"}, pdctl.ExitError, "only host:port, http://host:port or https://host:port"},
 		{"unknown command", []string{pd, "bogus"}, pdctl.ExitUsage, `unknown command "bogus"`},
 		{"unknown subcommand", []string{pd, "namespace", "bogus"}, pdctl.ExitUsage, `unknown command "bogus"`},
 		{"missing argument", []string{pd, "namespace", "set", "logs"}, pdctl.ExitUsage, "accepts 2 arg(s)"},

@@ -29,6 +29,7 @@ type Cluster struct {
 	mu      sync.Mutex
 	cfgs    []server.Config
 	servers []*server.Server // nil while stopped
+	certs   *storetest.Certs // with WithTLS
 }
 
 // Option adjusts every member's configuration.
@@ -49,6 +50,21 @@ func WithStoreDownAfter(d time.Duration) Option {
 // NewCluster).
 func WithFormSettle(d time.Duration) Option {
 	return func(_ int, cfg *server.Config) { cfg.FormSettle = d }
+}
+
+// WithTLS runs every member with TLS on both ports, with certificates
+// from certs (which must hold pd1..pdN's); the cluster's clients are then
+// admins.
+func WithTLS(certs *storetest.Certs) Option {
+	return func(i int, cfg *server.Config) {
+		cfg.TLS = certs.PD(cfg.Name)
+		cfg.PeerTLS = certs.PD(cfg.Name)
+		for _, list := range []*[]string{&cfg.ClientURLs, &cfg.PeerURLs} {
+			for j, u := range *list {
+				(*list)[j] = strings.Replace(u, "http://", "https://", 1)
+			}
+		}
+	}
 }
 
 // NewCluster starts n members and waits until one of them leads. The
@@ -76,6 +92,9 @@ func NewCluster(t testing.TB, n int, opts ...Option) *Cluster {
 		cfg.Logger = testLogger()
 		for _, o := range opts {
 			o(i, &cfg)
+		}
+		if cfg.TLS.Enabled() {
+			c.certs = certsOf(cfg)
 		}
 		c.cfgs[i] = cfg
 		initial = append(initial, cfg.Name+"="+cfg.PeerURLs[0])
@@ -153,7 +172,8 @@ func (c *Cluster) Config(i int) server.Config { return c.cfgs[i] }
 
 // Endpoint returns member i's client address (host:port).
 func (c *Cluster) Endpoint(i int) string {
-	return strings.TrimPrefix(c.cfgs[i].ClientURLs[0], "http://")
+	u := c.cfgs[i].ClientURLs[0]
+	return strings.TrimPrefix(strings.TrimPrefix(u, "http://"), "https://")
 }
 
 // Endpoints returns every member's client address, comma-separated.
@@ -238,6 +258,13 @@ func (c *Cluster) Client(opts ...pdclient.Option) *pdclient.Client {
 // ends.
 func (c *Cluster) ClientOf(endpoints string, opts ...pdclient.Option) *pdclient.Client {
 	c.t.Helper()
+	if c.certs != nil {
+		creds, err := c.certs.Client("admin").ClientCredentials()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		opts = append([]pdclient.Option{pdclient.WithCredentials(creds)}, opts...)
+	}
 	cli, err := pdclient.New(endpoints, opts...)
 	if err != nil {
 		c.t.Fatalf("PD client: %v", err)
@@ -251,7 +278,15 @@ func (c *Cluster) ClientOf(endpoints string, opts ...pdclient.Option) *pdclient.
 func (c *Cluster) EtcdClient() *clientv3.Client {
 	c.t.Helper()
 	eps := strings.Split(c.Endpoints(), ",")
-	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cfg := clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	if c.certs != nil {
+		tc, err := c.certs.Client("admin").ClientConfig()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		cfg.TLS = tc
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		c.t.Fatalf("etcd client: %v", err)
 	}
@@ -284,3 +319,11 @@ func freePorts(t testing.TB, n int) []int {
 	}
 	return ports
 }
+
+// certsOf finds the test PKI a member's TLS files come from.
+func certsOf(cfg server.Config) *storetest.Certs {
+	return &storetest.Certs{Dir: filepath.Dir(cfg.TLS.TrustedCAFile)}
+}
+
+// Certs is the cluster's PKI (WithTLS), or nil.
+func (c *Cluster) Certs() *storetest.Certs { return c.certs }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/grpc/credentials"
+
 	"github.com/rdb-project/rdb/proto/pdpb"
 )
 
@@ -44,6 +46,9 @@ type Cluster interface {
 	// the call (its version is the revision of the write) and whether it
 	// wrote.
 	UpdateNamespace(ctx context.Context, name string, fn UpdateFunc) (*pdpb.NamespaceStatus, bool, error)
+	// Credentials are what this member dials stores with: TLS with its
+	// certificate (CN pd:<name>), or plaintext in an insecure cluster.
+	Credentials() credentials.TransportCredentials
 }
 
 // leaderCluster is the Cluster of one term.
@@ -61,6 +66,8 @@ func (c *leaderCluster) Namespace(ctx context.Context, name string) (*pdpb.Names
 }
 
 func (c *leaderCluster) Stores() []*pdpb.StoreStatus { return c.s.stores.statuses(time.Now()) }
+
+func (c *leaderCluster) Credentials() credentials.TransportCredentials { return c.s.creds }
 
 func (c *leaderCluster) UpdateNamespace(ctx context.Context, name string, fn UpdateFunc) (*pdpb.NamespaceStatus, bool, error) {
 	rec, changed, err := c.s.updateNamespace(ctx, c.l, name, fn)

@@ -232,7 +232,7 @@ func TestLeaderKeyLossEndsTerm(t *testing.T) {
 // One port serves etcd, PD, reflection and health.
 func TestReflectionAndHealth(t *testing.T) {
 	c := pdtest.NewCluster(t, 1)
-	conn, err := grpc.NewClient(c.Endpoint(0), pdclient.DialOptions()...)
+	conn, err := grpc.NewClient(c.Endpoint(0), pdclient.DialOptions(nil)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/rdb-project/rdb/store/security"
 )
 
 // Config is one PD member's configuration. The zero value is not usable:
@@ -57,6 +59,16 @@ type Config struct {
 	// TickMs and ElectionMs are etcd's Raft heartbeat and election timeout.
 	TickMs, ElectionMs uint
 
+	// TLS is the client port's certificate (--cert-file, --key-file,
+	// --trusted-ca-file): with it, clients must present a certificate the
+	// CA signed, and their Common Name decides what they may call.
+	TLS security.Files
+	// PeerTLS is the etcd peer port's (--peer-cert-file, ...).
+	PeerTLS security.Files
+	// MaxNamespaces bounds the namespaces PD creates (ResourceExhausted
+	// past it).
+	MaxNamespaces int
+
 	// Driver, when set, runs on the leader only (see Driver).
 	Driver Driver
 }
@@ -82,8 +94,12 @@ func DefaultConfig() Config {
 		WatchProgressInterval: 2 * time.Second,
 		TickMs:                100,
 		ElectionMs:            1000,
+		MaxNamespaces:         DefaultMaxNamespaces,
 	}
 }
+
+// DefaultMaxNamespaces is --max-namespaces' default.
+const DefaultMaxNamespaces = 1_000_000
 
 // ParseFlags reads a member's configuration from command-line arguments
 // (without the program name). For -h it prints the usage to output and
@@ -105,6 +121,13 @@ func ParseFlags(args []string, output io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.LeaderLease, "leader-lease", cfg.LeaderLease, "TTL of the PD leader's lease (whole seconds)")
 	fs.DurationVar(&cfg.StoreDownAfter, "store-down-after", cfg.StoreDownAfter, "a store without a heartbeat for this long is down")
 	fs.DurationVar(&cfg.FormSettle, "form-settle", cfg.FormSettle, "a strong namespace's group gets its voters once no new store has registered for this long")
+	fs.StringVar(&cfg.TLS.CertFile, "cert-file", "", "client port: this member's certificate (TLS; with --key-file and --trusted-ca-file)")
+	fs.StringVar(&cfg.TLS.KeyFile, "key-file", "", "client port: the certificate's key")
+	fs.StringVar(&cfg.TLS.TrustedCAFile, "trusted-ca-file", "", "client port: the CA that signs every client's and member's certificate")
+	fs.StringVar(&cfg.PeerTLS.CertFile, "peer-cert-file", "", "peer port: this member's certificate (TLS between PD members)")
+	fs.StringVar(&cfg.PeerTLS.KeyFile, "peer-key-file", "", "peer port: the certificate's key")
+	fs.StringVar(&cfg.PeerTLS.TrustedCAFile, "peer-trusted-ca-file", "", "peer port: the CA that signs the members' peer certificates")
+	fs.IntVar(&cfg.MaxNamespaces, "max-namespaces", cfg.MaxNamespaces, "the most namespaces PD creates")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(output)
@@ -158,18 +181,28 @@ func (c *Config) complete() error {
 	if len(c.AdvertisePeerURLs) == 0 {
 		c.AdvertisePeerURLs = c.PeerURLs
 	}
+	if err := c.TLS.Check(""); err != nil {
+		return err
+	}
+	if err := c.PeerTLS.Check("peer-"); err != nil {
+		return err
+	}
 	for _, list := range []struct {
 		flag string
 		urls []string
+		tls  bool
 	}{
-		{"--client-urls", c.ClientURLs}, {"--peer-urls", c.PeerURLs},
-		{"--advertise-client-urls", c.AdvertiseClientURLs}, {"--advertise-peer-urls", c.AdvertisePeerURLs},
+		{"--client-urls", c.ClientURLs, c.TLS.Enabled()}, {"--peer-urls", c.PeerURLs, c.PeerTLS.Enabled()},
+		{"--advertise-client-urls", c.AdvertiseClientURLs, c.TLS.Enabled()}, {"--advertise-peer-urls", c.AdvertisePeerURLs, c.PeerTLS.Enabled()},
 	} {
 		for _, u := range list.urls {
-			if _, err := parseHTTPURL(u); err != nil {
+			if _, err := parseURL(u, list.tls); err != nil {
 				return fmt.Errorf("%s: %w", list.flag, err)
 			}
 		}
+	}
+	if c.MaxNamespaces <= 0 {
+		return fmt.Errorf("--max-namespaces must be positive, not %d", c.MaxNamespaces)
 	}
 	if c.InitialCluster == "" {
 		parts := make([]string, len(c.AdvertisePeerURLs))
@@ -204,14 +237,23 @@ func (c *Config) complete() error {
 	return nil
 }
 
-// parseHTTPURL accepts http://host:port (PD serves plaintext only).
-func parseHTTPURL(s string) (*url.URL, error) {
+// parseURL accepts http://host:port, or https://host:port when the port
+// runs TLS: the scheme must say what the port serves.
+func parseURL(s string, tls bool) (*url.URL, error) {
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
 	u, err := url.Parse(s)
-	if err != nil || u.Scheme != "http" {
-		return nil, fmt.Errorf("bad URL %q: want http://host:port", s)
+	if err != nil || u.Scheme != scheme {
+		hint := ""
+		if err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+			hint = " (https with TLS certificates, http without)"
+		}
+		return nil, fmt.Errorf("bad URL %q: want %s://host:port%s", s, scheme, hint)
 	}
 	if _, _, err := net.SplitHostPort(u.Host); err != nil {
-		return nil, fmt.Errorf("bad URL %q: want http://host:port", s)
+		return nil, fmt.Errorf("bad URL %q: want %s://host:port", s, scheme)
 	}
 	if u.Path != "" && u.Path != "/" {
 		return nil, fmt.Errorf("bad URL %q: a path is not allowed", s)
@@ -219,10 +261,10 @@ func parseHTTPURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
-func parseURLs(list []string) ([]url.URL, error) {
+func parseURLs(list []string, tls bool) ([]url.URL, error) {
 	out := make([]url.URL, 0, len(list))
 	for _, s := range list {
-		u, err := parseHTTPURL(s)
+		u, err := parseURL(s, tls)
 		if err != nil {
 			return nil, err
 		}

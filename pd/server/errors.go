@@ -18,6 +18,11 @@ func errInvalidName(name string) error {
 		"invalid namespace name %q: use 1 to 64 characters from a-z, 0-9, '_' and '-'", name)
 }
 
+func errTooManyNamespaces(max int) error {
+	return status.Errorf(codes.ResourceExhausted,
+		"the cluster already has %d namespaces, the most pd-server --max-namespaces allows: raise it to create more", max)
+}
+
 func errInvalidStore(msg string) error {
 	return status.Errorf(codes.InvalidArgument, "invalid store: %s", msg)
 }

@@ -196,6 +196,11 @@ func (s *Server) updateNamespace(ctx context.Context, l *leadership, name string
 		if err := checkMode(next.GetMode()); err != nil {
 			return nil, false, err
 		}
+		if cur == nil {
+			if err := s.checkNamespaceLimit(ctx); err != nil {
+				return nil, false, err
+			}
+		}
 
 		cmps := append(s.fence(l), clientv3.Compare(clientv3.ModRevision(key), "=", curModRev))
 		var ops []clientv3.Op
@@ -271,4 +276,18 @@ func createDefaultFunc(cur *storepb.NamespaceRecord) (*storepb.NamespaceRecord, 
 	}
 	next, _ := namespace.Next(nil, "", namespace.SetRequest{Mode: namespace.DefaultMode, FromDefault: true})
 	return next, nil
+}
+
+// checkNamespaceLimit refuses to create a namespace past --max-namespaces.
+// Creations that race may pass it by a few; the limit is a guard against
+// a client creating namespaces without end, not an exact quota.
+func (s *Server) checkNamespaceLimit(ctx context.Context) error {
+	resp, err := s.client.Get(ctx, namespacePrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return etcdError(ctx, "count namespaces", err)
+	}
+	if resp.Count >= int64(s.cfg.MaxNamespaces) {
+		return errTooManyNamespaces(s.cfg.MaxNamespaces)
+	}
+	return nil
 }

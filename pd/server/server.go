@@ -11,6 +11,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -18,11 +19,13 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/protobuf/proto"
 
@@ -47,6 +50,10 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	ready  atomic.Bool // etcd serves and the fields above are set
+
+	// creds are this member's credentials as a client (of its own etcd,
+	// the leader it forwards to, and the stores its driver calls).
+	creds credentials.TransportCredentials
 
 	stores  *storeTracker // valid while leader
 	storeMu sync.Mutex    // serialises the leader's store writes
@@ -112,9 +119,22 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.Close()
 		return nil, err
 	}
+	var clientTLS *tls.Config
+	if cfg.TLS.Enabled() {
+		if clientTLS, err = cfg.TLS.ClientConfig(); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	if s.creds, err = cfg.TLS.ClientCredentials(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.fwd.creds = s.creds
 	s.client, err = clientv3.New(clientv3.Config{
 		Endpoints:   localEndpoints(cfg.ClientURLs),
 		DialTimeout: requestTimeout,
+		TLS:         clientTLS,
 		Logger:      lg.Named("etcd-client").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel)),
 	})
 	if err != nil {
@@ -133,17 +153,35 @@ func (s *Server) etcdConfig(lg *zap.Logger) (*embed.Config, error) {
 	ecfg.Name = c.Name
 	ecfg.Dir = c.DataDir
 	var err error
-	if ecfg.ListenClientUrls, err = parseURLs(c.ClientURLs); err != nil {
+	if ecfg.ListenClientUrls, err = parseURLs(c.ClientURLs, c.TLS.Enabled()); err != nil {
 		return nil, err
 	}
-	if ecfg.AdvertiseClientUrls, err = parseURLs(c.AdvertiseClientURLs); err != nil {
+	if ecfg.AdvertiseClientUrls, err = parseURLs(c.AdvertiseClientURLs, c.TLS.Enabled()); err != nil {
 		return nil, err
 	}
-	if ecfg.ListenPeerUrls, err = parseURLs(c.PeerURLs); err != nil {
+	if ecfg.ListenPeerUrls, err = parseURLs(c.PeerURLs, c.PeerTLS.Enabled()); err != nil {
 		return nil, err
 	}
-	if ecfg.AdvertisePeerUrls, err = parseURLs(c.AdvertisePeerURLs); err != nil {
+	if ecfg.AdvertisePeerUrls, err = parseURLs(c.AdvertisePeerURLs, c.PeerTLS.Enabled()); err != nil {
 		return nil, err
+	}
+	if c.TLS.Enabled() {
+		// Every client proves who it is; the policy decides what it may
+		// call, etcd's own API included. The HTTP gateway would call
+		// etcd on the client's behalf as itself, so it is off.
+		ecfg.ClientTLSInfo = transport.TLSInfo{CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile,
+			TrustedCAFile: c.TLS.TrustedCAFile, ClientCertAuth: true}
+		ecfg.EnableGRPCGateway = false
+	} else {
+		lg.Warn("PD runs without TLS: anyone who reaches its client port can read and write the cluster's state (see --cert-file)")
+	}
+	if c.PeerTLS.Enabled() {
+		ecfg.PeerTLSInfo = transport.TLSInfo{CertFile: c.PeerTLS.CertFile, KeyFile: c.PeerTLS.KeyFile,
+			TrustedCAFile: c.PeerTLS.TrustedCAFile, ClientCertAuth: true}
+	}
+	ecfg.GRPCAdditionalServerOptions = []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(pdPolicy.UnaryInterceptor()),
+		grpc.ChainStreamInterceptor(pdPolicy.StreamInterceptor()),
 	}
 	ecfg.InitialCluster = c.InitialCluster
 	ecfg.InitialClusterToken = "rdb-pd"
@@ -221,6 +259,7 @@ func (s *Server) Kill() {
 
 // forwarder keeps one connection to the PD leader, for forwarding.
 type forwarder struct {
+	creds  credentials.TransportCredentials
 	mu     sync.Mutex
 	target string
 	conn   *grpc.ClientConn
@@ -243,7 +282,7 @@ func (f *forwarder) client(leader *pdpb.Member) (pdpb.PDClient, error) {
 		f.conn.Close()
 		f.conn = nil
 	}
-	conn, err := grpc.NewClient(target, pdclient.DialOptions()...)
+	conn, err := grpc.NewClient(target, pdclient.DialOptions(f.creds)...)
 	if err != nil {
 		return nil, err
 	}

@@ -108,6 +108,9 @@ func (s *Server) RegisterStore(ctx context.Context, req *pdpb.RegisterStoreReque
 	if err := checkStore(req.GetStore()); err != nil {
 		return nil, err
 	}
+	if err := checkStoreCaller(ctx, req.GetStore().GetId()); err != nil {
+		return nil, err
+	}
 	return leaderOnly(ctx, s, req, s.registerStore, pdpb.PDClient.RegisterStore)
 }
 
@@ -124,6 +127,9 @@ func (s *Server) registerStore(ctx context.Context, l *leadership, req *pdpb.Reg
 func (s *Server) StoreHeartbeat(ctx context.Context, req *pdpb.StoreHeartbeatRequest) (*pdpb.StoreHeartbeatResponse, error) {
 	if req.GetStoreId() == 0 {
 		return nil, errInvalidStore("store_id must not be 0")
+	}
+	if err := checkStoreCaller(ctx, req.GetStoreId()); err != nil {
+		return nil, err
 	}
 	if req.GetAddr() != "" {
 		if err := checkStore(&storepb.StoreInfo{Id: req.GetStoreId(), Addr: req.GetAddr()}); err != nil {

@@ -19,7 +19,7 @@ import (
 // client library's reconnection.
 func rawWatch(t *testing.T, endpoint string, start uint64) (grpc.ServerStreamingClient[pdpb.WatchNamespacesResponse], context.CancelFunc) {
 	t.Helper()
-	conn, err := grpc.NewClient(endpoint, pdclient.DialOptions()...)
+	conn, err := grpc.NewClient(endpoint, pdclient.DialOptions(nil)...)
 	if err != nil {
 		t.Fatal(err)
 	}

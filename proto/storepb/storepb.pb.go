@@ -326,7 +326,11 @@ type MetaCommand struct {
 	//	*MetaCommand_CreateNamespace
 	//	*MetaCommand_SetMode
 	//	*MetaCommand_SetStoreAddr
-	Cmd           isMetaCommand_Cmd `protobuf_oneof:"cmd"`
+	Cmd isMetaCommand_Cmd `protobuf_oneof:"cmd"`
+	// The most namespaces a creation may make the table hold, as the
+	// proposing store was configured (--max-namespaces); 0: no limit. It
+	// travels in the command so every replica applies the same decision.
+	MaxNamespaces uint64 `protobuf:"varint,6,opt,name=max_namespaces,json=maxNamespaces,proto3" json:"max_namespaces,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -407,6 +411,13 @@ func (x *MetaCommand) GetSetStoreAddr() *StoreInfo {
 		}
 	}
 	return nil
+}
+
+func (x *MetaCommand) GetMaxNamespaces() uint64 {
+	if x != nil {
+		return x.MaxNamespaces
+	}
+	return 0
 }
 
 type isMetaCommand_Cmd interface {
@@ -2274,14 +2285,15 @@ const file_storepb_storepb_proto_rawDesc = "" +
 	"\x05force\x18\b \x01(\bR\x05force\"/\n" +
 	"\tStoreInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\x89\x02\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xb0\x02\n" +
 	"\vMetaCommand\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x04R\x06origin\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\x04R\trequestId\x12I\n" +
 	"\x10create_namespace\x18\x03 \x01(\v2\x1c.rdb.storepb.NamespaceRecordH\x00R\x0fcreateNamespace\x121\n" +
 	"\bset_mode\x18\x04 \x01(\v2\x14.rdb.storepb.SetModeH\x00R\asetMode\x12>\n" +
-	"\x0eset_store_addr\x18\x05 \x01(\v2\x16.rdb.storepb.StoreInfoH\x00R\fsetStoreAddrB\x05\n" +
+	"\x0eset_store_addr\x18\x05 \x01(\v2\x16.rdb.storepb.StoreInfoH\x00R\fsetStoreAddr\x12%\n" +
+	"\x0emax_namespaces\x18\x06 \x01(\x04R\rmaxNamespacesB\x05\n" +
 	"\x03cmd\"G\n" +
 	"\aSetMode\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +

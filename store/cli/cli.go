@@ -17,12 +17,14 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/rdb-project/rdb/store"
 	"github.com/rdb-project/rdb/store/api"
 	"github.com/rdb-project/rdb/store/namespace"
+	"github.com/rdb-project/rdb/store/security"
 )
 
 // NewCommand returns the rdb-server command.
@@ -40,6 +42,8 @@ func NewCommand() *cobra.Command {
 		antiEntropy   time.Duration
 		tombstoneTime time.Duration
 		metricsAddr   string
+		tlsFiles      security.Files
+		maxNamespaces int
 	)
 	cmd := &cobra.Command{
 		Use:   "rdb-server",
@@ -68,6 +72,8 @@ PD mode: stores register with the placement driver and follow its table:
 				AntiEntropyInterval: antiEntropy,
 				TombstoneGrace:      tombstoneTime,
 				MetricsAddr:         metricsAddr,
+				TLS:                 tlsFiles,
+				MaxNamespaces:       maxNamespaces,
 			}
 			if !cmd.Flags().Changed("store-id") || storeID == 0 {
 				return errors.New("--store-id is required and must be a positive integer")
@@ -91,6 +97,12 @@ PD mode: stores register with the placement driver and follow its table:
 			if cfg.DataDir == "" {
 				cfg.DataDir = store.DefaultDataDir(storeID)
 			}
+			if maxNamespaces <= 0 {
+				return errors.New("--max-namespaces must be positive")
+			}
+			if err := tlsFiles.Check(""); err != nil {
+				return err
+			}
 			if cfg.Logger, err = NewLogger(logLevel); err != nil {
 				return err
 			}
@@ -111,6 +123,10 @@ PD mode: stores register with the placement driver and follow its table:
 	f.DurationVar(&antiEntropy, "anti-entropy-interval", 10*time.Second, "how often eventual replicas compare digests")
 	f.DurationVar(&tombstoneTime, "tombstone-grace", 24*time.Hour, "how long eventual deletes are kept before they are collected")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "HOST:PORT to serve Prometheus metrics (/metrics) and pprof (/debug/pprof/) on (default: off)")
+	f.StringVar(&tlsFiles.CertFile, "cert-file", "", "this store's certificate, CN store:<id> (TLS; with --key-file and --trusted-ca-file)")
+	f.StringVar(&tlsFiles.KeyFile, "key-file", "", "the certificate's key")
+	f.StringVar(&tlsFiles.TrustedCAFile, "trusted-ca-file", "", "the CA that signs every certificate of the cluster")
+	f.IntVar(&maxNamespaces, "max-namespaces", store.DefaultMaxNamespaces, "the most namespaces a static-mode cluster creates (PD mode: pd-server's flag)")
 	cmd.AddCommand(newHealthCommand())
 	return cmd
 }
@@ -199,6 +215,7 @@ func NewLogger(level string) (*zap.Logger, error) {
 func newHealthCommand() *cobra.Command {
 	var addr string
 	var timeout time.Duration
+	var files security.Files
 	cmd := &cobra.Command{
 		Use:   "health",
 		Short: "Exit 0 if the store at --addr reports SERVING (grpc.health.v1)",
@@ -206,17 +223,30 @@ func newHealthCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			return Probe(ctx, addr)
+			if err := files.Check(""); err != nil {
+				return errors.New("health: --cacert, --cert and --key go together")
+			}
+			creds, err := files.ClientCredentials()
+			if err != nil {
+				return err
+			}
+			return Probe(ctx, addr, creds)
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:50051", "HOST:PORT of the server to check")
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "how long to wait for an answer")
+	cmd.Flags().StringVar(&files.TrustedCAFile, "cacert", "", "CA of a TLS server (with --cert and --key)")
+	cmd.Flags().StringVar(&files.CertFile, "cert", "", "client certificate for a TLS server")
+	cmd.Flags().StringVar(&files.KeyFile, "key", "", "the certificate's key")
 	return cmd
 }
 
-// Probe checks a gRPC server's health service.
-func Probe(ctx context.Context, addr string) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// Probe checks a gRPC server's health service; creds nil is plaintext.
+func Probe(ctx context.Context, addr string, creds credentials.TransportCredentials) error {
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	eraftpb "go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rdb-project/rdb/proto/storepb"
@@ -50,6 +52,9 @@ type Config struct {
 	// GroupState returns this store's replica state of a namespace group
 	// (nil: no replica), for the switch driver.
 	GroupState func(group uint64) *storepb.GroupState
+	// MaxNamespaces bounds the namespaces this store's proposals create
+	// (0: no limit).
+	MaxNamespaces int
 }
 
 // Meta is the meta group's state machine and the static authority.
@@ -61,6 +66,7 @@ type Meta struct {
 	mu        sync.RWMutex
 	stores    map[uint64]string // store id -> address, as applied
 	nextGroup uint64
+	rows      int // namespaces in the table, as applied
 
 	// startCommit is the meta log's durable commit index when the store
 	// started; caughtUp is set once the store has applied it again.
@@ -144,7 +150,7 @@ func loadState(r pebble.Reader) (*state, error) {
 // the table (rows never go back: the table keeps the newer of two).
 func (m *Meta) install(st *state) {
 	m.mu.Lock()
-	m.stores, m.nextGroup = st.stores, st.nextGroup
+	m.stores, m.nextGroup, m.rows = st.stores, st.nextGroup, len(st.rows)
 	m.mu.Unlock()
 	for _, r := range st.rows {
 		m.cfg.Table.Apply(r)
@@ -195,10 +201,10 @@ func (sm *stateMachine) Apply(ac *raftstore.ApplyContext, index uint64, cmd []by
 	switch x := c.GetCmd().(type) {
 	case *storepb.MetaCommand_CreateNamespace:
 		req := x.CreateNamespace
-		return m.setRow(ac, index, req.GetName(), req.GetMode(), namespace.SetRequest{OnlyIfAbsent: true, FromDefault: req.GetFromDefault()})
+		return m.setRow(ac, index, c.GetMaxNamespaces(), req.GetName(), req.GetMode(), namespace.SetRequest{OnlyIfAbsent: true, FromDefault: req.GetFromDefault()})
 	case *storepb.MetaCommand_SetMode:
 		req := x.SetMode
-		return m.setRow(ac, index, req.GetName(), req.GetMode(), namespace.SetRequest{Force: req.GetForce()})
+		return m.setRow(ac, index, c.GetMaxNamespaces(), req.GetName(), req.GetMode(), namespace.SetRequest{Force: req.GetForce()})
 	case *storepb.MetaCommand_SetStoreAddr:
 		return result{}, m.putStore(ac, x.SetStoreAddr)
 	}
@@ -206,8 +212,9 @@ func (sm *stateMachine) Apply(ac *raftstore.ApplyContext, index uint64, cmd []by
 }
 
 // setRow applies the one row rule (namespace.Next) to a namespace. Invalid
-// input is answered to the proposer, and the entry changes nothing.
-func (m *Meta) setRow(ac *raftstore.ApplyContext, index uint64, name, mode string, req namespace.SetRequest) (result, error) {
+// input, or a creation past max namespaces, is answered to the proposer,
+// and the entry changes nothing.
+func (m *Meta) setRow(ac *raftstore.ApplyContext, index, maxRows uint64, name, mode string, req namespace.SetRequest) (result, error) {
 	if err := api.ValidateNamespace(name); err != nil {
 		return result{err: err}, nil
 	}
@@ -223,6 +230,25 @@ func (m *Meta) setRow(ac *raftstore.ApplyContext, index uint64, name, mode strin
 	next, changed := namespace.Next(cur, name, req)
 	if !changed {
 		return result{rec: cur}, nil
+	}
+	if cur == nil {
+		m.mu.Lock()
+		full := maxRows > 0 && uint64(m.rows) >= maxRows
+		if !full {
+			m.rows++
+		}
+		m.mu.Unlock()
+		if full {
+			return result{err: status.Errorf(codes.ResourceExhausted,
+				"the cluster already has %d namespaces, the most rdb-server --max-namespaces allows: raise it to create more", maxRows)}, nil
+		}
+		ac.Finally(func(committed bool) {
+			if !committed {
+				m.mu.Lock()
+				m.rows--
+				m.mu.Unlock()
+			}
+		})
 	}
 	next.Version = index
 	if namespace.NeedsGroup(next) {
@@ -383,6 +409,7 @@ func (m *Meta) create(ctx context.Context, ns, mode string, fromDefault bool) (*
 }
 
 func (m *Meta) propose(ctx context.Context, c *storepb.MetaCommand) (result, error) {
+	c.MaxNamespaces = uint64(max(m.cfg.MaxNamespaces, 0))
 	b, err := proto.Marshal(c)
 	if err != nil {
 		return result{}, err

@@ -121,7 +121,14 @@ func (m *Meta) Join(ctx context.Context, req *storepb.JoinRequest) (*storepb.Joi
 		if st.GetId() == req.GetStoreId() && st.GetAddr() == req.GetAddr() {
 			return &storepb.JoinResponse{Stores: m.storeList()}, nil
 		}
-		if st.GetId() != req.GetStoreId() && st.GetAddr() == req.GetAddr() {
+		if st.GetId() == req.GetStoreId() {
+			// A join would move the member's traffic to the caller. A
+			// member changes its own address, by restarting with the new
+			// --addr (it proposes the change itself).
+			return nil, status.Errorf(codes.AlreadyExists,
+				"store %d is a member at %s: a member's address changes only when it restarts with its new --addr", st.GetId(), st.GetAddr())
+		}
+		if st.GetAddr() == req.GetAddr() {
 			return nil, status.Errorf(codes.AlreadyExists, "address %s belongs to store %d", req.GetAddr(), st.GetId())
 		}
 	}

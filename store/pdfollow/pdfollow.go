@@ -17,6 +17,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rdb-project/rdb/pd/pdclient"
@@ -34,6 +35,8 @@ type Config struct {
 	AdvertiseAddr string
 	// PD lists the placement driver's endpoints.
 	PD []string
+	// Credentials dial PD: TLS with the store's certificate, or plaintext.
+	Credentials credentials.TransportCredentials
 	// NamespaceModes are set in PD when it does not have them yet.
 	NamespaceModes map[string]string
 	DB             *pebble.DB
@@ -65,7 +68,8 @@ func New(cfg Config) (*Follower, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	cli, err := pdclient.New(strings.Join(cfg.PD, ","), pdclient.WithAttemptTimeout(2*time.Second), pdclient.WithMaxBackoff(time.Second))
+	cli, err := pdclient.New(strings.Join(cfg.PD, ","), pdclient.WithAttemptTimeout(2*time.Second), pdclient.WithMaxBackoff(time.Second),
+		pdclient.WithCredentials(cfg.Credentials))
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,13 @@ type group struct {
 	nextReconcile time.Time
 	snapshots     uint64
 
+	// logMoved: an append or a snapshot was stepped this round, so raft's
+	// log may end below the storage's until the round is persisted.
+	logMoved bool
+	// hbTerm, hbCtx: the highest read context this store sent in a
+	// heartbeat as the group's leader, and in which term (intake rule 10).
+	hbTerm, hbCtx uint64
+
 	appliedIdx atomic.Uint64
 	status     atomic.Pointer[Status]
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -74,35 +75,62 @@ func (rs *RaftStore) Stop() {
 	rs.snapMu.Unlock()
 }
 
-// Step delivers messages received from another store.
-func (rs *RaftStore) Step(msgs []*storepb.RaftMessage) {
+// Step delivers the messages of a batch that store from sent (the
+// transport's RaftBatch.FromStore). Each is checked (intake.go) before Raft
+// sees it; what fails a check is dropped.
+func (rs *RaftStore) Step(from uint64, msgs []*storepb.RaftMessage) {
 	decoded := make([]*eraftpb.Message, 0, len(msgs))
 	groups := make([]uint64, 0, len(msgs))
+	undecodable := 0
 	for _, m := range msgs {
 		em := &eraftpb.Message{}
 		if err := proto.Unmarshal(m.GetData(), em); err != nil {
-			rs.log.Warn("dropping undecodable raft message", zap.Error(err))
+			undecodable++
 			continue
 		}
 		decoded = append(decoded, em)
 		groups = append(groups, m.GetGroupId())
 	}
 	rs.post(func() {
+		for range undecodable {
+			rs.drop(from, 0, nil, errUndecodable)
+		}
 		for i, m := range decoded {
-			rs.stepLocal(groups[i], m)
+			if m.GetType() == eraftpb.MsgSnap {
+				// Snapshots travel on their own stream, with their data.
+				rs.drop(from, groups[i], m, errSnapOffStream)
+				continue
+			}
+			rs.stepRemote(from, groups[i], m, false)
 		}
 	})
 }
 
-// StepSnapshot delivers a MsgSnap whose data has been reassembled.
-func (rs *RaftStore) StepSnapshot(group uint64, m *eraftpb.Message) {
-	rs.post(func() { rs.stepLocal(group, m) })
+// StepSnapshot delivers a MsgSnap whose data has been reassembled, sent by
+// store from (the transport's SnapshotChunk.FromStore).
+func (rs *RaftStore) StepSnapshot(from, group uint64, m *eraftpb.Message) {
+	rs.post(func() {
+		if m.GetType() != eraftpb.MsgSnap {
+			rs.drop(from, group, m, errNotSnap)
+			return
+		}
+		rs.stepRemote(from, group, m, false)
+	})
 }
 
-func (rs *RaftStore) stepLocal(group uint64, m *eraftpb.Message) {
+// stepRemote checks a message from another store and steps it into its
+// group, creating an empty replica if the message may create one. A
+// message that cannot be judged until the round's log changes are
+// persisted is tried once more after the round (retried).
+func (rs *RaftStore) stepRemote(from, group uint64, m *eraftpb.Message, retried bool) {
 	g := rs.groups[group]
 	if g == nil {
+		if err := checkMessage(rs.emptyView(group), from, m); err != nil {
+			rs.drop(from, group, m, err)
+			return
+		}
 		if rs.cfg.WantReplica == nil || !rs.cfg.WantReplica(group) {
+			rs.drop(from, group, m, errNoReplica)
 			return
 		}
 		var err error
@@ -110,10 +138,25 @@ func (rs *RaftStore) stepLocal(group uint64, m *eraftpb.Message) {
 			rs.log.Error("create replica", zap.Uint64("group", group), zap.Error(err))
 			return
 		}
-		rs.log.Info("created empty replica", zap.Uint64("group", group), zap.Uint64("from", m.GetFrom()))
+		rs.log.Info("created empty replica", zap.Uint64("group", group), zap.Uint64("from", from))
+	}
+	if err := checkMessage(g.view(), from, m); err != nil {
+		if !retried && errors.Is(err, errLogMoved) {
+			rs.post(func() { rs.stepRemote(from, group, m, true) })
+			return
+		}
+		rs.drop(from, group, m, err)
+		return
 	}
 	if err := g.rn.Step(m); err != nil {
 		rs.log.Debug("step", zap.Uint64("group", group), zap.Error(err))
+	}
+	if (m.GetType() == eraftpb.MsgApp && len(m.GetEntries()) > 0) || m.GetType() == eraftpb.MsgSnap {
+		// Raft's log may now end below the storage's: see intake.go.
+		if !g.logMoved {
+			g.logMoved = true
+			rs.moved = append(rs.moved, g)
+		}
 	}
 }
 

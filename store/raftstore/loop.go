@@ -19,6 +19,7 @@ package raftstore
 // error stops the loop (OnFatal) and nothing after it is counted as done.
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -56,6 +57,11 @@ func (rs *RaftStore) run() {
 			rs.cfg.OnFatal(err)
 			return
 		}
+		// Every group's log is now in storage as raft has it.
+		for _, g := range rs.moved {
+			g.logMoved = false
+		}
+		rs.moved = rs.moved[:0]
 	}
 }
 
@@ -267,11 +273,19 @@ func (rs *RaftStore) applyEntry(ac *ApplyContext, g *group, e *eraftpb.Entry) (f
 		if err := proto.Unmarshal(e.GetData(), cc); err != nil {
 			return nil, fmt.Errorf("conf change: %w", err)
 		}
+		id := cc.GetId()
+		if err := checkConfChange(g.applied.conf, cc); err != nil {
+			// Raft would panic applying it. Every replica refuses it alike:
+			// they all hold the same configuration at this index.
+			rs.log.Error("committed conf change refused", zap.Uint64("group", g.id), zap.Uint64("index", e.GetIndex()),
+				zap.Stringer("type", cc.GetType()), zap.Uint64("node", cc.GetNodeId()), zap.Error(err))
+			err = fmt.Errorf("raftstore: conf change refused: %w", err)
+			return func() { rs.deliver(id, result{err: err}) }, nil
+		}
 		g.applied.conf = g.rn.ApplyConfChange(cc)
 		if err := g.sm.ApplyConfChange(ac, cc); err != nil {
 			return nil, err
 		}
-		id := cc.GetId()
 		return func() { rs.deliver(id, result{}) }, nil
 	default:
 		return nil, fmt.Errorf("unsupported entry type %v", e.GetType())
@@ -315,6 +329,22 @@ func (rs *RaftStore) send(g *group, msgs []*eraftpb.Message) {
 	}
 	byPeer := make(map[uint64][]*storepb.RaftMessage)
 	for _, m := range msgs {
+		if m.GetFrom() != rs.cfg.StoreID {
+			// A follower passes on a proposal or read it received to its
+			// leader with the proposer's From; every store refuses a
+			// message not From its sender (intake rule 1), so it is lost
+			// here rather than there.
+			continue
+		}
+		if ctx := m.GetContext(); m.GetType() == eraftpb.MsgHeartbeat && len(ctx) == 8 {
+			// The read position it asks to confirm (intake rule 10).
+			pos := binary.LittleEndian.Uint64(ctx)
+			if m.GetTerm() != g.hbTerm {
+				g.hbTerm, g.hbCtx = m.GetTerm(), pos
+			} else {
+				g.hbCtx = max(g.hbCtx, pos)
+			}
+		}
 		if m.GetType() == eraftpb.MsgSnap {
 			rs.stats.snapsSent.Add(1)
 			rs.cfg.Transport.SendSnapshot(m.GetTo(), g.id, m)
@@ -341,6 +371,7 @@ func (rs *RaftStore) tick(now time.Time) {
 		rs.reconcileVoters(g, now)
 	}
 	rs.gcSnapshots(now)
+	rs.drops.flush(rs.log, now)
 }
 
 // reconcileVoters makes the leader add stores that should be voters.

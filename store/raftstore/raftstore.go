@@ -12,7 +12,9 @@
 //
 // Files: loop.go is the loop, read top to bottom; apply.go the contract
 // with a group's state machine; requests.go proposals and reads from
-// outside the loop; lifecycle.go opening, starting and creating groups;
+// outside the loop; lifecycle.go opening, starting and creating groups,
+// and the entry points of other stores' messages; intake.go the checks
+// every such message passes before Raft sees it;
 // group.go, storage.go and snapshot.go a group's replica, its log in
 // pebble and its snapshots; inbox.go the loop's queue.
 package raftstore
@@ -51,6 +53,12 @@ type Config struct {
 	// WantReplica decides whether a message for a group this store does not
 	// have creates an empty replica (which then catches up by snapshot).
 	WantReplica func(group uint64) bool
+	// ValidateCommand, if set, checks the command of every entry received
+	// from another store (a forwarded proposal, or a leader's append)
+	// before it enters the log; a message carrying a command it refuses is
+	// dropped. A state machine's Apply stops the store on a command it
+	// cannot decode, so it should refuse at least those. Nil accepts any.
+	ValidateCommand func(group uint64, cmd []byte) error
 	// DesiredVoters returns the stores that should be voters of a group;
 	// the leader adds missing ones, one at a time. Nil: no reconciliation.
 	DesiredVoters func(group uint64) []uint64
@@ -102,10 +110,14 @@ type Stats struct {
 	SnapshotsSent  uint64 // snapshots handed to the transport
 	ReadIndexes    uint64 // ReadIndex requests issued (each serves a batch of reads)
 	Reads          uint64 // reads served through them
+	// Dropped counts messages from other stores dropped at the intake
+	// (intake.go): undecodable, for a group this store has no replica of
+	// and should not create, or failing a check.
+	Dropped uint64
 }
 
 type stats struct {
-	rounds, synced, written, applied, snapsSent, readIndexes, reads atomic.Uint64
+	rounds, synced, written, applied, snapsSent, readIndexes, reads, dropped atomic.Uint64
 }
 
 // Stats returns the loop's counters.
@@ -114,6 +126,7 @@ func (rs *RaftStore) Stats() Stats {
 	return Stats{
 		Rounds: s.rounds.Load(), SyncedBatches: s.synced.Load(), EntriesWritten: s.written.Load(),
 		EntriesApplied: s.applied.Load(), SnapshotsSent: s.snapsSent.Load(), ReadIndexes: s.readIndexes.Load(), Reads: s.reads.Load(),
+		Dropped: s.dropped.Load(),
 	}
 }
 
@@ -139,6 +152,8 @@ type RaftStore struct {
 	mu     sync.RWMutex // guards groups for readers outside the loop
 	groups map[uint64]*group
 	order  []*group // loop-owned, stable iteration order
+	moved  []*group // loop-owned: groups whose log an append or snapshot changed this round
+	drops  dropLog  // loop-owned
 
 	inbox   inbox
 	waitMu  sync.Mutex

@@ -52,6 +52,9 @@ type net struct {
 	rs    map[uint64]*RaftStore
 	cut   map[uint64]bool
 	snaps sync.WaitGroup
+	// tap, if set, sees every message delivered (snapshots with their
+	// data), before the receiver does.
+	tap func(from, to, group uint64, m *eraftpb.Message)
 }
 
 type netEnd struct {
@@ -61,17 +64,25 @@ type netEnd struct {
 
 func (e netEnd) Send(to uint64, msgs []*storepb.RaftMessage) {
 	e.n.mu.Lock()
-	dst, down := e.n.rs[to], e.n.cut[to] || e.n.cut[e.from]
+	dst, down, tap := e.n.rs[to], e.n.cut[to] || e.n.cut[e.from], e.n.tap
 	e.n.mu.Unlock()
 	if dst == nil || down {
 		return
 	}
-	dst.Step(msgs)
+	if tap != nil {
+		for _, rm := range msgs {
+			m := &eraftpb.Message{}
+			if proto.Unmarshal(rm.GetData(), m) == nil {
+				tap(e.from, to, rm.GetGroupId(), m)
+			}
+		}
+	}
+	dst.Step(e.from, msgs)
 }
 
 func (e netEnd) SendSnapshot(to, group uint64, m *eraftpb.Message) {
 	e.n.mu.Lock()
-	src, dst := e.n.rs[e.from], e.n.rs[to]
+	src, dst, tap := e.n.rs[e.from], e.n.rs[to], e.n.tap
 	e.n.mu.Unlock()
 	e.n.snaps.Add(1)
 	go func() {
@@ -81,7 +92,10 @@ func (e netEnd) SendSnapshot(to, group uint64, m *eraftpb.Message) {
 		if err == nil && dst != nil {
 			m = proto.Clone(m).(*eraftpb.Message)
 			m.Snapshot.Data = data
-			dst.StepSnapshot(group, m)
+			if tap != nil {
+				tap(e.from, to, group, m)
+			}
+			dst.StepSnapshot(e.from, group, m)
 		}
 		src.ReportSnapshot(group, to, err == nil)
 	}()
@@ -95,30 +109,49 @@ type node struct {
 	stopOnce sync.Once
 }
 
-func (n *net) start(t *testing.T, id uint64, fs vfs.FS) *node {
+func (n *net) start(t testing.TB, id uint64, fs vfs.FS, tune ...func(*Config)) *node {
 	t.Helper()
-	db, err := pebble.Open("", &pebble.Options{FS: fs})
+	nd, err := n.open(id, fs, tune...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { nd.stop() })
+	return nd
+}
+
+// open starts store id on fs; the caller stops it.
+func (n *net) open(id uint64, fs vfs.FS, tune ...func(*Config)) (*node, error) {
+	db, err := pebble.Open("", &pebble.Options{FS: fs})
+	if err != nil {
+		return nil, err
+	}
 	nd := &node{db: db, fatal: make(chan error, 1), sms: map[uint64]*kvSM{}}
-	rs, err := Open(Config{
+	cfg := Config{
 		StoreID: id, DB: db, Transport: netEnd{n: n, from: id},
 		NewStateMachine: func(g uint64) (StateMachine, error) { sm := &kvSM{group: g}; nd.sms[g] = sm; return sm, nil },
 		WantReplica:     func(uint64) bool { return true },
-		OnFatal:         func(err error) { nd.fatal <- err },
-		TickInterval:    10 * time.Millisecond,
-	})
+		OnFatal: func(err error) {
+			select {
+			case nd.fatal <- err:
+			default:
+			}
+		},
+		TickInterval: 10 * time.Millisecond,
+	}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	rs, err := Open(cfg)
 	if err != nil {
-		t.Fatal(err)
+		_ = db.Close()
+		return nil, err
 	}
 	nd.rs = rs
 	n.mu.Lock()
 	n.rs[id] = rs
 	n.mu.Unlock()
 	rs.Start()
-	t.Cleanup(func() { nd.stop() })
-	return nd
+	return nd, nil
 }
 
 func (nd *node) stop() {
@@ -130,7 +163,7 @@ func (nd *node) stop() {
 
 func newNet() *net { return &net{rs: map[uint64]*RaftStore{}, cut: map[uint64]bool{}} }
 
-func eventually(t *testing.T, d time.Duration, cond func() error) {
+func eventually(t testing.TB, d time.Duration, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
@@ -145,7 +178,7 @@ func eventually(t *testing.T, d time.Duration, cond func() error) {
 	}
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
+func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
@@ -153,12 +186,12 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 
 // threeStores starts stores 1-3 with group 7 bootstrapped on each and
 // returns them once group 7 has a leader.
-func threeStores(t *testing.T) (*net, []*node, int) {
+func threeStores(t testing.TB, tune ...func(*Config)) (*net, []*node, int) {
 	t.Helper()
 	n := newNet()
 	var nodes []*node
 	for id := uint64(1); id <= 3; id++ {
-		nd := n.start(t, id, vfs.NewMem())
+		nd := n.start(t, id, vfs.NewMem(), tune...)
 		if err := nd.rs.CreateGroup(ctxT(t, 5*time.Second), 7, []uint64{1, 2, 3}, nil, id == 1); err != nil {
 			t.Fatal(err)
 		}

@@ -93,23 +93,36 @@ func (rs *RaftStore) StreamSnapshot(data []byte, fn func(chunk []byte) error) er
 func decodeSnapshotData(group uint64, data []byte) ([]KV, error) {
 	prefix := keys.StatePrefix(group)
 	var out []KV
+	err := walkSnapshotData(data, func(k, v []byte) {
+		out = append(out, KV{Key: append(append([]byte(nil), prefix...), k...), Value: v[:len(v):len(v)]})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// walkSnapshotData calls fn with each key (relative to the state prefix)
+// and value of snapshot data, in order, and says if the data is malformed
+// (fn may have been called for the entries before the fault).
+func walkSnapshotData(data []byte, fn func(k, v []byte)) error {
 	for len(data) > 0 {
 		kl, n := binary.Uvarint(data)
 		if n <= 0 || kl > uint64(len(data)-n) {
-			return nil, errors.New("raftstore: snapshot data: bad key length")
+			return errors.New("raftstore: snapshot data: bad key length")
 		}
 		data = data[n:]
-		k := append(append([]byte(nil), prefix...), data[:kl]...)
+		k := data[:kl]
 		data = data[kl:]
 		vl, n := binary.Uvarint(data)
 		if n <= 0 || vl > uint64(len(data)-n) {
-			return nil, errors.New("raftstore: snapshot data: bad value length")
+			return errors.New("raftstore: snapshot data: bad value length")
 		}
 		data = data[n:]
-		out = append(out, KV{Key: k, Value: data[:vl:vl]})
+		fn(k, data[:vl])
 		data = data[vl:]
 	}
-	return out, nil
+	return nil
 }
 
 // gcSnapshots releases snapshots that were never streamed.

@@ -43,6 +43,9 @@ type Options struct {
 	CrashableFS bool
 	// Seed drives the random parts of faults (link losses, crash images).
 	Seed uint64
+	// Certs, if set, runs the cluster with TLS: each store with its
+	// certificate, and the cluster's client connections as "admin".
+	Certs *Certs
 	// Logger receives the stores' logs (default: none, or the test's log
 	// with Verbose or $RDB_TEST_VERBOSE).
 	Logger *zap.Logger
@@ -122,6 +125,14 @@ func Start(ctx context.Context, t testing.TB, n int, opts Options) (*Cluster, er
 			Faults:              c.Links.From(id),
 			OnFatal:             func(err error) { t.Errorf("store %d: persistence failed: %v", id, err) },
 		}
+		creds := insecure.NewCredentials()
+		if opts.Certs != nil {
+			cfg.TLS = opts.Certs.Store(id)
+			var err error
+			if creds, err = opts.Certs.Client("admin").ClientCredentials(); err != nil {
+				return nil, err
+			}
+		}
 		if opts.CrashableFS {
 			c.fs[i] = vfs.NewCrashableMem()
 		} else {
@@ -137,7 +148,7 @@ func Start(ctx context.Context, t testing.TB, n int, opts Options) (*Cluster, er
 			opts.Configure(i, &cfg)
 		}
 		c.cfgs[i] = cfg
-		conn, err := grpc.NewClient(cfg.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(cfg.Addr, grpc.WithTransportCredentials(creds))
 		if err != nil {
 			return nil, err
 		}

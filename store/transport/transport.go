@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -31,8 +32,10 @@ import (
 
 // Raft is the part of the Raft engine the transport talks to.
 type Raft interface {
-	Step(msgs []*storepb.RaftMessage)
-	StepSnapshot(group uint64, m *eraftpb.Message)
+	// Step delivers the messages of a batch store from sent.
+	Step(from uint64, msgs []*storepb.RaftMessage)
+	// StepSnapshot delivers a reassembled MsgSnap store from sent.
+	StepSnapshot(from, group uint64, m *eraftpb.Message)
 	StreamSnapshot(data []byte, fn func(chunk []byte) error) error
 	ReportUnreachable(to uint64)
 	ReportSnapshot(group, to uint64, ok bool)
@@ -62,6 +65,9 @@ type Config struct {
 	Faults Faults
 	// QueueSize is the number of message batches queued per peer.
 	QueueSize int
+	// Creds dial peers: TLS with this store's certificate, which proves to
+	// a peer which store is calling (nil: plaintext).
+	Creds credentials.TransportCredentials
 }
 
 // Transport connects this store to its peers.
@@ -140,8 +146,12 @@ func (t *Transport) getPeer(id uint64) (*peer, error) {
 		go func(c *grpc.ClientConn) { _ = c.Close() }(p.conn)
 		delete(t.peers, id)
 	}
+	creds := t.cfg.Creds
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
 	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithUnaryInterceptor(t.unaryFaults(id)),
 		grpc.WithStreamInterceptor(t.streamFaults(id)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
@@ -452,13 +462,18 @@ func (t *Transport) HandleRaft(stream storepb.StoreInternal_RaftServer) error {
 		if b.GetToStore() != t.cfg.StoreID {
 			return status.Errorf(codes.FailedPrecondition, "this is store %d, not store %d: check --store-id and addresses", t.cfg.StoreID, b.GetToStore())
 		}
-		t.raft.Step(b.GetMessages())
+		t.raft.Step(b.GetFromStore(), b.GetMessages())
 	}
 }
+
+// MaxSnapshotBytes bounds a snapshot a store reassembles in memory (the
+// whole state of one namespace's group).
+const MaxSnapshotBytes = 1 << 30
 
 // HandleSnapshot reassembles one snapshot and steps its message.
 func (t *Transport) HandleSnapshot(stream storepb.StoreInternal_SnapshotServer) error {
 	var header *storepb.RaftMessage
+	var from uint64
 	var data []byte
 	for {
 		c, err := stream.Recv()
@@ -472,7 +487,12 @@ func (t *Transport) HandleSnapshot(stream storepb.StoreInternal_SnapshotServer) 
 			return status.Errorf(codes.FailedPrecondition, "this is store %d, not store %d", t.cfg.StoreID, c.GetToStore())
 		}
 		if header == nil {
-			header = c.GetMessage()
+			header, from = c.GetMessage(), c.GetFromStore()
+		} else if c.GetFromStore() != from || c.GetMessage() != nil {
+			return status.Error(codes.InvalidArgument, "a snapshot stream carries one message, from one store")
+		}
+		if len(data)+len(c.GetData()) > MaxSnapshotBytes {
+			return status.Errorf(codes.ResourceExhausted, "snapshot of more than %d bytes", MaxSnapshotBytes)
 		}
 		data = append(data, c.GetData()...)
 	}
@@ -487,6 +507,6 @@ func (t *Transport) HandleSnapshot(stream storepb.StoreInternal_SnapshotServer) 
 		return status.Errorf(codes.InvalidArgument, "snapshot stream carries a %v, not a MsgSnap", m.GetType())
 	}
 	m.Snapshot.Data = data
-	t.raft.StepSnapshot(header.GetGroupId(), m)
+	t.raft.StepSnapshot(from, header.GetGroupId(), m)
 	return stream.SendAndClose(&storepb.SnapshotDone{})
 }

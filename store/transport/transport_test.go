@@ -96,7 +96,7 @@ var _ transport.Raft = (*fakeRaft)(nil)
 
 func newFakeRaft() *fakeRaft { return &fakeRaft{unreachable: make(map[uint64]int)} }
 
-func (f *fakeRaft) Step(msgs []*storepb.RaftMessage) {
+func (f *fakeRaft) Step(_ uint64, msgs []*storepb.RaftMessage) {
 	cp := append([]*storepb.RaftMessage(nil), msgs...)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -106,7 +106,7 @@ func (f *fakeRaft) Step(msgs []*storepb.RaftMessage) {
 	}
 }
 
-func (f *fakeRaft) StepSnapshot(group uint64, m *eraftpb.Message) {
+func (f *fakeRaft) StepSnapshot(_, group uint64, m *eraftpb.Message) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.snaps = append(f.snaps, snapStep{group, m})
