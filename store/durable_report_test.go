@@ -73,7 +73,7 @@ func TestFencedReportSurvivesCrash(t *testing.T) {
 		}
 		return nil
 	}, "store 3 applies the strong row")
-	ic := internalClient(t, c.Addr(2))
+	ic := internalClient(t, c, 2)
 	st, err := ic.SwitchStatus(ctxT(t, 5*time.Second), &storepb.SwitchStatusRequest{Namespace: "flip"})
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,9 @@ package store
 // security): clients and admins use the KV APIs and read modes; only an
 // admin changes a mode; only stores (and PD, which drives switches) call
 // the internal service. A peer may speak only as the store its
-// certificate names (checked where messages name their sender).
+// certificate names (checked where messages name their sender). With or
+// without certificates, an internal call must name this store's cluster
+// (checkCluster).
 
 import (
 	"context"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/rdb-project/rdb/proto/storepb"
 	"github.com/rdb-project/rdb/store/api"
+	"github.com/rdb-project/rdb/store/clusterid"
 	"github.com/rdb-project/rdb/store/keys"
 	"github.com/rdb-project/rdb/store/security"
 )
@@ -77,6 +80,38 @@ func (s replicateStream) Recv() (*storepb.ReplicateBatch, error) {
 		err = security.RequireStore(s.Context(), b.GetFromStore())
 	}
 	return b, err
+}
+
+// internalPrefix is the store-to-store service, whose calls must name this
+// store's cluster.
+const internalPrefix = "/rdb.storepb.StoreInternal/"
+
+// checkCluster refuses an internal call that names another cluster than
+// this store's (a store of another cluster, or a wiped one that started a
+// new cluster), or none: only a joining store, which does not know the
+// cluster yet, calls without one. A store that does not know its own
+// cluster yet (before its join or its first registration with PD) accepts
+// every call.
+func (s *Store) checkCluster(ctx context.Context, method string) error {
+	if !strings.HasPrefix(method, internalPrefix) {
+		return nil
+	}
+	return clusterid.CheckIncoming(ctx, s.cluster.ID(), fmt.Sprintf("store %d", s.cfg.StoreID),
+		"a store of another cluster, or a wiped one", method == internalPrefix+"Join")
+}
+
+func (s *Store) clusterUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := s.checkCluster(ctx, info.FullMethod); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+func (s *Store) clusterStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := s.checkCluster(ss.Context(), info.FullMethod); err != nil {
+		return err
+	}
+	return handler(srv, ss)
 }
 
 // limitClientMessages refuses a client API request larger than

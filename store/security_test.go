@@ -92,7 +92,7 @@ func TestTLSIdentitiesAndRoles(t *testing.T) {
 		}
 	})
 	t.Run("a store speaks only as itself", func(t *testing.T) {
-		as2 := storetest.Dial(t, addr, certs.Store(2))
+		as2 := storetest.DialPeer(t, addr, certs.Store(2), c.ClusterID())
 		ic := storepb.NewStoreInternalClient(as2)
 		if _, err := ic.Join(ctx(), &storepb.JoinRequest{StoreId: 3, Addr: "127.0.0.1:9"}); codeOf(err) != codes.PermissionDenied {
 			t.Fatalf("store 2 joining as store 3: %v, want PermissionDenied", err)
@@ -136,7 +136,7 @@ func TestCraftedHeartbeatDoesNotStopTheStore(t *testing.T) {
 			}
 			c := storetest.NewCluster(t, 3, opts)
 			row, _ := c.Store(0).NamespaceRow("default")
-			ic := storepb.NewStoreInternalClient(storetest.Dial(t, c.Addr(0), peer))
+			ic := storepb.NewStoreInternalClient(storetest.DialPeer(t, c.Addr(0), peer, c.ClusterID()))
 			for _, m := range []*eraftpb.Message{
 				{Type: eraftpb.MsgHeartbeat.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(uint64(1 << 40)), Commit: new(uint64(1 << 40))},
 				{Type: eraftpb.MsgApp.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(uint64(1 << 40)), Commit: new(uint64(1 << 40)), Index: new(uint64(1 << 39))},

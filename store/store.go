@@ -158,6 +158,8 @@ type Store struct {
 	pd     *pdfollow.Follower // PD mode only
 	lww    *lww.Engine
 	groups *nsgroup.Groups
+	// cluster is this store's cluster id (0 until it is known).
+	cluster *clusterIdentity
 	// stateChanged is signalled when a group's switch state changes.
 	stateChanged chan struct{}
 
@@ -210,6 +212,13 @@ func (s *Store) open() error {
 	if err := s.checkIdent(); err != nil {
 		return err
 	}
+	if err := s.checkMode(); err != nil {
+		return err
+	}
+	var err error
+	if s.cluster, err = loadClusterIdentity(s.db, s.log); err != nil {
+		return err
+	}
 	upper, err := loadClockBound(s.db)
 	if err != nil {
 		return fmt.Errorf("load clock bound: %w", err)
@@ -227,6 +236,8 @@ func (s *Store) open() error {
 		Resolve: s.resolve,
 		Faults:  cfg.Faults,
 		Creds:   peerCreds,
+		// Every call to another store names this store's cluster.
+		ClusterID: s.cluster.ID,
 	})
 	s.lww, err = lww.New(lww.Config{
 		StoreID:             cfg.StoreID,
@@ -258,6 +269,7 @@ func (s *Store) open() error {
 			StoreID: cfg.StoreID, AdvertiseAddr: cfg.AdvertiseAddr, Peers: cfg.Peers, NamespaceModes: cfg.NamespaceModes,
 			DB: s.db, Table: s.table, Logger: s.log.Named("meta"),
 			Client: s.tr.Client, GroupState: s.groups.State, MaxNamespaces: cfg.MaxNamespaces,
+			LearnClusterID: s.cluster.Learn, ClusterID: s.cluster.ID,
 		})
 		s.auth = s.meta
 	} else {
@@ -270,6 +282,7 @@ func (s *Store) open() error {
 			Credentials: creds,
 			DB:          s.db, Table: s.table, Logger: s.log.Named("pd"),
 			Report: s.report, Changed: s.stateChanged,
+			ClusterID: s.cluster.ID, LearnClusterID: s.cluster.Learn,
 		})
 		s.auth = s.pd
 	}
@@ -365,7 +378,7 @@ func (s *Store) start() error {
 	if !s.cfg.TLS.Enabled() {
 		s.log.Warn("store runs without TLS: anyone who reaches its port can call every API, the internal ones included (see --cert-file)")
 	}
-	unary := []grpc.UnaryServerInterceptor{storePolicy.UnaryInterceptor(), limitClientMessages}
+	unary := []grpc.UnaryServerInterceptor{storePolicy.UnaryInterceptor(), s.clusterUnary, limitClientMessages}
 	if s.cfg.MetricsAddr != "" {
 		s.metrics = newMetrics(s)
 		unary = append([]grpc.UnaryServerInterceptor{s.metrics.unary}, unary...)
@@ -375,7 +388,7 @@ func (s *Store) start() error {
 		grpc.MaxRecvMsgSize(maxPeerMessage), grpc.MaxSendMsgSize(maxPeerMessage),
 		grpc.MaxConcurrentStreams(maxStreams),
 		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(storePolicy.StreamInterceptor()),
+		grpc.ChainStreamInterceptor(storePolicy.StreamInterceptor(), s.clusterStream),
 	)
 	raftpb.RegisterRaftServiceServer(s.grpc, &modeService{s: s})
 	kvrpc.RegisterKvCasServer(s.grpc, &casService{s: s})
@@ -428,6 +441,10 @@ func (s *Store) Addr() string {
 
 // ID is the store's id.
 func (s *Store) ID() uint64 { return s.cfg.StoreID }
+
+// ClusterID is the id of the cluster this store belongs to (0 while it
+// does not know it: a store that has not joined or registered yet).
+func (s *Store) ClusterID() uint64 { return s.cluster.ID() }
 
 // Stop shuts the store down: it stops serving, then stops the Raft loop,
 // replication and the DB.

@@ -10,24 +10,20 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/rdb-project/rdb/proto/kvrpc"
 	"github.com/rdb-project/rdb/proto/storepb"
+	"github.com/rdb-project/rdb/store/security"
 	"github.com/rdb-project/rdb/store/storetest"
 )
 
-func internalClient(t *testing.T, addr string) storepb.StoreInternalClient {
+// internalClient calls store i's internal service as a peer of its
+// cluster would (plaintext, naming the cluster).
+func internalClient(t *testing.T, c *storetest.Cluster, i int) storepb.StoreInternalClient {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return storepb.NewStoreInternalClient(conn)
+	return storepb.NewStoreInternalClient(storetest.DialPeer(t, c.Addr(i), security.Files{}, c.ClusterID()))
 }
 
 // TestForeignSwitchStepsAreRefused: a fence with a caller's timestamp (far
@@ -39,7 +35,7 @@ func TestForeignSwitchStepsAreRefused(t *testing.T) {
 	row, _ := c.Store(0).NamespaceRow("default")
 	group, epoch := row.GetGroupId(), row.GetEpoch()
 	future := time.Now().Add(time.Hour).UnixNano()
-	ic := internalClient(t, c.Addr(0))
+	ic := internalClient(t, c, 0)
 	for _, tc := range []struct {
 		name string
 		cmd  *storepb.GroupCommand

@@ -159,7 +159,7 @@ func TestTLSProcesses(t *testing.T) {
 	_, err = etcd.Put(ctxT(t, 5*time.Second), "/rdb/namespaces/evil", "x")
 	refused("a client writing PD's etcd keys", err, "PermissionDenied")
 	out, err := pdctl("--pd", pdClient, "--cacert", ca, "--cert", appCert, "--key", appKey, "namespace", "set", "logs", "eventual")
-	if err == nil || !strings.Contains(out, "PermissionDenied") && !strings.Contains(out, "needs the identity") {
+	if err == nil || !strings.Contains(out, "PermissionDenied") && !strings.Contains(out, "needs the certificate of") {
 		t.Errorf("pdctl with a client certificate: %v\n%s", err, out)
 	}
 }

@@ -29,6 +29,7 @@ import (
 
 	"github.com/rdb-project/rdb/proto/pdpb"
 	"github.com/rdb-project/rdb/proto/storepb"
+	"github.com/rdb-project/rdb/store/clusterid"
 )
 
 // DefaultEndpoint is where PD listens when started without flags.
@@ -49,6 +50,7 @@ type options struct {
 	watchIdleTimeout time.Duration
 	maxBackoff       time.Duration
 	creds            credentials.TransportCredentials
+	clusterID        func() uint64
 }
 
 // Option configures a Client.
@@ -71,6 +73,12 @@ func WithCredentials(c credentials.TransportCredentials) Option {
 	return func(o *options) { o.creds = c }
 }
 
+// WithClusterID names the caller's cluster in every call (gRPC metadata
+// rdb-cluster-id): PD refuses the calls of a store of another cluster. id
+// returns 0 while the caller does not know its cluster (a new store): the
+// calls then name none.
+func WithClusterID(id func() uint64) Option { return func(o *options) { o.clusterID = id } }
+
 // New returns a client of the PD members in endpoints, a comma-separated
 // list of host:port or http://host:port. It does not connect yet.
 func New(endpoints string, opts ...Option) (*Client, error) {
@@ -91,7 +99,11 @@ func New(endpoints string, opts ...Option) (*Client, error) {
 			c.Close()
 			return nil, err
 		}
-		conn, err := grpc.NewClient(target, DialOptions(c.opts.creds)...)
+		dopts := DialOptions(c.opts.creds)
+		if c.opts.clusterID != nil {
+			dopts = append(dopts, clusterid.DialOptions(c.opts.clusterID)...)
+		}
+		conn, err := grpc.NewClient(target, dopts...)
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("PD endpoint %q: %w", ep, err)
@@ -218,10 +230,16 @@ func (c *Client) GetMembers(ctx context.Context) (*pdpb.GetMembersResponse, erro
 
 // RegisterStore records a store's address and returns every store.
 func (c *Client) RegisterStore(ctx context.Context, store *storepb.StoreInfo) ([]*storepb.StoreInfo, error) {
-	resp, err := call(ctx, c, func(ctx context.Context, pd pdpb.PDClient) (*pdpb.RegisterStoreResponse, error) {
+	resp, err := c.Register(ctx, store)
+	return resp.GetStores(), err
+}
+
+// Register records a store's address; PD answers with every store and its
+// cluster id.
+func (c *Client) Register(ctx context.Context, store *storepb.StoreInfo) (*pdpb.RegisterStoreResponse, error) {
+	return call(ctx, c, func(ctx context.Context, pd pdpb.PDClient) (*pdpb.RegisterStoreResponse, error) {
 		return pd.RegisterStore(ctx, &pdpb.RegisterStoreRequest{Store: store})
 	})
-	return resp.GetStores(), err
 }
 
 // StoreHeartbeat reports a store's liveness and what it has applied, and

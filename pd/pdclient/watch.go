@@ -5,6 +5,9 @@ import (
 	"errors"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/rdb-project/rdb/proto/pdpb"
 )
 
@@ -24,7 +27,9 @@ import (
 // handle never misses a change (it may, after a reconnect, see a revision it
 // has already handled again, which a receiver that applies only newer
 // versions ignores). WatchNamespaces returns handle's error if it returns
-// one, or ctx's error when ctx ends.
+// one, PD's FailedPrecondition if PD refuses to be followed by this caller
+// (a caller of another cluster, or one that has applied more of the table
+// than PD has: see package clusterid), or ctx's error when ctx ends.
 func (c *Client) WatchNamespaces(ctx context.Context, after uint64, handle func(*pdpb.WatchNamespacesResponse) error) error {
 	n := int32(len(c.pd))
 	idx := c.preferred.Load()
@@ -34,6 +39,9 @@ func (c *Client) WatchNamespaces(ctx context.Context, after uint64, handle func(
 		var he handlerError
 		if errors.As(err, &he) {
 			return he.err
+		}
+		if status.Code(err) == codes.FailedPrecondition {
+			return err
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -49,6 +49,8 @@ type Cluster interface {
 	// Credentials are what this member dials stores with: TLS with its
 	// certificate (CN pd:<name>), or plaintext in an insecure cluster.
 	Credentials() credentials.TransportCredentials
+	// ClusterID is the cluster's id, which every call to a store names.
+	ClusterID() uint64
 }
 
 // leaderCluster is the Cluster of one term.
@@ -68,6 +70,8 @@ func (c *leaderCluster) Namespace(ctx context.Context, name string) (*pdpb.Names
 func (c *leaderCluster) Stores() []*pdpb.StoreStatus { return c.s.stores.statuses(time.Now()) }
 
 func (c *leaderCluster) Credentials() credentials.TransportCredentials { return c.s.creds }
+
+func (c *leaderCluster) ClusterID() uint64 { return c.s.ClusterID() }
 
 func (c *leaderCluster) UpdateNamespace(ctx context.Context, name string, fn UpdateFunc) (*pdpb.NamespaceStatus, bool, error) {
 	rec, changed, err := c.s.updateNamespace(ctx, c.l, name, fn)

@@ -13,6 +13,7 @@ import (
 //	/rdb/namespaces/<ns>         one row of the mode table: a marshaled storepb.NamespaceRecord
 //	/rdb/stores/<id>             a registered store: a marshaled storepb.StoreInfo (id in decimal)
 //	/rdb/next_group_id           the next Raft group id to hand out, in decimal (absent: 2)
+//	/rdb/cluster_id              the cluster's id, in decimal: created once, by the first leader
 //
 // A row's version is the etcd revision that wrote it (the key's ModRevision);
 // it is never stored in the value, so a value read back always agrees with the
@@ -22,7 +23,11 @@ const (
 	namespacePrefix = "/rdb/namespaces/"
 	storePrefix     = "/rdb/stores/"
 	nextGroupIDKey  = "/rdb/next_group_id"
+	clusterIDKey    = "/rdb/cluster_id"
 )
+
+// ClusterIDKey is /rdb/cluster_id (tests preset it).
+func ClusterIDKey() string { return clusterIDKey }
 
 // firstGroupID is the first Raft group id PD hands out: 1 is the stores' meta
 // group in static mode.

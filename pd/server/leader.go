@@ -198,7 +198,11 @@ func (s *Server) campaign(ctx context.Context) error {
 	defer s.stepDown(l)
 
 	// A new leader reloads what it keeps in memory before serving: the
-	// registered stores (the namespace table is always read from etcd).
+	// registered stores (the namespace table is always read from etcd),
+	// and the cluster's id, which the first leader creates.
+	if err := s.ensureClusterID(l.ctx); err != nil {
+		return fmt.Errorf("cluster id as new leader: %w", err)
+	}
 	if err := s.loadStores(l.ctx); err != nil {
 		return fmt.Errorf("reload stores as new leader: %w", err)
 	}

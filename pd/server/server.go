@@ -51,6 +51,10 @@ type Server struct {
 	wg     sync.WaitGroup
 	ready  atomic.Bool // etcd serves and the fields above are set
 
+	// clusterID is the cluster's id once this member knows it (see
+	// clusterid.go).
+	clusterID atomic.Uint64
+
 	// creds are this member's credentials as a client (of its own etcd,
 	// the leader it forwards to, and the stores its driver calls).
 	creds credentials.TransportCredentials
@@ -180,8 +184,8 @@ func (s *Server) etcdConfig(lg *zap.Logger) (*embed.Config, error) {
 			TrustedCAFile: c.PeerTLS.TrustedCAFile, ClientCertAuth: true}
 	}
 	ecfg.GRPCAdditionalServerOptions = []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(pdPolicy.UnaryInterceptor()),
-		grpc.ChainStreamInterceptor(pdPolicy.StreamInterceptor()),
+		grpc.ChainUnaryInterceptor(pdPolicy.UnaryInterceptor(), s.clusterUnary),
+		grpc.ChainStreamInterceptor(pdPolicy.StreamInterceptor(), s.clusterStream),
 	}
 	ecfg.InitialCluster = c.InitialCluster
 	ecfg.InitialClusterToken = "rdb-pd"

@@ -118,7 +118,7 @@ func (s *Server) registerStore(ctx context.Context, l *leadership, req *pdpb.Reg
 	if err := s.putStore(ctx, l, req.GetStore()); err != nil {
 		return nil, err
 	}
-	return &pdpb.RegisterStoreResponse{Stores: s.stores.infos()}, nil
+	return &pdpb.RegisterStoreResponse{Stores: s.stores.infos(), ClusterId: s.ClusterID()}, nil
 }
 
 // StoreHeartbeat records a store's liveness and what it has applied, and
@@ -150,7 +150,7 @@ func (s *Server) storeHeartbeat(ctx context.Context, l *leadership, req *pdpb.St
 		}
 	}
 	s.stores.heartbeat(req, time.Now())
-	return &pdpb.StoreHeartbeatResponse{Stores: s.stores.infos()}, nil
+	return &pdpb.StoreHeartbeatResponse{Stores: s.stores.infos(), ClusterId: s.ClusterID()}, nil
 }
 
 // ListStores returns every registered store with its last heartbeat.

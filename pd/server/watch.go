@@ -35,6 +35,9 @@ func (s *Server) WatchNamespaces(req *pdpb.WatchNamespacesRequest, stream grpc.S
 	stop := context.AfterFunc(s.ctx, cancel)
 	defer stop()
 
+	if err := s.checkStartRevision(ctx, req.GetStartRevision()); err != nil {
+		return err
+	}
 	next := int64(req.GetStartRevision())
 	if next == 0 {
 		rev, err := s.sendTable(ctx, stream)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rdb-project/rdb/pd/server"
 	"github.com/rdb-project/rdb/proto/storepb"
+	"github.com/rdb-project/rdb/store/clusterid"
 	"github.com/rdb-project/rdb/store/modeswitch"
 )
 
@@ -114,6 +115,10 @@ func (p *pdCluster) Client(id uint64) (storepb.StoreInternalClient, error) {
 	}
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(p.c.Credentials()),
+		// Every call names PD's cluster: a store of another cluster
+		// refuses it.
+		grpc.WithChainUnaryInterceptor(clusterid.UnaryClientInterceptor(p.c.ClusterID)),
+		grpc.WithChainStreamInterceptor(clusterid.StreamClientInterceptor(p.c.ClusterID)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},

@@ -233,8 +233,11 @@ func (x *RegisterStoreRequest) GetStore() *storepb.StoreInfo {
 }
 
 type RegisterStoreResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Stores        []*storepb.StoreInfo   `protobuf:"bytes,1,rep,name=stores,proto3" json:"stores,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Stores []*storepb.StoreInfo   `protobuf:"bytes,1,rep,name=stores,proto3" json:"stores,omitempty"`
+	// PD's cluster id: a store persists it on its first registration and
+	// refuses to follow a PD that names another.
+	ClusterId     uint64 `protobuf:"varint,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -274,6 +277,13 @@ func (x *RegisterStoreResponse) GetStores() []*storepb.StoreInfo {
 		return x.Stores
 	}
 	return nil
+}
+
+func (x *RegisterStoreResponse) GetClusterId() uint64 {
+	if x != nil {
+		return x.ClusterId
+	}
+	return 0
 }
 
 type GroupStatus struct {
@@ -507,8 +517,10 @@ func (x *StoreHeartbeatRequest) GetNamespaces() []*NamespaceApplied {
 }
 
 type StoreHeartbeatResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Stores        []*storepb.StoreInfo   `protobuf:"bytes,1,rep,name=stores,proto3" json:"stores,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Stores []*storepb.StoreInfo   `protobuf:"bytes,1,rep,name=stores,proto3" json:"stores,omitempty"`
+	// PD's cluster id, as in RegisterStoreResponse.
+	ClusterId     uint64 `protobuf:"varint,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -548,6 +560,13 @@ func (x *StoreHeartbeatResponse) GetStores() []*storepb.StoreInfo {
 		return x.Stores
 	}
 	return nil
+}
+
+func (x *StoreHeartbeatResponse) GetClusterId() uint64 {
+	if x != nil {
+		return x.ClusterId
+	}
+	return 0
 }
 
 type StoreStatus struct {
@@ -1221,9 +1240,11 @@ const file_pdpb_pdpb_proto_rawDesc = "" +
 	"\amembers\x18\x01 \x03(\v2\f.pdpb.MemberR\amembers\x12$\n" +
 	"\x06leader\x18\x02 \x01(\v2\f.pdpb.MemberR\x06leader\"D\n" +
 	"\x14RegisterStoreRequest\x12,\n" +
-	"\x05store\x18\x01 \x01(\v2\x16.rdb.storepb.StoreInfoR\x05store\"G\n" +
+	"\x05store\x18\x01 \x01(\v2\x16.rdb.storepb.StoreInfoR\x05store\"f\n" +
 	"\x15RegisterStoreResponse\x12.\n" +
-	"\x06stores\x18\x01 \x03(\v2\x16.rdb.storepb.StoreInfoR\x06stores\"\xd3\x01\n" +
+	"\x06stores\x18\x01 \x03(\v2\x16.rdb.storepb.StoreInfoR\x06stores\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\x04R\tclusterId\"\xd3\x01\n" +
 	"\vGroupStatus\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x16\n" +
@@ -1243,9 +1264,11 @@ const file_pdpb_pdpb_proto_rawDesc = "" +
 	"\x06groups\x18\x04 \x03(\v2\x11.pdpb.GroupStatusR\x06groups\x126\n" +
 	"\n" +
 	"namespaces\x18\x05 \x03(\v2\x16.pdpb.NamespaceAppliedR\n" +
-	"namespaces\"H\n" +
+	"namespaces\"g\n" +
 	"\x16StoreHeartbeatResponse\x12.\n" +
-	"\x06stores\x18\x01 \x03(\v2\x16.rdb.storepb.StoreInfoR\x06stores\"\x88\x02\n" +
+	"\x06stores\x18\x01 \x03(\v2\x16.rdb.storepb.StoreInfoR\x06stores\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\x04R\tclusterId\"\x88\x02\n" +
 	"\vStoreStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x0e\n" +

@@ -1445,8 +1445,11 @@ func (x *JoinRequest) GetAddr() string {
 }
 
 type JoinResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Stores        []*StoreInfo           `protobuf:"bytes,1,rep,name=stores,proto3" json:"stores,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Stores []*StoreInfo           `protobuf:"bytes,1,rep,name=stores,proto3" json:"stores,omitempty"`
+	// The cluster's id (0: the cluster was born without one); the joining
+	// store persists it before it takes part.
+	ClusterId     uint64 `protobuf:"varint,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1486,6 +1489,13 @@ func (x *JoinResponse) GetStores() []*StoreInfo {
 		return x.Stores
 	}
 	return nil
+}
+
+func (x *JoinResponse) GetClusterId() uint64 {
+	if x != nil {
+		return x.ClusterId
+	}
+	return 0
 }
 
 type NamespaceRecords struct {
@@ -2365,9 +2375,11 @@ const file_storepb_storepb_proto_rawDesc = "" +
 	"\fSnapshotDone\"<\n" +
 	"\vJoinRequest\x12\x19\n" +
 	"\bstore_id\x18\x01 \x01(\x04R\astoreId\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\">\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"]\n" +
 	"\fJoinResponse\x12.\n" +
-	"\x06stores\x18\x01 \x03(\v2\x16.rdb.storepb.StoreInfoR\x06stores\"b\n" +
+	"\x06stores\x18\x01 \x03(\v2\x16.rdb.storepb.StoreInfoR\x06stores\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\x04R\tclusterId\"b\n" +
 	"\x10NamespaceRecords\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x120\n" +
 	"\arecords\x18\x02 \x03(\v2\x16.rdb.storepb.LWWRecordR\arecords\"n\n" +

@@ -5,6 +5,8 @@
 // kind can be scanned or cleared with one range:
 //
 //	m/ident                        store identity (storepb.StoreInfo)
+//	m/cluster                      this store's cluster id (8 bytes; absent: not known yet)
+//	m/mode                         "static" or "pd": the mode that created the data dir
 //	m/hlc                          upper bound of the HLC wall time handed out
 //	m/pdtable/<ns>                 mode table row applied from PD (PD mode)
 //	m/pdrev                        PD table revision applied (PD mode)
@@ -24,6 +26,7 @@
 //	s/<1:8>/store/<id:8>           meta group: a store's address
 //	s/<1:8>/ns/<ns>                meta group: a NamespaceRecord
 //	s/<1:8>/next_group             meta group: next namespace group id
+//	s/<1:8>/cluster_id             meta group: the cluster's id (8 bytes), set at bootstrap
 //	s/<g:8>/state                  namespace group: GroupState
 //	s/<g:8>/k/<key>                namespace group: version and value
 package keys
@@ -39,15 +42,29 @@ import (
 const MetaGroupID uint64 = 1
 
 var (
-	pdStoreNS = []byte("m/pdstore/")
-	identKey  = []byte("m/ident")
-	hlcKey    = []byte("m/hlc")
-	pdRevKey  = []byte("m/pdrev")
-	pdTableNS = []byte("m/pdtable/")
+	pdStoreNS  = []byte("m/pdstore/")
+	identKey   = []byte("m/ident")
+	clusterKey = []byte("m/cluster")
+	modeKey    = []byte("m/mode")
+	hlcKey     = []byte("m/hlc")
+	pdRevKey   = []byte("m/pdrev")
+	pdTableNS  = []byte("m/pdtable/")
 )
 
 // Ident is the key of the store's identity.
 func Ident() []byte { return identKey }
+
+// Cluster is the key of this store's cluster id.
+func Cluster() []byte { return clusterKey }
+
+// Mode is the key of the mode that created the data dir.
+func Mode() []byte { return modeKey }
+
+// The values of Mode.
+const (
+	ModeStatic = "static"
+	ModePD     = "pd"
+)
 
 // HLCUpper is the key of the persisted upper bound of HLC wall time.
 func HLCUpper() []byte { return hlcKey }
@@ -135,6 +152,9 @@ func MetaNamespacePrefix() []byte { return groupKey('s', MetaGroupID, "ns/") }
 
 // MetaNextGroup is s/<1>/next_group.
 func MetaNextGroup() []byte { return groupKey('s', MetaGroupID, "next_group") }
+
+// MetaClusterID is s/<1>/cluster_id.
+func MetaClusterID() []byte { return groupKey('s', MetaGroupID, "cluster_id") }
 
 // GroupState is s/<group>/state.
 func GroupState(group uint64) []byte { return groupKey('s', group, "state") }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/rdb-project/rdb/proto/storepb"
 	"github.com/rdb-project/rdb/store/api"
+	"github.com/rdb-project/rdb/store/clusterid"
 	"github.com/rdb-project/rdb/store/keys"
 	"github.com/rdb-project/rdb/store/kvread"
 	"github.com/rdb-project/rdb/store/modetable"
@@ -55,6 +56,12 @@ type Config struct {
 	// MaxNamespaces bounds the namespaces this store's proposals create
 	// (0: no limit).
 	MaxNamespaces int
+	// LearnClusterID persists the cluster's id as this store's (m/cluster)
+	// when the meta group's state or a join names it; an error if the
+	// store already belongs to another cluster.
+	LearnClusterID func(id uint64) error
+	// ClusterID is this store's cluster id (0: not known yet).
+	ClusterID func() uint64
 }
 
 // Meta is the meta group's state machine and the static authority.
@@ -66,7 +73,8 @@ type Meta struct {
 	mu        sync.RWMutex
 	stores    map[uint64]string // store id -> address, as applied
 	nextGroup uint64
-	rows      int // namespaces in the table, as applied
+	rows      int    // namespaces in the table, as applied
+	clusterID uint64 // the cluster's id, as applied (0: a cluster born without one)
 
 	// startCommit is the meta log's durable commit index when the store
 	// started; caughtUp is set once the store has applied it again.
@@ -86,6 +94,7 @@ type state struct {
 	stores    map[uint64]string
 	nextGroup uint64
 	rows      []*storepb.NamespaceRecord
+	clusterID uint64
 }
 
 // New loads the meta state this store holds (its rows into the table). A
@@ -95,12 +104,20 @@ func New(cfg Config) (*Meta, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	if cfg.LearnClusterID == nil {
+		cfg.LearnClusterID = func(uint64) error { return nil }
+	}
+	if cfg.ClusterID == nil {
+		cfg.ClusterID = func() uint64 { return 0 }
+	}
 	m := &Meta{cfg: cfg, log: cfg.Logger, stores: make(map[uint64]string)}
 	st, err := loadState(cfg.DB)
 	if err != nil {
 		return nil, fmt.Errorf("meta: %w", err)
 	}
-	m.install(st)
+	if err := m.install(st); err != nil {
+		return nil, fmt.Errorf("meta: %w", err)
+	}
 	return m, nil
 }
 
@@ -133,6 +150,13 @@ func loadState(r pebble.Reader) (*state, error) {
 		}
 		st.nextGroup = binary.BigEndian.Uint64(b)
 	}
+	if b, ok, err := kvread.Get(r, keys.MetaClusterID()); err != nil {
+		return nil, err
+	} else if ok {
+		if st.clusterID, err = clusterid.Decode(b); err != nil {
+			return nil, err
+		}
+	}
 	if err := kvread.ScanPrefix(r, keys.MetaNamespacePrefix(), func(_, v []byte) error {
 		rec := &storepb.NamespaceRecord{}
 		if err := proto.Unmarshal(v, rec); err != nil {
@@ -147,14 +171,35 @@ func loadState(r pebble.Reader) (*state, error) {
 }
 
 // install makes a loaded state the current one and applies its rows to
-// the table (rows never go back: the table keeps the newer of two).
-func (m *Meta) install(st *state) {
+// the table (rows never go back: the table keeps the newer of two). The
+// state's cluster id becomes this store's (a store that joined learns it
+// from the snapshot that brought it the state, if not from its join).
+func (m *Meta) install(st *state) error {
 	m.mu.Lock()
 	m.stores, m.nextGroup, m.rows = st.stores, st.nextGroup, len(st.rows)
+	if st.clusterID != 0 {
+		m.clusterID = st.clusterID
+	}
 	m.mu.Unlock()
 	for _, r := range st.rows {
 		m.cfg.Table.Apply(r)
 	}
+	if st.clusterID == 0 {
+		return nil
+	}
+	if err := m.cfg.LearnClusterID(st.clusterID); err != nil {
+		return fmt.Errorf("the meta group's state names cluster %s: %w", clusterid.String(st.clusterID), err)
+	}
+	return nil
+}
+
+// ClusterID is the cluster's id as the meta group's state holds it (0: the
+// cluster was born without one, or this store has not received the state
+// yet).
+func (m *Meta) ClusterID() uint64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.clusterID
 }
 
 // storeList returns the stores, by id.
@@ -353,7 +398,13 @@ func (sm *stateMachine) Restore(ac *raftstore.ApplyContext) error {
 	if err != nil {
 		return fmt.Errorf("meta: %w", err)
 	}
-	ac.AfterCommit(func() { m.install(st) })
+	ac.AfterCommit(func() {
+		if err := m.install(st); err != nil {
+			// Peers' calls name their cluster, so a snapshot of another
+			// cluster cannot get here; say so loudly if one did.
+			m.log.Error("installed a meta snapshot of another cluster", zap.Error(err))
+		}
+	})
 	return nil
 }
 

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rdb-project/rdb/proto/storepb"
+	"github.com/rdb-project/rdb/store/clusterid"
 	"github.com/rdb-project/rdb/store/keys"
 	"github.com/rdb-project/rdb/store/modeswitch"
 	"github.com/rdb-project/rdb/store/namespace"
@@ -34,13 +35,21 @@ func (m *Meta) Start(ctx context.Context, wg *sync.WaitGroup) error {
 	case m.raft.HasGroup(keys.MetaGroupID) && m.raft.Initialized(keys.MetaGroupID):
 		// A restart: the data has everything.
 	case len(m.cfg.Peers) == 0:
+		if id := m.cfg.ClusterID(); id != 0 {
+			return fmt.Errorf("this data dir belongs to cluster %s but holds no meta group (it began to join and stopped before it had the cluster's state): "+
+				"it cannot bootstrap a new cluster; start it with --peer of a store of its cluster, or use another --data-dir", clusterid.String(id))
+		}
 		info, err := proto.Marshal(&storepb.StoreInfo{Id: m.cfg.StoreID, Addr: m.cfg.AdvertiseAddr})
 		if err != nil {
 			return err
 		}
+		// The cluster is born here: its id is in the meta group's initial
+		// state, so every snapshot carries it to the stores that join.
+		id := clusterid.New()
 		initial := []raftstore.KV{
 			{Key: keys.MetaStore(m.cfg.StoreID), Value: info},
 			{Key: keys.MetaNextGroup(), Value: binary.BigEndian.AppendUint64(nil, firstGroupID)},
+			{Key: keys.MetaClusterID(), Value: clusterid.Encode(id)},
 		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -51,8 +60,10 @@ func (m *Meta) Start(ctx context.Context, wg *sync.WaitGroup) error {
 		if err != nil {
 			return fmt.Errorf("meta: %w", err)
 		}
-		m.install(loaded)
-		m.log.Info("bootstrapped a new cluster")
+		if err := m.install(loaded); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+		m.log.Info("bootstrapped a new cluster", zap.String("cluster_id", clusterid.String(loaded.clusterID)))
 	default:
 		// An empty replica of the meta group, filled by the leader once the
 		// membership change that adds us commits.
@@ -89,7 +100,12 @@ func (m *Meta) joinLoop(ctx context.Context) {
 			m.log.Info("joined the cluster", zap.Uint64("through", id))
 			return
 		}
-		if attempt%10 == 0 {
+		switch {
+		case attempt%10 != 0:
+		case clusterid.IsMismatch(err):
+			m.log.Error("the peer belongs to another cluster: this store cannot join it (check --peer, or use another --data-dir)",
+				zap.Uint64("peer", id), zap.String("addr", m.cfg.Peers[id]), zap.Error(err))
+		default:
 			m.log.Info("waiting to join the cluster", zap.Uint64("peer", id), zap.String("addr", m.cfg.Peers[id]), zap.Error(err))
 		}
 		select {
@@ -108,8 +124,13 @@ func (m *Meta) joinThrough(ctx context.Context, peer uint64) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err = c.Join(cctx, &storepb.JoinRequest{StoreId: m.cfg.StoreID, Addr: m.cfg.AdvertiseAddr})
-	return err
+	resp, err := c.Join(cctx, &storepb.JoinRequest{StoreId: m.cfg.StoreID, Addr: m.cfg.AdvertiseAddr})
+	if err != nil {
+		return err
+	}
+	// This store is a member now: it names the cluster in its calls from
+	// here on (a retry of the join answers again, should this fail).
+	return m.cfg.LearnClusterID(resp.GetClusterId())
 }
 
 // Join handles a Join request: a membership change of the meta group.
@@ -119,7 +140,7 @@ func (m *Meta) Join(ctx context.Context, req *storepb.JoinRequest) (*storepb.Joi
 	}
 	for _, st := range m.storeList() {
 		if st.GetId() == req.GetStoreId() && st.GetAddr() == req.GetAddr() {
-			return &storepb.JoinResponse{Stores: m.storeList()}, nil
+			return &storepb.JoinResponse{Stores: m.storeList(), ClusterId: m.ClusterID()}, nil
 		}
 		if st.GetId() == req.GetStoreId() {
 			// A join would move the member's traffic to the caller. A
@@ -145,7 +166,7 @@ func (m *Meta) Join(ctx context.Context, req *storepb.JoinRequest) (*storepb.Joi
 		err := m.raft.ProposeConfChange(pctx, keys.MetaGroupID, cc)
 		cancel()
 		if err == nil || m.hasStore(req.GetStoreId(), req.GetAddr()) {
-			return &storepb.JoinResponse{Stores: m.storeList()}, nil
+			return &storepb.JoinResponse{Stores: m.storeList(), ClusterId: m.ClusterID()}, nil
 		}
 		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
 			return nil, raftstore.WriteError(err, "the meta group")

@@ -4,6 +4,16 @@
 // every row and the revision, synced, before it applies them, so what it
 // reports applied survives a crash), heartbeats what it has applied, and
 // keeps serving with its last table when every PD member is down.
+//
+// It follows only the PD of its own cluster. Every call names the store's
+// cluster id (package clusterid); the first registration makes PD's id the
+// store's. A PD of another cluster (or a wiped one, which is a new cluster)
+// is refused for good: the follower stops registering, heartbeating and
+// watching, keeps serving its persisted table, and says why in an Error
+// log every 30s. A PD whose revision is behind what the store applied (a PD
+// restored from an older backup) is not followed either: the follower
+// logs it, applies nothing, and tries again slowly, with the whole table,
+// which must agree with what the store applied.
 package pdfollow
 
 import (
@@ -17,12 +27,15 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rdb-project/rdb/pd/pdclient"
 	"github.com/rdb-project/rdb/proto/pdpb"
 	"github.com/rdb-project/rdb/proto/storepb"
+	"github.com/rdb-project/rdb/store/clusterid"
 	"github.com/rdb-project/rdb/store/keys"
 	"github.com/rdb-project/rdb/store/kvread"
 	"github.com/rdb-project/rdb/store/modetable"
@@ -48,7 +61,20 @@ type Config struct {
 	// Changed is signalled when the store's state changed (a switch step
 	// applied): the next heartbeat goes at once.
 	Changed <-chan struct{}
+	// ClusterID is the store's cluster id (0: not known yet): every call
+	// to PD names it.
+	ClusterID func() uint64
+	// LearnClusterID persists PD's cluster id as the store's (on its first
+	// registration); an error if the store belongs to another cluster.
+	LearnClusterID func(id uint64) error
 }
+
+// How often a refusal of PD is said again, and how soon a PD that is
+// behind is tried again.
+var (
+	refusalReportInterval = 30 * time.Second
+	behindRetry           = 10 * time.Second
+)
 
 // Follower follows PD.
 type Follower struct {
@@ -59,6 +85,11 @@ type Follower struct {
 	mu       sync.RWMutex
 	stores   []*storepb.StoreInfo
 	revision uint64 // table revision applied and persisted
+	// refused is set, for good, when PD belongs to another cluster (whose
+	// id is refusedBy); stopPD then ends every call to PD.
+	refused   error
+	refusedBy uint64
+	stopPD    context.CancelFunc
 }
 
 // New loads the table, its revision and the store list this store last
@@ -68,8 +99,14 @@ func New(cfg Config) (*Follower, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	if cfg.ClusterID == nil {
+		cfg.ClusterID = func() uint64 { return 0 }
+	}
+	if cfg.LearnClusterID == nil {
+		cfg.LearnClusterID = func(uint64) error { return nil }
+	}
 	cli, err := pdclient.New(strings.Join(cfg.PD, ","), pdclient.WithAttemptTimeout(2*time.Second), pdclient.WithMaxBackoff(time.Second),
-		pdclient.WithCredentials(cfg.Credentials))
+		pdclient.WithCredentials(cfg.Credentials), pdclient.WithClusterID(cfg.ClusterID))
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +208,9 @@ func (f *Follower) setStores(stores []*storepb.StoreInfo) error {
 // Ensure returns a namespace's row, creating it in PD with the default
 // mode if PD does not have it.
 func (f *Follower) Ensure(ctx context.Context, ns string) (*storepb.NamespaceRecord, error) {
+	if err := f.refusal(); err != nil {
+		return nil, err
+	}
 	st, err := f.cli.GetNamespace(ctx, ns, true)
 	if err != nil {
 		return nil, err
@@ -180,6 +220,9 @@ func (f *Follower) Ensure(ctx context.Context, ns string) (*storepb.NamespaceRec
 
 // SetMode forwards a mode change to PD.
 func (f *Follower) SetMode(ctx context.Context, ns, mode string, force bool) (*storepb.NamespaceRecord, bool, error) {
+	if err := f.refusal(); err != nil {
+		return nil, false, err
+	}
 	resp, err := f.cli.SetNamespaceMode(ctx, &pdpb.SetNamespaceModeRequest{Name: ns, Mode: mode, Force: force})
 	if err != nil {
 		return nil, false, err
@@ -227,74 +270,254 @@ func (f *Follower) ApplyWatch(resp *pdpb.WatchNamespacesResponse) error {
 // retry in the background until PD answers. fatal is called when what PD
 // sent cannot be persisted: the store stops.
 func (f *Follower) Start(ctx context.Context, wg *sync.WaitGroup, fatal func(error)) {
+	// pctx bounds every call to PD: it ends if PD is refused.
+	pctx, stopPD := context.WithCancel(ctx)
+	f.mu.Lock()
+	f.stopPD = stopPD
+	f.mu.Unlock()
 	wg.Add(3)
-	go func() { defer wg.Done(); f.heartbeatLoop(ctx, fatal) }()
-	go func() { defer wg.Done(); f.watchLoop(ctx, fatal) }()
-	go func() { defer wg.Done(); f.seedLoop(ctx) }()
+	go func() { defer wg.Done(); f.heartbeatLoop(ctx, pctx, fatal) }()
+	go func() { defer wg.Done(); f.watchLoop(pctx, fatal) }()
+	go func() { defer wg.Done(); f.seedLoop(pctx) }()
+}
+
+// refuse stops following PD, for good: it belongs to cluster pdCluster,
+// not to this store's.
+func (f *Follower) refuse(err error, pdCluster uint64) {
+	f.mu.Lock()
+	if f.refused == nil {
+		f.refused, f.refusedBy = err, pdCluster
+	}
+	stop := f.stopPD
+	f.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+// Refused is why this store does not follow PD (nil: it does).
+func (f *Follower) Refused() error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.refused
+}
+
+// refusal is the error of a call the store would forward to a PD it
+// refuses (nil: it follows PD).
+func (f *Follower) refusal() error {
+	err := f.Refused()
+	if err == nil {
+		return nil
+	}
+	return status.Errorf(codes.FailedPrecondition, "this store does not follow the PD at %s: %s",
+		strings.Join(f.cli.Endpoints(), ","), status.Convert(err).Message())
+}
+
+// reportRefusal says every 30s why this store does not follow PD, until
+// ctx ends.
+func (f *Follower) reportRefusal(ctx context.Context) {
+	t := time.NewTicker(refusalReportInterval)
+	defer t.Stop()
+	for {
+		f.mu.RLock()
+		err, pdCluster := f.refused, f.refusedBy
+		f.mu.RUnlock()
+		f.log.Error("PD belongs to another cluster: this store does not follow it (it keeps serving with the table it has); "+
+			"start it with the --pd endpoints of its own cluster, or use another --data-dir",
+			zap.String("store_cluster_id", clusterid.String(f.cfg.ClusterID())), zap.String("pd_cluster_id", clusterid.String(pdCluster)),
+			zap.Strings("pd", f.cli.Endpoints()), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// checkCluster makes PD's cluster id (0: a PD that does not say) this
+// store's if it has none yet; a PD of another cluster is refused.
+func (f *Follower) checkCluster(pdCluster uint64, fatal func(error)) bool {
+	if pdCluster == 0 {
+		return true
+	}
+	own := f.cfg.ClusterID()
+	err := f.cfg.LearnClusterID(pdCluster)
+	switch {
+	case err == nil:
+		return true
+	case own != 0 && own != pdCluster:
+		f.refuse(clusterid.Mismatch(fmt.Sprintf("this PD belongs to cluster %s; this store to cluster %s",
+			clusterid.String(pdCluster), clusterid.String(own)), pdCluster, own), pdCluster)
+	case clusterid.IsMismatch(err):
+		f.refuse(err, pdCluster)
+	default:
+		fatal(fmt.Errorf("persist the cluster id from PD: %w", err))
+	}
+	return false
+}
+
+// refusedByPD refuses PD if err is PD's refusal of this store's cluster.
+func (f *Follower) refusedByPD(err error) bool {
+	if !clusterid.IsMismatch(err) {
+		return false
+	}
+	pdCluster, _ := clusterid.MismatchIDs(err)
+	f.refuse(err, pdCluster)
+	return true
 }
 
 func (f *Follower) watchLoop(ctx context.Context, fatal func(error)) {
-	var persistErr error
+	var persistErr, refusal error
+	// whole: the last watch found PD behind this store; the next one asks
+	// for the whole table, which must agree with what this store applied.
+	whole := false
+	var lastReport time.Time
+	lastBehind := false
 	apply := func(resp *pdpb.WatchNamespacesResponse) error {
+		skip, err := f.checkWatch(resp)
+		if err != nil {
+			refusal = err
+			return err
+		}
+		if skip {
+			return nil
+		}
 		if err := f.ApplyWatch(resp); err != nil {
 			persistErr = err
 			return err
 		}
+		if resp.GetReload() {
+			whole = false
+		}
 		return nil
 	}
 	for ctx.Err() == nil {
-		err := f.cli.WatchNamespaces(ctx, f.AppliedRevision(), apply)
+		refusal = nil
+		after := f.AppliedRevision()
+		if whole {
+			after = 0
+		}
+		err := f.cli.WatchNamespaces(ctx, after, apply)
 		if persistErr != nil {
 			fatal(fmt.Errorf("persist the mode table from PD: %w", persistErr))
 			return
 		}
-		if err != nil && ctx.Err() == nil {
-			f.log.Debug("following PD's table", zap.Error(err))
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
+		if refusal == nil && clusterid.IsPDBehind(err) {
+			refusal = err
+		}
+		wait := time.Second
+		switch {
+		case ctx.Err() != nil:
+			return
+		case f.refusedByPD(err):
+			return
+		case refusal != nil:
+			whole, wait = true, behindRetry
+			// Said at most every 30s, and when the reason changes.
+			if behind := clusterid.IsPDBehind(refusal); behind != lastBehind || time.Since(lastReport) >= refusalReportInterval {
+				lastReport, lastBehind = time.Now(), behind
+				f.log.Error("PD's table does not continue the one this store applied: PD is not followed (this store keeps serving with its table); "+
+					"restore PD's latest data, or point the store at the right PD",
+					zap.Uint64("applied_revision", f.AppliedRevision()), zap.Strings("pd", f.cli.Endpoints()), zap.Error(refusal))
 			}
+		case err != nil:
+			f.log.Debug("following PD's table", zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
 		}
 	}
 }
 
+// checkWatch checks that a watch response does not take the table back:
+// its revision is not behind what this store applied (a progress report
+// behind it, from a member that lags, is skipped), and a whole table
+// holds, of every row it has not changed since, the version this store
+// applied.
+func (f *Follower) checkWatch(resp *pdpb.WatchNamespacesResponse) (skip bool, err error) {
+	applied, rev := f.AppliedRevision(), resp.GetRevision()
+	if rev < applied {
+		if !resp.GetReload() && len(resp.GetRecords()) == 0 {
+			return true, nil
+		}
+		return false, clusterid.PDBehind(applied, rev)
+	}
+	if !resp.GetReload() {
+		return false, nil
+	}
+	for _, rec := range resp.GetRecords() {
+		if rec.GetVersion() > applied {
+			continue
+		}
+		if cur, ok := f.cfg.Table.Get(rec.GetName()); !ok || cur.GetVersion() != rec.GetVersion() {
+			return false, status.Errorf(codes.FailedPrecondition,
+				"PD's table at revision %d has namespace %q at version %d, which this store (at revision %d) has at version %d (0: not at all): "+
+					"PD's history is not the one this store followed (restored from another backup?); it will not be followed",
+				rev, rec.GetName(), rec.GetVersion(), applied, cur.GetVersion())
+		}
+	}
+	return false, nil
+}
+
 // heartbeatLoop registers the store, then reports every second what it
-// has applied; PD answers with the store list.
-func (f *Follower) heartbeatLoop(ctx context.Context, fatal func(error)) {
+// has applied; PD answers with the store list. Once PD is refused it only
+// says so, every 30s, until ctx ends.
+func (f *Follower) heartbeatLoop(ctx, pctx context.Context, fatal func(error)) {
 	registered := false
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	for {
-		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	for f.Refused() == nil {
+		cctx, cancel := context.WithTimeout(pctx, 3*time.Second)
 		var stores []*storepb.StoreInfo
+		ok := true
 		if !registered {
-			st, err := f.cli.RegisterStore(cctx, &storepb.StoreInfo{Id: f.cfg.StoreID, Addr: f.cfg.AdvertiseAddr})
-			if err == nil {
-				registered, stores = true, st
-				f.log.Info("registered with PD", zap.Int("stores", len(st)))
-			} else {
+			resp, err := f.cli.Register(cctx, &storepb.StoreInfo{Id: f.cfg.StoreID, Addr: f.cfg.AdvertiseAddr})
+			switch {
+			case err == nil:
+				if ok = f.checkCluster(resp.GetClusterId(), fatal); ok {
+					registered, stores = true, resp.GetStores()
+					f.log.Info("registered with PD", zap.Int("stores", len(stores)))
+				}
+			case f.refusedByPD(err):
+				ok = false
+			default:
 				f.log.Debug("register with PD", zap.Error(err))
 			}
 		}
-		if registered {
-			if resp, err := f.cli.StoreHeartbeat(cctx, f.heartbeat()); err == nil {
-				stores = resp.GetStores()
+		if registered && ok {
+			resp, err := f.cli.StoreHeartbeat(cctx, f.heartbeat())
+			switch {
+			case err == nil:
+				if ok = f.checkCluster(resp.GetClusterId(), fatal); ok {
+					stores = resp.GetStores()
+				}
+			case f.refusedByPD(err):
+				ok = false
 			}
 		}
 		cancel()
+		if !ok {
+			break
+		}
 		if err := f.setStores(stores); err != nil {
 			fatal(fmt.Errorf("persist the store list from PD: %w", err))
 			return
 		}
 		select {
-		case <-ctx.Done():
-			return
+		case <-pctx.Done():
 		case <-t.C:
 		case <-f.cfg.Table.Changed():
 			// Report a newly applied row or switch step at once: rollouts
 			// are timed by it.
 		case <-f.cfg.Changed:
 		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+	if f.Refused() != nil {
+		f.reportRefusal(ctx)
 	}
 }
 

@@ -241,7 +241,7 @@ func (p Policy) Authorize(ctx context.Context, method string) (Identity, error) 
 	if !id.Secure() {
 		return id, nil
 	}
-	roles, rule, ok := p.lookup(method)
+	roles, ok := p.lookup(method)
 	if !ok {
 		return id, status.Errorf(codes.PermissionDenied, "%s: no identity may call it", method)
 	}
@@ -250,13 +250,13 @@ func (p Policy) Authorize(ctx context.Context, method string) (Identity, error) 
 			return id, nil
 		}
 	}
-	return id, status.Errorf(codes.PermissionDenied, "%s needs the identity of %s; the certificate is %s (%s)",
-		method, describe(roles), id.Name, rule)
+	return id, status.Errorf(codes.PermissionDenied, "%s needs the certificate of %s; the caller's is %q (%s)",
+		method, describe(roles), id.Name, id.Role)
 }
 
-func (p Policy) lookup(method string) ([]Role, string, bool) {
+func (p Policy) lookup(method string) ([]Role, bool) {
 	if roles, ok := p[method]; ok {
-		return roles, method, true
+		return roles, true
 	}
 	best := ""
 	for rule := range p {
@@ -265,9 +265,9 @@ func (p Policy) lookup(method string) ([]Role, string, bool) {
 		}
 	}
 	if best == "" {
-		return nil, "", false
+		return nil, false
 	}
-	return p[best], best, true
+	return p[best], true
 }
 
 // describe names the certificates that have roles.

@@ -178,6 +178,25 @@ func (c *Cluster) Store(i int) *store.Store {
 	return c.stores[i]
 }
 
+// ClusterID is the cluster's id as the first running store that knows it
+// says (0: none does yet).
+func (c *Cluster) ClusterID() uint64 {
+	for i := range c.cfgs {
+		if s := c.Store(i); s != nil && s.ClusterID() != 0 {
+			return s.ClusterID()
+		}
+	}
+	return 0
+}
+
+// Reconfigure edits store i's configuration for its next start (stop it
+// first).
+func (c *Cluster) Reconfigure(i int, edit func(cfg *store.Config)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	edit(&c.cfgs[i])
+}
+
 // Running reports whether store i is started.
 func (c *Cluster) Running(i int) bool { return c.Store(i) != nil }
 

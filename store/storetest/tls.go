@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/rdb-project/rdb/store/clusterid"
 	"github.com/rdb-project/rdb/store/security"
 )
 
@@ -72,6 +73,24 @@ func Dial(t testing.TB, addr string, files security.Files) *grpc.ClientConn {
 		t.Fatal(err)
 	}
 	return DialWith(t, addr, creds)
+}
+
+// DialPeer connects to addr as a store of cluster clusterID would: with
+// the identity of files (empty: plaintext), naming the cluster in every
+// call (as a store's transport does).
+func DialPeer(t testing.TB, addr string, files security.Files, clusterID uint64) *grpc.ClientConn {
+	t.Helper()
+	creds, err := files.ClientCredentials()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, clusterid.DialOptions(func() uint64 { return clusterID })...)
+	conn, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
 }
 
 // DialWith connects to addr with creds; the connection closes when the

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rdb-project/rdb/proto/storepb"
+	"github.com/rdb-project/rdb/store/clusterid"
 )
 
 // Raft is the part of the Raft engine the transport talks to.
@@ -68,6 +69,10 @@ type Config struct {
 	// Creds dial peers: TLS with this store's certificate, which proves to
 	// a peer which store is calling (nil: plaintext).
 	Creds credentials.TransportCredentials
+	// ClusterID returns this store's cluster id (0: not known yet); every
+	// call to a peer names it (metadata rdb-cluster-id), so a store of
+	// another cluster refuses it.
+	ClusterID func() uint64
 }
 
 // Transport connects this store to its peers.
@@ -92,6 +97,9 @@ type peer struct {
 	client storepb.StoreInternalClient
 	queue  chan []*storepb.RaftMessage
 	stopc  chan struct{}
+	// mismatchLogged is when the peer's refusal of this store's cluster
+	// was last logged (runPeer's goroutine only).
+	mismatchLogged time.Time
 }
 
 // New creates a transport. SetRaft must be called before messages flow.
@@ -101,6 +109,9 @@ func New(cfg Config) *Transport {
 	}
 	if cfg.QueueSize == 0 {
 		cfg.QueueSize = 4096
+	}
+	if cfg.ClusterID == nil {
+		cfg.ClusterID = func() uint64 { return 0 }
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Transport{cfg: cfg, log: cfg.Logger, peers: make(map[uint64]*peer), ctx: ctx, cancel: cancel}
@@ -152,8 +163,8 @@ func (t *Transport) getPeer(id uint64) (*peer, error) {
 	}
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(creds),
-		grpc.WithUnaryInterceptor(t.unaryFaults(id)),
-		grpc.WithStreamInterceptor(t.streamFaults(id)),
+		grpc.WithChainUnaryInterceptor(t.unaryFaults(id), clusterid.UnaryClientInterceptor(t.cfg.ClusterID)),
+		grpc.WithChainStreamInterceptor(t.streamFaults(id), clusterid.StreamClientInterceptor(t.cfg.ClusterID)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
 		// A peer that restarts should be reached again within a second, not
 		// after gRPC's default backoff (up to two minutes).
@@ -277,6 +288,12 @@ func (t *Transport) runPeer(p *peer) {
 			err = stream.Send(msg)
 		}
 		if err != nil {
+			if errors.Is(err, io.EOF) {
+				// The peer ended the stream: its status says why.
+				if _, rerr := stream.CloseAndRecv(); rerr != nil {
+					err = rerr
+				}
+			}
 			cancel()
 			stream = nil
 			t.unreachable(p, err)
@@ -300,6 +317,13 @@ func (t *Transport) openRaftStream(p *peer) (storepb.StoreInternal_RaftClient, c
 }
 
 func (t *Transport) unreachable(p *peer, err error) {
+	if clusterid.IsMismatch(err) && time.Since(p.mismatchLogged) >= 30*time.Second {
+		// The store at that address is not of this cluster: an address
+		// that now belongs to another cluster's store, or a wiped store.
+		p.mismatchLogged = time.Now()
+		t.log.Error("the store at this peer's address belongs to another cluster: it refuses this store's traffic",
+			zap.Uint64("store", p.id), zap.String("addr", p.addr), zap.Error(err))
+	}
 	t.log.Debug("store unreachable", zap.Uint64("store", p.id), zap.String("addr", p.addr), zap.Error(err))
 	t.raft.ReportUnreachable(p.id)
 }
