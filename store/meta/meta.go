@@ -9,6 +9,7 @@
 package meta
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -210,7 +211,7 @@ func (m *Meta) storeList() []*storepb.StoreInfo {
 	for id, addr := range m.stores {
 		out = append(out, &storepb.StoreInfo{Id: id, Addr: addr})
 	}
-	slices.SortFunc(out, func(a, b *storepb.StoreInfo) int { return int(a.GetId()) - int(b.GetId()) })
+	slices.SortFunc(out, func(a, b *storepb.StoreInfo) int { return cmp.Compare(a.GetId(), b.GetId()) })
 	return out
 }
 
