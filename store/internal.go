@@ -179,5 +179,9 @@ func (i *internalService) GroupStatus(ctx context.Context, req *storepb.GroupSta
 	if g == nil {
 		return nil, status.Error(codes.NotFound, "no such group here")
 	}
-	return &storepb.GroupStatusResponse{State: g.State()}, nil
+	resp := &storepb.GroupStatusResponse{State: g.State()}
+	if st, ok := i.s.raft.Status(req.GetGroupId()); ok {
+		resp.Voters, resp.Learners = st.Voters, st.Learners
+	}
+	return resp, nil
 }

@@ -9,6 +9,9 @@ import (
 
 func (s *Store) report(req *pdpb.StoreHeartbeatRequest) {
 	for _, rec := range s.table.List() {
+		if !s.holds(rec) {
+			continue // another store's to report
+		}
 		req.Namespaces = append(req.Namespaces, &pdpb.NamespaceApplied{
 			Namespace: rec.GetName(), Version: rec.GetVersion(), State: string(s.namespaceState(rec)),
 		})
@@ -24,6 +27,7 @@ func (s *Store) report(req *pdpb.StoreHeartbeatRequest) {
 		req.Groups = append(req.Groups, &pdpb.GroupStatus{
 			GroupId: gid, Namespace: rec.GetName(), Leader: st.Leader, Term: st.Term,
 			Commit: st.Commit, Applied: st.Applied, State: gs,
+			Voters: st.Voters, Learners: st.Learners,
 		})
 	}
 }

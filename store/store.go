@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -146,18 +147,22 @@ const (
 
 // Store is one rdb store.
 type Store struct {
-	cfg    Config
-	log    *zap.Logger
-	db     *pebble.DB
-	clock  *hlc.Clock
-	raft   *raftstore.RaftStore
-	tr     *transport.Transport
-	table  *modetable.Table
-	auth   modetable.Authority
-	meta   *meta.Meta         // static mode only
-	pd     *pdfollow.Follower // PD mode only
-	lww    *lww.Engine
-	groups *nsgroup.Groups
+	cfg   Config
+	log   *zap.Logger
+	db    *pebble.DB
+	clock *hlc.Clock
+	raft  *raftstore.RaftStore
+	tr    *transport.Transport
+	table *modetable.Table
+	auth  modetable.Authority
+	meta  *meta.Meta         // static mode only
+	pd    *pdfollow.Follower // PD mode only
+	fwd   forwarder          // PD mode: where forwarded calls went
+	// forwarded counts client calls sent on to a store that holds their
+	// namespace.
+	forwarded atomic.Uint64
+	lww       *lww.Engine
+	groups    *nsgroup.Groups
 	// cluster is this store's cluster id (0 until it is known).
 	cluster *clusterIdentity
 	// stateChanged is signalled when a group's switch state changes.
@@ -246,6 +251,7 @@ func (s *Store) open() error {
 		Logger:              s.log.Named("lww"),
 		Peers:               s.peerClients,
 		Serving:             s.lwwServing,
+		Holders:             s.holders,
 		Namespaces:          s.eventualNamespaces,
 		AntiEntropyInterval: cfg.AntiEntropyInterval,
 		AntiEntropySettle:   cfg.AntiEntropySettle,
@@ -283,6 +289,7 @@ func (s *Store) open() error {
 			DB:          s.db, Table: s.table, Logger: s.log.Named("pd"),
 			Report: s.report, Changed: s.stateChanged,
 			ClusterID: s.cluster.ID, LearnClusterID: s.cluster.Learn,
+			TransferLeader: func(group, to uint64) { s.raft.TransferLeader(group, to) },
 		})
 		s.auth = s.pd
 	}
@@ -299,6 +306,8 @@ func (s *Store) open() error {
 		WantReplica:      s.wantReplica,
 		ValidateCommand:  s.validateCommand,
 		DesiredVoters:    s.desiredVoters,
+		OnGroupDestroyed: s.groups.Forget,
+		LearnersFirst:    s.pd != nil,
 		OnFatal:          s.fatal,
 		TickInterval:     cfg.TickInterval,
 		ElectionTicks:    cfg.ElectionTicks,
@@ -378,7 +387,7 @@ func (s *Store) start() error {
 	if !s.cfg.TLS.Enabled() {
 		s.log.Warn("store runs without TLS: anyone who reaches its port can call every API, the internal ones included (see --cert-file)")
 	}
-	unary := []grpc.UnaryServerInterceptor{storePolicy.UnaryInterceptor(), s.clusterUnary, limitClientMessages}
+	unary := []grpc.UnaryServerInterceptor{storePolicy.UnaryInterceptor(), s.clusterUnary, limitClientMessages, s.forwardUnary}
 	if s.cfg.MetricsAddr != "" {
 		s.metrics = newMetrics(s)
 		unary = append([]grpc.UnaryServerInterceptor{s.metrics.unary}, unary...)
@@ -426,6 +435,7 @@ func (s *Store) start() error {
 		}
 	} else {
 		s.pd.Start(s.ctx, &s.wg, s.fatal)
+		s.wg.Go(func() { s.replicaGCLoop(s.ctx) })
 	}
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	return nil
@@ -534,19 +544,51 @@ func (s *Store) notifyStateChange() {
 }
 
 // wantReplica: a message for a group this store lacks creates a replica
-// if the group is the meta group or belongs to a namespace we know.
+// if the group is the meta group, or belongs to a namespace we know that
+// this store holds (holds).
 func (s *Store) wantReplica(group uint64) bool {
 	if group == keys.MetaGroupID {
 		return s.meta != nil
 	}
-	_, ok := s.table.NamespaceOfGroup(group)
-	return ok
+	ns, ok := s.table.NamespaceOfGroup(group)
+	if !ok {
+		return false
+	}
+	rec, ok := s.table.Get(ns)
+	return ok && s.holds(rec)
 }
 
-// desiredVoters: every store is a voter of every namespace group.
+// holders is the LWW engine's Config.Holders: the stores a namespace's
+// row lists, or every store.
+func (s *Store) holders(ns string) ([]uint64, bool) {
+	rec, ok := s.table.Get(ns)
+	if !ok || len(rec.GetReplicas()) == 0 {
+		return nil, true
+	}
+	return rec.GetReplicas(), false
+}
+
+// holds tells whether this store should hold a replica of a namespace: in
+// static mode every store holds every namespace; in PD mode the stores its
+// row lists (a row from before placement lists none: every store).
+func (s *Store) holds(rec *storepb.NamespaceRecord) bool {
+	r := rec.GetReplicas()
+	return len(r) == 0 || slices.Contains(r, s.cfg.StoreID)
+}
+
+// desiredVoters: in static mode every store is a voter of every namespace
+// group; in PD mode the namespace's replicas are.
 func (s *Store) desiredVoters(group uint64) []uint64 {
 	if group == keys.MetaGroupID {
 		return nil // the meta group changes membership by Join only
+	}
+	if s.pd != nil {
+		ns, ok := s.table.NamespaceOfGroup(group)
+		if !ok {
+			return nil
+		}
+		rec, _ := s.table.Get(ns)
+		return slices.Sorted(slices.Values(rec.GetReplicas()))
 	}
 	var ids []uint64
 	for _, st := range s.auth.Stores() {
@@ -564,7 +606,7 @@ func (s *Store) onTableChange(_, cur *storepb.NamespaceRecord) {
 		return
 	}
 	peers := cur.GetGroupPeers()
-	if !slices.Contains(peers, s.cfg.StoreID) {
+	if !slices.Contains(peers, s.cfg.StoreID) || !s.holds(cur) {
 		return // created empty when the leader first calls
 	}
 	initial, err := nsgroup.InitialKVs(gid, cur)
@@ -573,8 +615,9 @@ func (s *Store) onTableChange(_, cur *storepb.NamespaceRecord) {
 		return
 	}
 	// The first of the peers campaigns at once so that a new namespace gets
-	// a leader without waiting for an election timeout.
-	campaign := slices.Min(peers) == s.cfg.StoreID
+	// a leader without waiting for an election timeout (PD puts first the
+	// store that leads fewest groups; the meta group lists them in order).
+	campaign := peers[0] == s.cfg.StoreID
 	s.raft.CreateGroupAsync(gid, peers, initial, campaign)
 }
 
@@ -600,3 +643,6 @@ func (s *Store) MetaStatus() (raftstore.Status, bool) { return s.raft.Status(key
 
 // NamespaceRow returns this store's applied row of a namespace.
 func (s *Store) NamespaceRow(ns string) (*storepb.NamespaceRecord, bool) { return s.table.Get(ns) }
+
+// Replicas counts the Raft group replicas this store holds.
+func (s *Store) Replicas() int { return len(s.raft.Groups()) }

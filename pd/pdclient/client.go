@@ -282,3 +282,26 @@ func (c *Client) SetNamespaceMode(ctx context.Context, req *pdpb.SetNamespaceMod
 		return pd.SetNamespaceMode(ctx, req)
 	})
 }
+
+// SetNamespaceReplicas sets how many replicas a namespace has.
+func (c *Client) SetNamespaceReplicas(ctx context.Context, name string, replicas uint32) (*pdpb.SetNamespaceReplicasResponse, error) {
+	return call(ctx, c, func(ctx context.Context, pd pdpb.PDClient) (*pdpb.SetNamespaceReplicasResponse, error) {
+		return pd.SetNamespaceReplicas(ctx, &pdpb.SetNamespaceReplicasRequest{Name: name, Replicas: replicas})
+	})
+}
+
+// RemoveStore starts draining a store and returns its status.
+func (c *Client) RemoveStore(ctx context.Context, id uint64) (*pdpb.StoreStatus, error) {
+	resp, err := call(ctx, c, func(ctx context.Context, pd pdpb.PDClient) (*pdpb.RemoveStoreResponse, error) {
+		return pd.RemoveStore(ctx, &pdpb.RemoveStoreRequest{Id: id})
+	})
+	return resp.GetStore(), err
+}
+
+// GetClusterStatus reports under-replicated namespaces and moves in
+// progress.
+func (c *Client) GetClusterStatus(ctx context.Context) (*pdpb.GetClusterStatusResponse, error) {
+	return call(ctx, c, func(ctx context.Context, pd pdpb.PDClient) (*pdpb.GetClusterStatusResponse, error) {
+		return pd.GetClusterStatus(ctx, &pdpb.GetClusterStatusRequest{})
+	})
+}

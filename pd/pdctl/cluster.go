@@ -3,6 +3,7 @@ package pdctl
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -12,9 +13,56 @@ import (
 )
 
 func (a *app) storeCommand() *cobra.Command {
-	return group("store", "Show the stores", &cobra.Command{
+	return group("store", "Show and remove stores", a.storeListCommand(), a.storeRemoveCommand())
+}
+
+func (a *app) storeRemoveCommand() *cobra.Command {
+	var wait bool
+	c := &cobra.Command{
+		Use:   "remove ID",
+		Short: "Drain a store: its replicas move to other stores, then it is removed for good (its id is never used again)",
+		Args:  cobra.ExactArgs(1),
+		RunE: a.action(func(ctx context.Context, pd *pdclient.Client, cmd *cobra.Command, args []string) error {
+			id, err := strconv.ParseUint(args[0], 10, 64)
+			if err != nil || id == 0 {
+				return fmt.Errorf("store id %q is not a positive number", args[0])
+			}
+			st, err := pd.RemoveStore(ctx, id)
+			if err != nil {
+				return err
+			}
+			for wait && st.GetState() != "removed" {
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("store %d is still %s with %d replicas: %w", id, st.GetState(), st.GetReplicaCount(), ctx.Err())
+				case <-time.After(500 * time.Millisecond):
+				}
+				stores, err := pd.ListStores(ctx)
+				if err != nil {
+					return err
+				}
+				for _, s := range stores {
+					if s.GetId() == id {
+						st = s
+					}
+				}
+			}
+			v := viewStore(st)
+			if a.json() {
+				return writeJSON(a.stdout, v)
+			}
+			_, err = fmt.Fprintf(a.stdout, "store %d is %s (%d replicas left)\n", v.ID, v.State, v.ReplicaCount)
+			return err
+		}),
+	}
+	c.Flags().BoolVar(&wait, "wait", false, "wait until the store is removed (bounded by --request-timeout)")
+	return c
+}
+
+func (a *app) storeListCommand() *cobra.Command {
+	return &cobra.Command{
 		Use:   "list",
-		Short: "List the registered stores: address, up or down, last heartbeat, applied table revision",
+		Short: "List the registered stores: address, state, last heartbeat, applied table revision, replica and leader counts",
 		Args:  cobra.NoArgs,
 		RunE: a.action(func(ctx context.Context, pd *pdclient.Client, cmd *cobra.Command, _ []string) error {
 			stores, err := pd.ListStores(ctx)
@@ -33,11 +81,12 @@ func (a *app) storeCommand() *cobra.Command {
 			now := time.Now()
 			rows := make([][]string, len(views))
 			for i, v := range views {
-				rows[i] = []string{fmt.Sprint(v.ID), v.Addr, v.State, age(v.LastHeartbeat, now), fmt.Sprint(v.AppliedRevision)}
+				rows[i] = []string{fmt.Sprint(v.ID), v.Addr, v.State, age(v.LastHeartbeat, now), fmt.Sprint(v.AppliedRevision),
+					fmt.Sprint(v.ReplicaCount), fmt.Sprint(v.LeaderCount)}
 			}
-			return table(a.stdout, []string{"ID", "ADDRESS", "STATE", "LAST_HEARTBEAT", "APPLIED_REVISION"}, rows)
+			return table(a.stdout, []string{"ID", "ADDRESS", "STATE", "LAST_HEARTBEAT", "APPLIED_REVISION", "REPLICAS", "LEADERS"}, rows)
 		}),
-	})
+	}
 }
 
 func (a *app) memberCommand() *cobra.Command {
@@ -79,6 +128,10 @@ type clusterStatus struct {
 	Revision    uint64   `json:"revision"`
 	AllApplied  bool     `json:"all_applied"`
 	NotApplied  []string `json:"not_applied"` // namespaces some up store has not applied or is switching
+	// Placement: namespaces with fewer live replicas than they should
+	// have, and namespaces whose replicas are moving.
+	UnderReplicated []string `json:"under_replicated"`
+	Moving          []string `json:"moving"`
 }
 
 func (a *app) clusterCommand() *cobra.Command {
@@ -118,6 +171,17 @@ func (a *app) clusterCommand() *cobra.Command {
 				}
 			}
 			st.AllApplied = len(st.NotApplied) == 0
+			place, err := pd.GetClusterStatus(ctx)
+			if err != nil {
+				return err
+			}
+			st.UnderReplicated, st.Moving = []string{}, []string{}
+			for _, ns := range place.GetUnderReplicated() {
+				st.UnderReplicated = append(st.UnderReplicated, ns.GetRecord().GetName())
+			}
+			for _, ns := range place.GetMoving() {
+				st.Moving = append(st.Moving, ns.GetRecord().GetName())
+			}
 			if a.json() {
 				return writeJSON(a.stdout, st)
 			}
@@ -135,8 +199,17 @@ func (a *app) clusterCommand() *cobra.Command {
 				{"stores", fmt.Sprintf("%d/%d up", st.StoresUp, st.StoresTotal)},
 				{"namespaces", fmt.Sprintf("%d (%s)", st.Namespaces, applied)},
 				{"revision", fmt.Sprint(st.Revision)},
+				{"under-replicated", listOrNone(st.UnderReplicated)},
+				{"moving", listOrNone(st.Moving)},
 			}
 			return table(a.stdout, []string{"FIELD", "VALUE"}, rows)
 		}),
 	})
+}
+
+func listOrNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%d: %s", len(names), strings.Join(names, ", "))
 }

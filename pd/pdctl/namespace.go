@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,8 +15,35 @@ import (
 )
 
 func (a *app) namespaceCommand() *cobra.Command {
-	return group("namespace", "Show and set namespace modes",
-		a.namespaceSetCommand(), a.namespaceGetCommand(), a.namespaceListCommand())
+	return group("namespace", "Show and set namespace modes and replica counts",
+		a.namespaceSetCommand(), a.namespaceGetCommand(), a.namespaceListCommand(), a.namespaceSetReplicasCommand())
+}
+
+func (a *app) namespaceSetReplicasCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "set-replicas NAMESPACE N",
+		Short: "Set how many stores hold a namespace (1 to 7; odd for a strong namespace)",
+		Args:  cobra.ExactArgs(2),
+		RunE: a.action(func(ctx context.Context, pd *pdclient.Client, cmd *cobra.Command, args []string) error {
+			n, err := strconv.ParseUint(args[1], 10, 32)
+			if err != nil {
+				return fmt.Errorf("replica count %q is not a number", args[1])
+			}
+			resp, err := pd.SetNamespaceReplicas(ctx, args[0], uint32(n))
+			if err != nil {
+				return err
+			}
+			if a.json() {
+				return writeJSON(a.stdout, struct {
+					Name              string `json:"name"`
+					ReplicationFactor uint32 `json:"replication_factor"`
+					Changed           bool   `json:"changed"`
+				}{resp.GetRecord().GetName(), resp.GetRecord().GetReplicationFactor(), resp.GetChanged()})
+			}
+			_, err = fmt.Fprintf(a.stdout, "namespace %s: %d replicas (changed: %v)\n", args[0], resp.GetRecord().GetReplicationFactor(), resp.GetChanged())
+			return err
+		}),
+	}
 }
 
 func (a *app) namespaceSetCommand() *cobra.Command {

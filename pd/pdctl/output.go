@@ -26,6 +26,13 @@ type namespaceView struct {
 	State         string   `json:"state"`
 	AppliedStores uint32   `json:"applied_stores"`
 	UpStores      uint32   `json:"up_stores"`
+	// Placement (PD): the stores that hold it, its strong group's leader
+	// (0: unknown or none), its replication factor (0: PD's default).
+	Replicas          []uint64 `json:"replicas"`
+	Leader            uint64   `json:"leader"`
+	ReplicationFactor uint32   `json:"replication_factor"`
+	UnderReplicated   bool     `json:"under_replicated"`
+	Moving            bool     `json:"moving"`
 }
 
 func viewNamespace(st *pdpb.NamespaceStatus) namespaceView {
@@ -39,7 +46,16 @@ func viewNamespace(st *pdpb.NamespaceStatus) namespaceView {
 		Version: r.GetVersion(), Epoch: r.GetEpoch(), GroupID: r.GetGroupId(), GroupPeers: peers,
 		Force: r.GetForce(), State: st.GetState(),
 		AppliedStores: st.GetAppliedStores(), UpStores: st.GetUpStores(),
+		Replicas: nonNilIDs(r.GetReplicas()), Leader: st.GetLeader(), ReplicationFactor: r.GetReplicationFactor(),
+		UnderReplicated: st.GetUnderReplicated(), Moving: st.GetMoving(),
 	}
+}
+
+func nonNilIDs(ids []uint64) []uint64 {
+	if ids == nil {
+		return []uint64{}
+	}
+	return ids
 }
 
 type storeView struct {
@@ -49,12 +65,18 @@ type storeView struct {
 	State           string `json:"state"`
 	LastHeartbeat   string `json:"last_heartbeat"` // RFC 3339, "" if none since the leader took over
 	AppliedRevision uint64 `json:"applied_revision"`
+	ReplicaCount    uint32 `json:"replica_count"`
+	LeaderCount     uint32 `json:"leader_count"`
 }
 
 func viewStore(s *pdpb.StoreStatus) storeView {
-	v := storeView{ID: s.GetId(), Addr: s.GetAddr(), Up: s.GetUp(), State: "down", AppliedRevision: s.GetAppliedRevision()}
-	if v.Up {
-		v.State = "up"
+	v := storeView{ID: s.GetId(), Addr: s.GetAddr(), Up: s.GetUp(), State: s.GetState(), AppliedRevision: s.GetAppliedRevision(),
+		ReplicaCount: s.GetReplicaCount(), LeaderCount: s.GetLeaderCount()}
+	if v.State == "" { // a PD that does not say
+		v.State = "down"
+		if v.Up {
+			v.State = "up"
+		}
 	}
 	if ns := s.GetLastHeartbeatUnixNano(); ns != 0 {
 		v.LastHeartbeat = time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
@@ -100,7 +122,7 @@ func table(w io.Writer, header []string, rows [][]string) error {
 	return tw.Flush()
 }
 
-var namespaceHeader = []string{"NAMESPACE", "MODE", "FROM_DEFAULT", "VERSION", "EPOCH", "GROUP", "STATE", "APPLIED"}
+var namespaceHeader = []string{"NAMESPACE", "MODE", "FROM_DEFAULT", "VERSION", "EPOCH", "GROUP", "STATE", "APPLIED", "REPLICAS", "LEADER"}
 
 func namespaceRow(v namespaceView) []string {
 	group := "-"
@@ -109,8 +131,26 @@ func namespaceRow(v namespaceView) []string {
 	}
 	return []string{
 		v.Name, v.Mode, fmt.Sprint(v.FromDefault), fmt.Sprint(v.Version), fmt.Sprint(v.Epoch), group,
-		v.State, fmt.Sprintf("%d/%d", v.AppliedStores, v.UpStores),
+		v.State, fmt.Sprintf("%d/%d", v.AppliedStores, v.UpStores), idsOrAll(v.Replicas), idOrDash(v.Leader),
 	}
+}
+
+func idsOrAll(ids []uint64) string {
+	if len(ids) == 0 {
+		return "all"
+	}
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = fmt.Sprint(id)
+	}
+	return strings.Join(parts, ",")
+}
+
+func idOrDash(id uint64) string {
+	if id == 0 {
+		return "-"
+	}
+	return fmt.Sprint(id)
 }
 
 // age says how long ago a RFC 3339 time was, for tables.

@@ -45,8 +45,22 @@ type Config struct {
 	// leader that cannot renew it for that long stops acting as leader, and
 	// the other members campaign once it has expired.
 	LeaderLease time.Duration
-	// StoreDownAfter: a store that has not heartbeat for this long is down.
+	// StoreDownAfter: a store that has not heartbeat for this long is
+	// disconnected (--store-disconnect-after): no longer up, but its
+	// replicas stay where they are.
 	StoreDownAfter time.Duration
+	// MaxStoreDownTime: a store that has not heartbeat for this long is
+	// down, and its replicas are re-created on other stores.
+	MaxStoreDownTime time.Duration
+	// ReplicationFactor is how many stores hold a namespace unless it says
+	// otherwise (pdctl namespace set-replicas).
+	ReplicationFactor int
+	// MaxConcurrentMoves bounds the namespaces whose replicas are moving at
+	// once (replica repair, store removal and balance together).
+	MaxConcurrentMoves int
+	// ScheduleInterval is how often the leader looks for replicas to place,
+	// repair or balance.
+	ScheduleInterval time.Duration
 	// FormSettle is how long no new store must have registered (nor this
 	// member have become leader) before the leader picks a strong
 	// namespace's group voters: stores that start together all become
@@ -90,6 +104,10 @@ func DefaultConfig() Config {
 		LogLevel:              "info",
 		LeaderLease:           3 * time.Second,
 		StoreDownAfter:        5 * time.Second,
+		MaxStoreDownTime:      30 * time.Minute,
+		ReplicationFactor:     3,
+		MaxConcurrentMoves:    8,
+		ScheduleInterval:      time.Second,
 		FormSettle:            2 * time.Second,
 		WatchProgressInterval: 2 * time.Second,
 		TickMs:                100,
@@ -119,7 +137,11 @@ func ParseFlags(args []string, output io.Writer) (Config, error) {
 	fs.StringVar(&cfg.InitialClusterState, "initial-cluster-state", cfg.InitialClusterState, "new (bootstrap) or existing (join)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.DurationVar(&cfg.LeaderLease, "leader-lease", cfg.LeaderLease, "TTL of the PD leader's lease (whole seconds)")
-	fs.DurationVar(&cfg.StoreDownAfter, "store-down-after", cfg.StoreDownAfter, "a store without a heartbeat for this long is down")
+	fs.DurationVar(&cfg.StoreDownAfter, "store-disconnect-after", cfg.StoreDownAfter, "a store without a heartbeat for this long is disconnected")
+	fs.DurationVar(&cfg.StoreDownAfter, "store-down-after", cfg.StoreDownAfter, "old name of --store-disconnect-after")
+	fs.DurationVar(&cfg.MaxStoreDownTime, "max-store-down-time", cfg.MaxStoreDownTime, "a store without a heartbeat for this long is down: its replicas are re-created elsewhere")
+	fs.IntVar(&cfg.ReplicationFactor, "replication-factor", cfg.ReplicationFactor, "how many stores hold each namespace (1 to 7)")
+	fs.IntVar(&cfg.MaxConcurrentMoves, "max-concurrent-moves", cfg.MaxConcurrentMoves, "the most namespaces whose replicas move at once")
 	fs.DurationVar(&cfg.FormSettle, "form-settle", cfg.FormSettle, "a strong namespace's group gets its voters once no new store has registered for this long")
 	fs.StringVar(&cfg.TLS.CertFile, "cert-file", "", "client port: this member's certificate (TLS; with --key-file and --trusted-ca-file)")
 	fs.StringVar(&cfg.TLS.KeyFile, "key-file", "", "client port: the certificate's key")
@@ -223,7 +245,19 @@ func (c *Config) complete() error {
 		return fmt.Errorf("--leader-lease must be at least 1s, not %v", c.LeaderLease)
 	}
 	if c.StoreDownAfter <= 0 {
-		return fmt.Errorf("--store-down-after must be positive, not %v", c.StoreDownAfter)
+		return fmt.Errorf("--store-disconnect-after must be positive, not %v", c.StoreDownAfter)
+	}
+	if c.MaxStoreDownTime < c.StoreDownAfter {
+		return fmt.Errorf("--max-store-down-time (%v) must be at least --store-disconnect-after (%v)", c.MaxStoreDownTime, c.StoreDownAfter)
+	}
+	if c.ReplicationFactor < 1 || c.ReplicationFactor > MaxReplicas || c.ReplicationFactor%2 == 0 {
+		return fmt.Errorf("--replication-factor must be odd, 1 to %d (a strong namespace's group needs an odd number of voters), not %d", MaxReplicas, c.ReplicationFactor)
+	}
+	if c.MaxConcurrentMoves < 1 {
+		return fmt.Errorf("--max-concurrent-moves must be at least 1, not %d", c.MaxConcurrentMoves)
+	}
+	if c.ScheduleInterval <= 0 {
+		c.ScheduleInterval = time.Second
 	}
 	if c.FormSettle < 0 {
 		return fmt.Errorf("--form-settle must not be negative, not %v", c.FormSettle)

@@ -39,6 +39,19 @@ func errStoreNotRegistered(id uint64) error {
 	return status.Errorf(codes.FailedPrecondition, "store %d is not registered: call RegisterStore (or send its addr)", id)
 }
 
+func errStoreRemoved(id uint64) error {
+	return status.Errorf(codes.FailedPrecondition,
+		"store %d was removed from the cluster; a removed store id is never used again: start the store with a new --store-id and an empty --data-dir", id)
+}
+
+func errStoreNotFound(id uint64) error {
+	return status.Errorf(codes.NotFound, "store %d is not registered", id)
+}
+
+func errInvalidReplicas(msg string) error {
+	return status.Errorf(codes.InvalidArgument, "invalid replica count: %s", msg)
+}
+
 // errForward: the leader could not be reached, or answered Unavailable.
 func errForward(leader, msg string) error {
 	return status.Errorf(codes.Unavailable, "forward to PD leader %s: %s: retry", leader, msg)

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -29,7 +30,12 @@ const formInterval = 250 * time.Millisecond
 func (s *Server) runFormation(l *leadership) {
 	tick := time.NewTicker(formInterval)
 	defer tick.Stop()
+	var nextSchedule time.Time
 	for {
+		if now := time.Now(); !now.Before(nextSchedule) {
+			s.scheduleOnce(l)
+			nextSchedule = time.Now().Add(s.cfg.ScheduleInterval)
+		}
 		// Reading the table is only worth it when a group may be formed.
 		if _, ok := s.stores.formationPeers(time.Now(), s.cfg.FormSettle); ok {
 			s.formPending(l)
@@ -76,12 +82,27 @@ func (s *Server) formGroup(cur *storepb.NamespaceRecord) (*storepb.NamespaceReco
 	if !pendingGroup(cur) {
 		return nil, ErrNoChange
 	}
-	peers, ok := s.stores.formationPeers(time.Now(), s.cfg.FormSettle)
-	if !ok {
+	if !s.placeGroup(cur) {
 		return nil, ErrNoChange // a store arrived meanwhile: settle again
 	}
-	cur.GroupPeers = peers
 	return cur, nil
+}
+
+// placeGroup gives a strong record without voters its replicas and its
+// group's first voters, if the formation rule allows it now: the
+// replication factor's worth of up stores that hold fewest replicas, the
+// one that leads fewest groups first (it campaigns at once).
+func (s *Server) placeGroup(rec *storepb.NamespaceRecord) bool {
+	up, ok := s.stores.formationPeers(time.Now(), s.cfg.FormSettle)
+	if !ok {
+		return false
+	}
+	ids := s.place.initial(rec.GetName(), replicationFactor(rec, s.cfg.ReplicationFactor), up)
+	if len(ids) == 0 {
+		return false
+	}
+	rec.GroupPeers, rec.Replicas = ids, slices.Clone(ids)
+	return true
 }
 
 // pendingGroup tells whether rec is strong with a group that has no voters.

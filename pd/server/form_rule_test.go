@@ -18,7 +18,7 @@ func TestFormationRule(t *testing.T) {
 	const downAfter, settle = 5 * time.Second, 2 * time.Second
 	t0 := time.Unix(1000, 0)
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
-	tr := newStoreTracker(downAfter)
+	tr := newStoreTracker(downAfter, time.Hour)
 	check := func(when time.Duration, want ...uint64) {
 		t.Helper()
 		peers, ok := tr.formationPeers(at(when), settle)
@@ -70,7 +70,7 @@ func TestFormationRule(t *testing.T) {
 	check(20*time.Second, 2)
 
 	// No store at all: nothing, however long PD waits.
-	empty := newStoreTracker(downAfter)
+	empty := newStoreTracker(downAfter, time.Hour)
 	empty.reset(nil, t0)
 	if peers, ok := empty.formationPeers(at(time.Hour), settle); ok || len(peers) != 0 {
 		t.Fatalf("no store: formationPeers = %v, %v", peers, ok)

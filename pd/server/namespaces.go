@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -219,9 +218,7 @@ func (s *Server) updateNamespace(ctx context.Context, l *leadership, name string
 		}
 		if next.GetMode() == ModeStrong && len(next.GetGroupPeers()) == 0 {
 			// Otherwise the group waits, with its id and no voter.
-			if peers, ok := s.stores.formationPeers(time.Now(), s.cfg.FormSettle); ok {
-				next.GroupPeers = peers
-			}
+			s.placeGroup(next)
 		}
 		val, err := encodeNamespace(next)
 		if err != nil {
@@ -259,6 +256,11 @@ func (s *Server) updateNamespace(ctx context.Context, l *leadership, name string
 // authority applies (namespace.Next).
 func setModeFunc(req *pdpb.SetNamespaceModeRequest) UpdateFunc {
 	return func(cur *storepb.NamespaceRecord) (*storepb.NamespaceRecord, error) {
+		if cur != nil && req.GetMode() == ModeStrong {
+			if err := checkReplicaCount(ModeStrong, int(cur.GetReplicationFactor())); err != nil {
+				return nil, err
+			}
+		}
 		next, changed := namespace.Next(cur, req.GetName(), namespace.SetRequest{
 			Mode: namespace.Mode(req.GetMode()), Force: req.GetForce(), OnlyIfAbsent: req.GetOnlyIfAbsent(),
 		})

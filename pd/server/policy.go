@@ -25,6 +25,9 @@ var pdPolicy = security.Policy{
 	// Mode changes: an admin, or a store forwarding an admin's request
 	// (the store checked the admin) or seeding its --namespace-mode rows.
 	"/pdpb.PD/SetNamespaceMode": pdUsers,
+	// Placement changes are an operator's.
+	"/pdpb.PD/SetNamespaceReplicas": operators,
+	"/pdpb.PD/RemoveStore":          operators,
 
 	"/etcdserverpb.KV/":          operators,
 	"/etcdserverpb.Watch/":       operators,

@@ -60,6 +60,7 @@ type Server struct {
 	creds credentials.TransportCredentials
 
 	stores  *storeTracker // valid while leader
+	place   *placeState   // valid while leader
 	storeMu sync.Mutex    // serialises the leader's store writes
 	fwd     forwarder
 
@@ -87,7 +88,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:    cfg,
 		lg:     lg.Named("pd").With(zap.String("member", cfg.Name)),
-		stores: newStoreTracker(cfg.StoreDownAfter),
+		stores: newStoreTracker(cfg.StoreDownAfter, cfg.MaxStoreDownTime),
+		place:  newPlaceState(),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 

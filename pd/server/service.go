@@ -141,6 +141,9 @@ func (s *Server) StoreHeartbeat(ctx context.Context, req *pdpb.StoreHeartbeatReq
 
 func (s *Server) storeHeartbeat(ctx context.Context, l *leadership, req *pdpb.StoreHeartbeatRequest) (*pdpb.StoreHeartbeatResponse, error) {
 	info, ok := s.stores.info(req.GetStoreId())
+	if ok && info.GetState() == StoreRemoved {
+		return nil, errStoreRemoved(req.GetStoreId())
+	}
 	if !ok || (req.GetAddr() != "" && req.GetAddr() != info.GetAddr()) {
 		if req.GetAddr() == "" {
 			return nil, errStoreNotRegistered(req.GetStoreId())
@@ -150,13 +153,16 @@ func (s *Server) storeHeartbeat(ctx context.Context, l *leadership, req *pdpb.St
 		}
 	}
 	s.stores.heartbeat(req, time.Now())
-	return &pdpb.StoreHeartbeatResponse{Stores: s.stores.infos(), ClusterId: s.ClusterID()}, nil
+	return &pdpb.StoreHeartbeatResponse{
+		Stores: s.stores.infos(), ClusterId: s.ClusterID(),
+		TransferLeaders: s.place.takeTransfers(req.GetStoreId()),
+	}, nil
 }
 
 // ListStores returns every registered store with its last heartbeat.
 func (s *Server) ListStores(ctx context.Context, req *pdpb.ListStoresRequest) (*pdpb.ListStoresResponse, error) {
 	return leaderOnly(ctx, s, req, func(context.Context, *leadership, *pdpb.ListStoresRequest) (*pdpb.ListStoresResponse, error) {
-		return &pdpb.ListStoresResponse{Stores: s.stores.statuses(time.Now())}, nil
+		return &pdpb.ListStoresResponse{Stores: s.storeStatuses()}, nil
 	}, pdpb.PDClient.ListStores)
 }
 
@@ -189,7 +195,10 @@ func (s *Server) namespaceStatusOf(ctx context.Context, l *leadership, name stri
 	if rec == nil {
 		return nil, errNamespaceNotFound(name)
 	}
-	return namespaceStatus(rec, s.stores.statuses(time.Now())), nil
+	stores := s.stores.statuses(time.Now())
+	views := groupViews(stores)
+	p := newPlanner(stores, nil, views, s.cfg.ReplicationFactor, 0)
+	return s.placementStatus(namespaceStatus(rec, stores), p, views), nil
 }
 
 // ListNamespaces returns every namespace with its rollout status.
@@ -209,9 +218,11 @@ func (s *Server) namespaceStatuses(ctx context.Context) ([]*pdpb.NamespaceStatus
 		return nil, 0, err
 	}
 	stores := s.stores.statuses(time.Now())
+	views := groupViews(stores)
+	p := newPlanner(stores, nil, views, s.cfg.ReplicationFactor, 0)
 	list := make([]*pdpb.NamespaceStatus, len(recs))
 	for i, rec := range recs {
-		list[i] = namespaceStatus(rec, stores)
+		list[i] = s.placementStatus(namespaceStatus(rec, stores), p, views)
 	}
 	return list, uint64(rev), nil
 }
@@ -246,14 +257,31 @@ func checkStore(info *storepb.StoreInfo) error {
 	return nil
 }
 
-// putStore writes a store's row (if it changed) under term l.
+// putStore registers a store (or its new address) under term l. A store
+// being removed stays so; a removed store is refused.
 func (s *Server) putStore(ctx context.Context, l *leadership, info *storepb.StoreInfo) error {
 	s.storeMu.Lock()
 	defer s.storeMu.Unlock()
-	if cur, ok := s.stores.info(info.GetId()); ok && proto.Equal(cur, info) {
+	cur, ok := s.stores.info(info.GetId())
+	if ok && cur.GetState() == StoreRemoved {
+		return errStoreRemoved(info.GetId())
+	}
+	info = &storepb.StoreInfo{Id: info.GetId(), Addr: info.GetAddr(), State: cur.GetState()}
+	if ok && proto.Equal(cur, info) {
 		s.stores.register(cur, time.Now())
 		return nil
 	}
+	return s.writeStoreLocked(ctx, l, info)
+}
+
+// writeStore writes a store's row as it is given (its state included).
+func (s *Server) writeStore(ctx context.Context, l *leadership, info *storepb.StoreInfo) error {
+	s.storeMu.Lock()
+	defer s.storeMu.Unlock()
+	return s.writeStoreLocked(ctx, l, info)
+}
+
+func (s *Server) writeStoreLocked(ctx context.Context, l *leadership, info *storepb.StoreInfo) error {
 	val, err := proto.Marshal(info)
 	if err != nil {
 		return internalError("encode store: %v", err)

@@ -17,7 +17,11 @@ import (
 // leader) and what their last heartbeat said. Heartbeats are never written to
 // etcd: a new leader learns them again within one heartbeat interval.
 type storeTracker struct {
+	// downAfter: a store silent this long is disconnected (no longer up).
 	downAfter time.Duration
+	// maxDownTime: a store silent this long is down, and its replicas are
+	// re-created elsewhere.
+	maxDownTime time.Duration
 	// arrived gets a token when a store registers for the first time, so
 	// that the group formation loop looks again at once.
 	arrived chan struct{}
@@ -38,11 +42,49 @@ type trackedStore struct {
 	// had time to heartbeat: a new leader must not believe every store down
 	// (and a change applied by all of none of them).
 	upUntil time.Time
-	last    *pdpb.StoreHeartbeatRequest
+	// seen is the last sign of life: a heartbeat, a registration, or this
+	// member becoming leader (a new leader counts a store's down time from
+	// its own start).
+	seen time.Time
+	last *pdpb.StoreHeartbeatRequest
 }
 
-func newStoreTracker(downAfter time.Duration) *storeTracker {
-	return &storeTracker{downAfter: downAfter, stores: map[uint64]*trackedStore{}, arrived: make(chan struct{}, 1)}
+func newStoreTracker(downAfter, maxDownTime time.Duration) *storeTracker {
+	return &storeTracker{downAfter: downAfter, maxDownTime: maxDownTime, stores: map[uint64]*trackedStore{}, arrived: make(chan struct{}, 1)}
+}
+
+// Store states, as pdctl shows them.
+const (
+	StoreUp           = "up"
+	StoreDisconnected = "disconnected"
+	StoreDown         = "down"
+	StoreRemoving     = "removing"
+	StoreRemoved      = "removed"
+)
+
+// state is a store's state at now. Removing and removed come from its row;
+// up, disconnected and down from its heartbeats.
+func (t *storeTracker) state(st *trackedStore, now time.Time) string {
+	switch st.info.GetState() {
+	case StoreRemoved:
+		return StoreRemoved
+	case StoreRemoving:
+		return StoreRemoving
+	}
+	switch {
+	case t.up(st, now):
+		return StoreUp
+	case now.Sub(st.seen) >= t.maxDownTime:
+		return StoreDown
+	default:
+		return StoreDisconnected
+	}
+}
+
+// up: the store heartbeat within downAfter (or a new leader still gives it
+// time to).
+func (t *storeTracker) up(st *trackedStore, now time.Time) bool {
+	return now.Before(st.upUntil) || (!st.lastHeartbeat.IsZero() && now.Sub(st.lastHeartbeat) < t.downAfter)
 }
 
 // reset replaces everything with the stores registered in etcd; each counts
@@ -54,7 +96,7 @@ func (t *storeTracker) reset(infos []*storepb.StoreInfo, now time.Time) {
 	t.lastArrival = now
 	t.stores = make(map[uint64]*trackedStore, len(infos))
 	for _, info := range infos {
-		t.stores[info.GetId()] = &trackedStore{info: info, upUntil: now.Add(t.downAfter)}
+		t.stores[info.GetId()] = &trackedStore{info: info, upUntil: now.Add(t.downAfter), seen: now}
 	}
 }
 
@@ -85,6 +127,7 @@ func (t *storeTracker) register(info *storepb.StoreInfo, now time.Time) {
 	}
 	st.info = info
 	st.lastHeartbeat = now
+	st.seen = now
 }
 
 // arrivals is signalled when a new store registers.
@@ -106,7 +149,7 @@ func (t *storeTracker) formationPeers(now time.Time, settle time.Duration) ([]ui
 	}
 	var peers []uint64
 	for id, st := range t.stores {
-		if !st.lastHeartbeat.IsZero() && now.Sub(st.lastHeartbeat) < t.downAfter {
+		if st.info.GetState() == "" && !st.lastHeartbeat.IsZero() && now.Sub(st.lastHeartbeat) < t.downAfter {
 			peers = append(peers, id)
 		}
 	}
@@ -126,6 +169,7 @@ func (t *storeTracker) heartbeat(req *pdpb.StoreHeartbeatRequest, now time.Time)
 		return
 	}
 	st.lastHeartbeat = now
+	st.seen = now
 	st.last = proto.Clone(req).(*pdpb.StoreHeartbeatRequest)
 }
 
@@ -148,10 +192,12 @@ func (t *storeTracker) statuses(now time.Time) []*pdpb.StoreStatus {
 	out := make([]*pdpb.StoreStatus, 0, len(t.stores))
 	for _, st := range t.stores {
 		s := &pdpb.StoreStatus{
-			Id:   st.info.GetId(),
-			Addr: st.info.GetAddr(),
-			Up:   now.Before(st.upUntil) || (!st.lastHeartbeat.IsZero() && now.Sub(st.lastHeartbeat) < t.downAfter),
+			Id:    st.info.GetId(),
+			Addr:  st.info.GetAddr(),
+			State: t.state(st, now),
 		}
+		// Up is liveness: a store being removed still applies the table.
+		s.Up = s.State != StoreRemoved && t.up(st, now)
 		if !st.lastHeartbeat.IsZero() {
 			s.LastHeartbeatUnixNano = st.lastHeartbeat.UnixNano()
 		}

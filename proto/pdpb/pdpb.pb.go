@@ -287,14 +287,17 @@ func (x *RegisterStoreResponse) GetClusterId() uint64 {
 }
 
 type GroupStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	GroupId       uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
-	Namespace     string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	Leader        uint64                 `protobuf:"varint,3,opt,name=leader,proto3" json:"leader,omitempty"`
-	Term          uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
-	Commit        uint64                 `protobuf:"varint,5,opt,name=commit,proto3" json:"commit,omitempty"`
-	Applied       uint64                 `protobuf:"varint,6,opt,name=applied,proto3" json:"applied,omitempty"`
-	State         *storepb.GroupState    `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	GroupId   uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	Namespace string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Leader    uint64                 `protobuf:"varint,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	Term      uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	Commit    uint64                 `protobuf:"varint,5,opt,name=commit,proto3" json:"commit,omitempty"`
+	Applied   uint64                 `protobuf:"varint,6,opt,name=applied,proto3" json:"applied,omitempty"`
+	State     *storepb.GroupState    `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
+	// The group's membership as this store has applied it.
+	Voters        []uint64 `protobuf:"varint,8,rep,packed,name=voters,proto3" json:"voters,omitempty"`
+	Learners      []uint64 `protobuf:"varint,9,rep,packed,name=learners,proto3" json:"learners,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -374,6 +377,20 @@ func (x *GroupStatus) GetApplied() uint64 {
 func (x *GroupStatus) GetState() *storepb.GroupState {
 	if x != nil {
 		return x.State
+	}
+	return nil
+}
+
+func (x *GroupStatus) GetVoters() []uint64 {
+	if x != nil {
+		return x.Voters
+	}
+	return nil
+}
+
+func (x *GroupStatus) GetLearners() []uint64 {
+	if x != nil {
+		return x.Learners
 	}
 	return nil
 }
@@ -520,9 +537,12 @@ type StoreHeartbeatResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Stores []*storepb.StoreInfo   `protobuf:"bytes,1,rep,name=stores,proto3" json:"stores,omitempty"`
 	// PD's cluster id, as in RegisterStoreResponse.
-	ClusterId     uint64 `protobuf:"varint,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ClusterId uint64 `protobuf:"varint,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// Groups this store leads whose leadership it should hand to another
+	// voter (leader balance).
+	TransferLeaders []*LeaderTransfer `protobuf:"bytes,3,rep,name=transfer_leaders,json=transferLeaders,proto3" json:"transfer_leaders,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *StoreHeartbeatResponse) Reset() {
@@ -569,6 +589,65 @@ func (x *StoreHeartbeatResponse) GetClusterId() uint64 {
 	return 0
 }
 
+func (x *StoreHeartbeatResponse) GetTransferLeaders() []*LeaderTransfer {
+	if x != nil {
+		return x.TransferLeaders
+	}
+	return nil
+}
+
+type LeaderTransfer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GroupId       uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	ToStore       uint64                 `protobuf:"varint,2,opt,name=to_store,json=toStore,proto3" json:"to_store,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaderTransfer) Reset() {
+	*x = LeaderTransfer{}
+	mi := &file_pdpb_pdpb_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaderTransfer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaderTransfer) ProtoMessage() {}
+
+func (x *LeaderTransfer) ProtoReflect() protoreflect.Message {
+	mi := &file_pdpb_pdpb_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaderTransfer.ProtoReflect.Descriptor instead.
+func (*LeaderTransfer) Descriptor() ([]byte, []int) {
+	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *LeaderTransfer) GetGroupId() uint64 {
+	if x != nil {
+		return x.GroupId
+	}
+	return 0
+}
+
+func (x *LeaderTransfer) GetToStore() uint64 {
+	if x != nil {
+		return x.ToStore
+	}
+	return 0
+}
+
 type StoreStatus struct {
 	state                 protoimpl.MessageState `protogen:"open.v1"`
 	Id                    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -578,13 +657,19 @@ type StoreStatus struct {
 	AppliedRevision       uint64                 `protobuf:"varint,5,opt,name=applied_revision,json=appliedRevision,proto3" json:"applied_revision,omitempty"`
 	Groups                []*GroupStatus         `protobuf:"bytes,6,rep,name=groups,proto3" json:"groups,omitempty"`
 	Namespaces            []*NamespaceApplied    `protobuf:"bytes,7,rep,name=namespaces,proto3" json:"namespaces,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// "up", "disconnected" (heartbeats missed), "down" (past
+	// --max-store-down-time), "removing" or "removed".
+	State string `protobuf:"bytes,8,opt,name=state,proto3" json:"state,omitempty"`
+	// Namespaces PD places on this store, and strong groups it leads.
+	ReplicaCount  uint32 `protobuf:"varint,9,opt,name=replica_count,json=replicaCount,proto3" json:"replica_count,omitempty"`
+	LeaderCount   uint32 `protobuf:"varint,10,opt,name=leader_count,json=leaderCount,proto3" json:"leader_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StoreStatus) Reset() {
 	*x = StoreStatus{}
-	mi := &file_pdpb_pdpb_proto_msgTypes[9]
+	mi := &file_pdpb_pdpb_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +681,7 @@ func (x *StoreStatus) String() string {
 func (*StoreStatus) ProtoMessage() {}
 
 func (x *StoreStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_pdpb_pdpb_proto_msgTypes[9]
+	mi := &file_pdpb_pdpb_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +694,7 @@ func (x *StoreStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreStatus.ProtoReflect.Descriptor instead.
 func (*StoreStatus) Descriptor() ([]byte, []int) {
-	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{9}
+	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StoreStatus) GetId() uint64 {
@@ -661,6 +746,27 @@ func (x *StoreStatus) GetNamespaces() []*NamespaceApplied {
 	return nil
 }
 
+func (x *StoreStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *StoreStatus) GetReplicaCount() uint32 {
+	if x != nil {
+		return x.ReplicaCount
+	}
+	return 0
+}
+
+func (x *StoreStatus) GetLeaderCount() uint32 {
+	if x != nil {
+		return x.LeaderCount
+	}
+	return 0
+}
+
 type ListStoresRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -669,7 +775,7 @@ type ListStoresRequest struct {
 
 func (x *ListStoresRequest) Reset() {
 	*x = ListStoresRequest{}
-	mi := &file_pdpb_pdpb_proto_msgTypes[10]
+	mi := &file_pdpb_pdpb_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +787,7 @@ func (x *ListStoresRequest) String() string {
 func (*ListStoresRequest) ProtoMessage() {}
 
 func (x *ListStoresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pdpb_pdpb_proto_msgTypes[10]
+	mi := &file_pdpb_pdpb_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +800,7 @@ func (x *ListStoresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStoresRequest.ProtoReflect.Descriptor instead.
 func (*ListStoresRequest) Descriptor() ([]byte, []int) {
-	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{10}
+	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{11}
 }
 
 type ListStoresResponse struct {
@@ -706,7 +812,7 @@ type ListStoresResponse struct {
 
 func (x *ListStoresResponse) Reset() {
 	*x = ListStoresResponse{}
-	mi := &file_pdpb_pdpb_proto_msgTypes[11]
+	mi := &file_pdpb_pdpb_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +824,7 @@ func (x *ListStoresResponse) String() string {
 func (*ListStoresResponse) ProtoMessage() {}
 
 func (x *ListStoresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pdpb_pdpb_proto_msgTypes[11]
+	mi := &file_pdpb_pdpb_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +837,7 @@ func (x *ListStoresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStoresResponse.ProtoReflect.Descriptor instead.
 func (*ListStoresResponse) Descriptor() ([]byte, []int) {
-	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{11}
+	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListStoresResponse) GetStores() []*StoreStatus {
@@ -752,7 +858,7 @@ type GetNamespaceRequest struct {
 
 func (x *GetNamespaceRequest) Reset() {
 	*x = GetNamespaceRequest{}
-	mi := &file_pdpb_pdpb_proto_msgTypes[12]
+	mi := &file_pdpb_pdpb_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -764,7 +870,7 @@ func (x *GetNamespaceRequest) String() string {
 func (*GetNamespaceRequest) ProtoMessage() {}
 
 func (x *GetNamespaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pdpb_pdpb_proto_msgTypes[12]
+	mi := &file_pdpb_pdpb_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -777,7 +883,7 @@ func (x *GetNamespaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNamespaceRequest.ProtoReflect.Descriptor instead.
 func (*GetNamespaceRequest) Descriptor() ([]byte, []int) {
-	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{12}
+	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetNamespaceRequest) GetName() string {
@@ -801,14 +907,21 @@ type NamespaceStatus struct {
 	AppliedStores uint32 `protobuf:"varint,2,opt,name=applied_stores,json=appliedStores,proto3" json:"applied_stores,omitempty"`
 	UpStores      uint32 `protobuf:"varint,3,opt,name=up_stores,json=upStores,proto3" json:"up_stores,omitempty"`
 	// "active" or "switching".
-	State         string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	State string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	// The leader of a strong namespace's group, 0 if unknown.
+	Leader uint64 `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	// Fewer live replicas than the namespace's replication factor.
+	UnderReplicated bool `protobuf:"varint,6,opt,name=under_replicated,json=underReplicated,proto3" json:"under_replicated,omitempty"`
+	// The replicas are changing: the group's membership (strong) or the
+	// stores holding it (eventual) differ from record.replicas.
+	Moving        bool `protobuf:"varint,7,opt,name=moving,proto3" json:"moving,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NamespaceStatus) Reset() {
 	*x = NamespaceStatus{}
-	mi := &file_pdpb_pdpb_proto_msgTypes[13]
+	mi := &file_pdpb_pdpb_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +933,7 @@ func (x *NamespaceStatus) String() string {
 func (*NamespaceStatus) ProtoMessage() {}
 
 func (x *NamespaceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_pdpb_pdpb_proto_msgTypes[13]
+	mi := &file_pdpb_pdpb_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +946,7 @@ func (x *NamespaceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamespaceStatus.ProtoReflect.Descriptor instead.
 func (*NamespaceStatus) Descriptor() ([]byte, []int) {
-	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{13}
+	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NamespaceStatus) GetRecord() *storepb.NamespaceRecord {
@@ -864,6 +977,27 @@ func (x *NamespaceStatus) GetState() string {
 	return ""
 }
 
+func (x *NamespaceStatus) GetLeader() uint64 {
+	if x != nil {
+		return x.Leader
+	}
+	return 0
+}
+
+func (x *NamespaceStatus) GetUnderReplicated() bool {
+	if x != nil {
+		return x.UnderReplicated
+	}
+	return false
+}
+
+func (x *NamespaceStatus) GetMoving() bool {
+	if x != nil {
+		return x.Moving
+	}
+	return false
+}
+
 type GetNamespaceResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Namespace     *NamespaceStatus       `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
@@ -873,7 +1007,7 @@ type GetNamespaceResponse struct {
 
 func (x *GetNamespaceResponse) Reset() {
 	*x = GetNamespaceResponse{}
-	mi := &file_pdpb_pdpb_proto_msgTypes[14]
+	mi := &file_pdpb_pdpb_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -885,7 +1019,7 @@ func (x *GetNamespaceResponse) String() string {
 func (*GetNamespaceResponse) ProtoMessage() {}
 
 func (x *GetNamespaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pdpb_pdpb_proto_msgTypes[14]
+	mi := &file_pdpb_pdpb_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -898,7 +1032,7 @@ func (x *GetNamespaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNamespaceResponse.ProtoReflect.Descriptor instead.
 func (*GetNamespaceResponse) Descriptor() ([]byte, []int) {
-	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{14}
+	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetNamespaceResponse) GetNamespace() *NamespaceStatus {
@@ -916,7 +1050,7 @@ type ListNamespacesRequest struct {
 
 func (x *ListNamespacesRequest) Reset() {
 	*x = ListNamespacesRequest{}
-	mi := &file_pdpb_pdpb_proto_msgTypes[15]
+	mi := &file_pdpb_pdpb_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -928,7 +1062,7 @@ func (x *ListNamespacesRequest) String() string {
 func (*ListNamespacesRequest) ProtoMessage() {}
 
 func (x *ListNamespacesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pdpb_pdpb_proto_msgTypes[15]
+	mi := &file_pdpb_pdpb_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -941,7 +1075,7 @@ func (x *ListNamespacesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNamespacesRequest.ProtoReflect.Descriptor instead.
 func (*ListNamespacesRequest) Descriptor() ([]byte, []int) {
-	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{15}
+	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{16}
 }
 
 type ListNamespacesResponse struct {
@@ -954,7 +1088,7 @@ type ListNamespacesResponse struct {
 
 func (x *ListNamespacesResponse) Reset() {
 	*x = ListNamespacesResponse{}
-	mi := &file_pdpb_pdpb_proto_msgTypes[16]
+	mi := &file_pdpb_pdpb_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1100,7 @@ func (x *ListNamespacesResponse) String() string {
 func (*ListNamespacesResponse) ProtoMessage() {}
 
 func (x *ListNamespacesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pdpb_pdpb_proto_msgTypes[16]
+	mi := &file_pdpb_pdpb_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1113,7 @@ func (x *ListNamespacesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNamespacesResponse.ProtoReflect.Descriptor instead.
 func (*ListNamespacesResponse) Descriptor() ([]byte, []int) {
-	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{16}
+	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListNamespacesResponse) GetNamespaces() []*NamespaceStatus {
@@ -1009,7 +1143,7 @@ type SetNamespaceModeRequest struct {
 
 func (x *SetNamespaceModeRequest) Reset() {
 	*x = SetNamespaceModeRequest{}
-	mi := &file_pdpb_pdpb_proto_msgTypes[17]
+	mi := &file_pdpb_pdpb_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1155,7 @@ func (x *SetNamespaceModeRequest) String() string {
 func (*SetNamespaceModeRequest) ProtoMessage() {}
 
 func (x *SetNamespaceModeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pdpb_pdpb_proto_msgTypes[17]
+	mi := &file_pdpb_pdpb_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1168,7 @@ func (x *SetNamespaceModeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNamespaceModeRequest.ProtoReflect.Descriptor instead.
 func (*SetNamespaceModeRequest) Descriptor() ([]byte, []int) {
-	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{17}
+	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SetNamespaceModeRequest) GetName() string {
@@ -1075,7 +1209,7 @@ type SetNamespaceModeResponse struct {
 
 func (x *SetNamespaceModeResponse) Reset() {
 	*x = SetNamespaceModeResponse{}
-	mi := &file_pdpb_pdpb_proto_msgTypes[18]
+	mi := &file_pdpb_pdpb_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1221,7 @@ func (x *SetNamespaceModeResponse) String() string {
 func (*SetNamespaceModeResponse) ProtoMessage() {}
 
 func (x *SetNamespaceModeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pdpb_pdpb_proto_msgTypes[18]
+	mi := &file_pdpb_pdpb_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1234,7 @@ func (x *SetNamespaceModeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetNamespaceModeResponse.ProtoReflect.Descriptor instead.
 func (*SetNamespaceModeResponse) Descriptor() ([]byte, []int) {
-	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{18}
+	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SetNamespaceModeResponse) GetRecord() *storepb.NamespaceRecord {
@@ -1127,7 +1261,7 @@ type WatchNamespacesRequest struct {
 
 func (x *WatchNamespacesRequest) Reset() {
 	*x = WatchNamespacesRequest{}
-	mi := &file_pdpb_pdpb_proto_msgTypes[19]
+	mi := &file_pdpb_pdpb_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1273,7 @@ func (x *WatchNamespacesRequest) String() string {
 func (*WatchNamespacesRequest) ProtoMessage() {}
 
 func (x *WatchNamespacesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pdpb_pdpb_proto_msgTypes[19]
+	mi := &file_pdpb_pdpb_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1286,7 @@ func (x *WatchNamespacesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNamespacesRequest.ProtoReflect.Descriptor instead.
 func (*WatchNamespacesRequest) Descriptor() ([]byte, []int) {
-	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{19}
+	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchNamespacesRequest) GetStartRevision() uint64 {
@@ -1174,7 +1308,7 @@ type WatchNamespacesResponse struct {
 
 func (x *WatchNamespacesResponse) Reset() {
 	*x = WatchNamespacesResponse{}
-	mi := &file_pdpb_pdpb_proto_msgTypes[20]
+	mi := &file_pdpb_pdpb_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1320,7 @@ func (x *WatchNamespacesResponse) String() string {
 func (*WatchNamespacesResponse) ProtoMessage() {}
 
 func (x *WatchNamespacesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pdpb_pdpb_proto_msgTypes[20]
+	mi := &file_pdpb_pdpb_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1333,7 @@ func (x *WatchNamespacesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNamespacesResponse.ProtoReflect.Descriptor instead.
 func (*WatchNamespacesResponse) Descriptor() ([]byte, []int) {
-	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{20}
+	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WatchNamespacesResponse) GetRecords() []*storepb.NamespaceRecord {
@@ -1223,6 +1357,313 @@ func (x *WatchNamespacesResponse) GetReload() bool {
 	return false
 }
 
+type SetNamespaceReplicasRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// 1 to 7; odd for a strong namespace.
+	Replicas      uint32 `protobuf:"varint,2,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetNamespaceReplicasRequest) Reset() {
+	*x = SetNamespaceReplicasRequest{}
+	mi := &file_pdpb_pdpb_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetNamespaceReplicasRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetNamespaceReplicasRequest) ProtoMessage() {}
+
+func (x *SetNamespaceReplicasRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pdpb_pdpb_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetNamespaceReplicasRequest.ProtoReflect.Descriptor instead.
+func (*SetNamespaceReplicasRequest) Descriptor() ([]byte, []int) {
+	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SetNamespaceReplicasRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetNamespaceReplicasRequest) GetReplicas() uint32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+type SetNamespaceReplicasResponse struct {
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	Record        *storepb.NamespaceRecord `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+	Changed       bool                     `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetNamespaceReplicasResponse) Reset() {
+	*x = SetNamespaceReplicasResponse{}
+	mi := &file_pdpb_pdpb_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetNamespaceReplicasResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetNamespaceReplicasResponse) ProtoMessage() {}
+
+func (x *SetNamespaceReplicasResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pdpb_pdpb_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetNamespaceReplicasResponse.ProtoReflect.Descriptor instead.
+func (*SetNamespaceReplicasResponse) Descriptor() ([]byte, []int) {
+	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SetNamespaceReplicasResponse) GetRecord() *storepb.NamespaceRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *SetNamespaceReplicasResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+type RemoveStoreRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveStoreRequest) Reset() {
+	*x = RemoveStoreRequest{}
+	mi := &file_pdpb_pdpb_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveStoreRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveStoreRequest) ProtoMessage() {}
+
+func (x *RemoveStoreRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pdpb_pdpb_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveStoreRequest.ProtoReflect.Descriptor instead.
+func (*RemoveStoreRequest) Descriptor() ([]byte, []int) {
+	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RemoveStoreRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type RemoveStoreResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Store         *StoreStatus           `protobuf:"bytes,1,opt,name=store,proto3" json:"store,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveStoreResponse) Reset() {
+	*x = RemoveStoreResponse{}
+	mi := &file_pdpb_pdpb_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveStoreResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveStoreResponse) ProtoMessage() {}
+
+func (x *RemoveStoreResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pdpb_pdpb_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveStoreResponse.ProtoReflect.Descriptor instead.
+func (*RemoveStoreResponse) Descriptor() ([]byte, []int) {
+	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RemoveStoreResponse) GetStore() *StoreStatus {
+	if x != nil {
+		return x.Store
+	}
+	return nil
+}
+
+type GetClusterStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClusterStatusRequest) Reset() {
+	*x = GetClusterStatusRequest{}
+	mi := &file_pdpb_pdpb_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClusterStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClusterStatusRequest) ProtoMessage() {}
+
+func (x *GetClusterStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pdpb_pdpb_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClusterStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetClusterStatusRequest) Descriptor() ([]byte, []int) {
+	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{26}
+}
+
+type GetClusterStatusResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	StoresUp   uint32                 `protobuf:"varint,1,opt,name=stores_up,json=storesUp,proto3" json:"stores_up,omitempty"`
+	Namespaces uint32                 `protobuf:"varint,2,opt,name=namespaces,proto3" json:"namespaces,omitempty"`
+	// Namespaces with fewer live replicas than they should have.
+	UnderReplicated []*NamespaceStatus `protobuf:"bytes,3,rep,name=under_replicated,json=underReplicated,proto3" json:"under_replicated,omitempty"`
+	// Namespaces whose replicas are moving.
+	Moving            []*NamespaceStatus `protobuf:"bytes,4,rep,name=moving,proto3" json:"moving,omitempty"`
+	ReplicationFactor uint32             `protobuf:"varint,5,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *GetClusterStatusResponse) Reset() {
+	*x = GetClusterStatusResponse{}
+	mi := &file_pdpb_pdpb_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClusterStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClusterStatusResponse) ProtoMessage() {}
+
+func (x *GetClusterStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pdpb_pdpb_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClusterStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetClusterStatusResponse) Descriptor() ([]byte, []int) {
+	return file_pdpb_pdpb_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *GetClusterStatusResponse) GetStoresUp() uint32 {
+	if x != nil {
+		return x.StoresUp
+	}
+	return 0
+}
+
+func (x *GetClusterStatusResponse) GetNamespaces() uint32 {
+	if x != nil {
+		return x.Namespaces
+	}
+	return 0
+}
+
+func (x *GetClusterStatusResponse) GetUnderReplicated() []*NamespaceStatus {
+	if x != nil {
+		return x.UnderReplicated
+	}
+	return nil
+}
+
+func (x *GetClusterStatusResponse) GetMoving() []*NamespaceStatus {
+	if x != nil {
+		return x.Moving
+	}
+	return nil
+}
+
+func (x *GetClusterStatusResponse) GetReplicationFactor() uint32 {
+	if x != nil {
+		return x.ReplicationFactor
+	}
+	return 0
+}
+
 var File_pdpb_pdpb_proto protoreflect.FileDescriptor
 
 const file_pdpb_pdpb_proto_rawDesc = "" +
@@ -1244,7 +1685,7 @@ const file_pdpb_pdpb_proto_rawDesc = "" +
 	"\x15RegisterStoreResponse\x12.\n" +
 	"\x06stores\x18\x01 \x03(\v2\x16.rdb.storepb.StoreInfoR\x06stores\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x02 \x01(\x04R\tclusterId\"\xd3\x01\n" +
+	"cluster_id\x18\x02 \x01(\x04R\tclusterId\"\x87\x02\n" +
 	"\vGroupStatus\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x16\n" +
@@ -1252,7 +1693,9 @@ const file_pdpb_pdpb_proto_rawDesc = "" +
 	"\x04term\x18\x04 \x01(\x04R\x04term\x12\x16\n" +
 	"\x06commit\x18\x05 \x01(\x04R\x06commit\x12\x18\n" +
 	"\aapplied\x18\x06 \x01(\x04R\aapplied\x12-\n" +
-	"\x05state\x18\a \x01(\v2\x17.rdb.storepb.GroupStateR\x05state\"`\n" +
+	"\x05state\x18\a \x01(\v2\x17.rdb.storepb.GroupStateR\x05state\x12\x16\n" +
+	"\x06voters\x18\b \x03(\x04R\x06voters\x12\x1a\n" +
+	"\blearners\x18\t \x03(\x04R\blearners\"`\n" +
 	"\x10NamespaceApplied\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x14\n" +
@@ -1264,11 +1707,15 @@ const file_pdpb_pdpb_proto_rawDesc = "" +
 	"\x06groups\x18\x04 \x03(\v2\x11.pdpb.GroupStatusR\x06groups\x126\n" +
 	"\n" +
 	"namespaces\x18\x05 \x03(\v2\x16.pdpb.NamespaceAppliedR\n" +
-	"namespaces\"g\n" +
+	"namespaces\"\xa8\x01\n" +
 	"\x16StoreHeartbeatResponse\x12.\n" +
 	"\x06stores\x18\x01 \x03(\v2\x16.rdb.storepb.StoreInfoR\x06stores\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x02 \x01(\x04R\tclusterId\"\x88\x02\n" +
+	"cluster_id\x18\x02 \x01(\x04R\tclusterId\x12?\n" +
+	"\x10transfer_leaders\x18\x03 \x03(\v2\x14.pdpb.LeaderTransferR\x0ftransferLeaders\"F\n" +
+	"\x0eLeaderTransfer\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x19\n" +
+	"\bto_store\x18\x02 \x01(\x04R\atoStore\"\xe6\x02\n" +
 	"\vStoreStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x0e\n" +
@@ -1278,18 +1725,25 @@ const file_pdpb_pdpb_proto_rawDesc = "" +
 	"\x06groups\x18\x06 \x03(\v2\x11.pdpb.GroupStatusR\x06groups\x126\n" +
 	"\n" +
 	"namespaces\x18\a \x03(\v2\x16.pdpb.NamespaceAppliedR\n" +
-	"namespaces\"\x13\n" +
+	"namespaces\x12\x14\n" +
+	"\x05state\x18\b \x01(\tR\x05state\x12#\n" +
+	"\rreplica_count\x18\t \x01(\rR\freplicaCount\x12!\n" +
+	"\fleader_count\x18\n" +
+	" \x01(\rR\vleaderCount\"\x13\n" +
 	"\x11ListStoresRequest\"?\n" +
 	"\x12ListStoresResponse\x12)\n" +
 	"\x06stores\x18\x01 \x03(\v2\x11.pdpb.StoreStatusR\x06stores\"A\n" +
 	"\x13GetNamespaceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06create\x18\x02 \x01(\bR\x06create\"\xa1\x01\n" +
+	"\x06create\x18\x02 \x01(\bR\x06create\"\xfc\x01\n" +
 	"\x0fNamespaceStatus\x124\n" +
 	"\x06record\x18\x01 \x01(\v2\x1c.rdb.storepb.NamespaceRecordR\x06record\x12%\n" +
 	"\x0eapplied_stores\x18\x02 \x01(\rR\rappliedStores\x12\x1b\n" +
 	"\tup_stores\x18\x03 \x01(\rR\bupStores\x12\x14\n" +
-	"\x05state\x18\x04 \x01(\tR\x05state\"K\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12\x16\n" +
+	"\x06leader\x18\x05 \x01(\x04R\x06leader\x12)\n" +
+	"\x10under_replicated\x18\x06 \x01(\bR\x0funderReplicated\x12\x16\n" +
+	"\x06moving\x18\a \x01(\bR\x06moving\"K\n" +
 	"\x14GetNamespaceResponse\x123\n" +
 	"\tnamespace\x18\x01 \x01(\v2\x15.pdpb.NamespaceStatusR\tnamespace\"\x17\n" +
 	"\x15ListNamespacesRequest\"k\n" +
@@ -1311,7 +1765,26 @@ const file_pdpb_pdpb_proto_rawDesc = "" +
 	"\x17WatchNamespacesResponse\x126\n" +
 	"\arecords\x18\x01 \x03(\v2\x1c.rdb.storepb.NamespaceRecordR\arecords\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x16\n" +
-	"\x06reload\x18\x03 \x01(\bR\x06reload2\xd6\x04\n" +
+	"\x06reload\x18\x03 \x01(\bR\x06reload\"M\n" +
+	"\x1bSetNamespaceReplicasRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\breplicas\x18\x02 \x01(\rR\breplicas\"n\n" +
+	"\x1cSetNamespaceReplicasResponse\x124\n" +
+	"\x06record\x18\x01 \x01(\v2\x1c.rdb.storepb.NamespaceRecordR\x06record\x12\x18\n" +
+	"\achanged\x18\x02 \x01(\bR\achanged\"$\n" +
+	"\x12RemoveStoreRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\">\n" +
+	"\x13RemoveStoreResponse\x12'\n" +
+	"\x05store\x18\x01 \x01(\v2\x11.pdpb.StoreStatusR\x05store\"\x19\n" +
+	"\x17GetClusterStatusRequest\"\xf7\x01\n" +
+	"\x18GetClusterStatusResponse\x12\x1b\n" +
+	"\tstores_up\x18\x01 \x01(\rR\bstoresUp\x12\x1e\n" +
+	"\n" +
+	"namespaces\x18\x02 \x01(\rR\n" +
+	"namespaces\x12@\n" +
+	"\x10under_replicated\x18\x03 \x03(\v2\x15.pdpb.NamespaceStatusR\x0funderReplicated\x12-\n" +
+	"\x06moving\x18\x04 \x03(\v2\x15.pdpb.NamespaceStatusR\x06moving\x12-\n" +
+	"\x12replication_factor\x18\x05 \x01(\rR\x11replicationFactor2\xcc\x06\n" +
 	"\x02PD\x12?\n" +
 	"\n" +
 	"GetMembers\x12\x17.pdpb.GetMembersRequest\x1a\x18.pdpb.GetMembersResponse\x12H\n" +
@@ -1322,7 +1795,10 @@ const file_pdpb_pdpb_proto_rawDesc = "" +
 	"\fGetNamespace\x12\x19.pdpb.GetNamespaceRequest\x1a\x1a.pdpb.GetNamespaceResponse\x12K\n" +
 	"\x0eListNamespaces\x12\x1b.pdpb.ListNamespacesRequest\x1a\x1c.pdpb.ListNamespacesResponse\x12Q\n" +
 	"\x10SetNamespaceMode\x12\x1d.pdpb.SetNamespaceModeRequest\x1a\x1e.pdpb.SetNamespaceModeResponse\x12P\n" +
-	"\x0fWatchNamespaces\x12\x1c.pdpb.WatchNamespacesRequest\x1a\x1d.pdpb.WatchNamespacesResponse0\x01B,Z*github.com/rdb-project/rdb/proto/pdpb;pdpbb\x06proto3"
+	"\x0fWatchNamespaces\x12\x1c.pdpb.WatchNamespacesRequest\x1a\x1d.pdpb.WatchNamespacesResponse0\x01\x12]\n" +
+	"\x14SetNamespaceReplicas\x12!.pdpb.SetNamespaceReplicasRequest\x1a\".pdpb.SetNamespaceReplicasResponse\x12B\n" +
+	"\vRemoveStore\x12\x18.pdpb.RemoveStoreRequest\x1a\x19.pdpb.RemoveStoreResponse\x12Q\n" +
+	"\x10GetClusterStatus\x12\x1d.pdpb.GetClusterStatusRequest\x1a\x1e.pdpb.GetClusterStatusResponseB,Z*github.com/rdb-project/rdb/proto/pdpb;pdpbb\x06proto3"
 
 var (
 	file_pdpb_pdpb_proto_rawDescOnce sync.Once
@@ -1336,71 +1812,89 @@ func file_pdpb_pdpb_proto_rawDescGZIP() []byte {
 	return file_pdpb_pdpb_proto_rawDescData
 }
 
-var file_pdpb_pdpb_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_pdpb_pdpb_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_pdpb_pdpb_proto_goTypes = []any{
-	(*Member)(nil),                   // 0: pdpb.Member
-	(*GetMembersRequest)(nil),        // 1: pdpb.GetMembersRequest
-	(*GetMembersResponse)(nil),       // 2: pdpb.GetMembersResponse
-	(*RegisterStoreRequest)(nil),     // 3: pdpb.RegisterStoreRequest
-	(*RegisterStoreResponse)(nil),    // 4: pdpb.RegisterStoreResponse
-	(*GroupStatus)(nil),              // 5: pdpb.GroupStatus
-	(*NamespaceApplied)(nil),         // 6: pdpb.NamespaceApplied
-	(*StoreHeartbeatRequest)(nil),    // 7: pdpb.StoreHeartbeatRequest
-	(*StoreHeartbeatResponse)(nil),   // 8: pdpb.StoreHeartbeatResponse
-	(*StoreStatus)(nil),              // 9: pdpb.StoreStatus
-	(*ListStoresRequest)(nil),        // 10: pdpb.ListStoresRequest
-	(*ListStoresResponse)(nil),       // 11: pdpb.ListStoresResponse
-	(*GetNamespaceRequest)(nil),      // 12: pdpb.GetNamespaceRequest
-	(*NamespaceStatus)(nil),          // 13: pdpb.NamespaceStatus
-	(*GetNamespaceResponse)(nil),     // 14: pdpb.GetNamespaceResponse
-	(*ListNamespacesRequest)(nil),    // 15: pdpb.ListNamespacesRequest
-	(*ListNamespacesResponse)(nil),   // 16: pdpb.ListNamespacesResponse
-	(*SetNamespaceModeRequest)(nil),  // 17: pdpb.SetNamespaceModeRequest
-	(*SetNamespaceModeResponse)(nil), // 18: pdpb.SetNamespaceModeResponse
-	(*WatchNamespacesRequest)(nil),   // 19: pdpb.WatchNamespacesRequest
-	(*WatchNamespacesResponse)(nil),  // 20: pdpb.WatchNamespacesResponse
-	(*storepb.StoreInfo)(nil),        // 21: rdb.storepb.StoreInfo
-	(*storepb.GroupState)(nil),       // 22: rdb.storepb.GroupState
-	(*storepb.NamespaceRecord)(nil),  // 23: rdb.storepb.NamespaceRecord
+	(*Member)(nil),                       // 0: pdpb.Member
+	(*GetMembersRequest)(nil),            // 1: pdpb.GetMembersRequest
+	(*GetMembersResponse)(nil),           // 2: pdpb.GetMembersResponse
+	(*RegisterStoreRequest)(nil),         // 3: pdpb.RegisterStoreRequest
+	(*RegisterStoreResponse)(nil),        // 4: pdpb.RegisterStoreResponse
+	(*GroupStatus)(nil),                  // 5: pdpb.GroupStatus
+	(*NamespaceApplied)(nil),             // 6: pdpb.NamespaceApplied
+	(*StoreHeartbeatRequest)(nil),        // 7: pdpb.StoreHeartbeatRequest
+	(*StoreHeartbeatResponse)(nil),       // 8: pdpb.StoreHeartbeatResponse
+	(*LeaderTransfer)(nil),               // 9: pdpb.LeaderTransfer
+	(*StoreStatus)(nil),                  // 10: pdpb.StoreStatus
+	(*ListStoresRequest)(nil),            // 11: pdpb.ListStoresRequest
+	(*ListStoresResponse)(nil),           // 12: pdpb.ListStoresResponse
+	(*GetNamespaceRequest)(nil),          // 13: pdpb.GetNamespaceRequest
+	(*NamespaceStatus)(nil),              // 14: pdpb.NamespaceStatus
+	(*GetNamespaceResponse)(nil),         // 15: pdpb.GetNamespaceResponse
+	(*ListNamespacesRequest)(nil),        // 16: pdpb.ListNamespacesRequest
+	(*ListNamespacesResponse)(nil),       // 17: pdpb.ListNamespacesResponse
+	(*SetNamespaceModeRequest)(nil),      // 18: pdpb.SetNamespaceModeRequest
+	(*SetNamespaceModeResponse)(nil),     // 19: pdpb.SetNamespaceModeResponse
+	(*WatchNamespacesRequest)(nil),       // 20: pdpb.WatchNamespacesRequest
+	(*WatchNamespacesResponse)(nil),      // 21: pdpb.WatchNamespacesResponse
+	(*SetNamespaceReplicasRequest)(nil),  // 22: pdpb.SetNamespaceReplicasRequest
+	(*SetNamespaceReplicasResponse)(nil), // 23: pdpb.SetNamespaceReplicasResponse
+	(*RemoveStoreRequest)(nil),           // 24: pdpb.RemoveStoreRequest
+	(*RemoveStoreResponse)(nil),          // 25: pdpb.RemoveStoreResponse
+	(*GetClusterStatusRequest)(nil),      // 26: pdpb.GetClusterStatusRequest
+	(*GetClusterStatusResponse)(nil),     // 27: pdpb.GetClusterStatusResponse
+	(*storepb.StoreInfo)(nil),            // 28: rdb.storepb.StoreInfo
+	(*storepb.GroupState)(nil),           // 29: rdb.storepb.GroupState
+	(*storepb.NamespaceRecord)(nil),      // 30: rdb.storepb.NamespaceRecord
 }
 var file_pdpb_pdpb_proto_depIdxs = []int32{
 	0,  // 0: pdpb.GetMembersResponse.members:type_name -> pdpb.Member
 	0,  // 1: pdpb.GetMembersResponse.leader:type_name -> pdpb.Member
-	21, // 2: pdpb.RegisterStoreRequest.store:type_name -> rdb.storepb.StoreInfo
-	21, // 3: pdpb.RegisterStoreResponse.stores:type_name -> rdb.storepb.StoreInfo
-	22, // 4: pdpb.GroupStatus.state:type_name -> rdb.storepb.GroupState
+	28, // 2: pdpb.RegisterStoreRequest.store:type_name -> rdb.storepb.StoreInfo
+	28, // 3: pdpb.RegisterStoreResponse.stores:type_name -> rdb.storepb.StoreInfo
+	29, // 4: pdpb.GroupStatus.state:type_name -> rdb.storepb.GroupState
 	5,  // 5: pdpb.StoreHeartbeatRequest.groups:type_name -> pdpb.GroupStatus
 	6,  // 6: pdpb.StoreHeartbeatRequest.namespaces:type_name -> pdpb.NamespaceApplied
-	21, // 7: pdpb.StoreHeartbeatResponse.stores:type_name -> rdb.storepb.StoreInfo
-	5,  // 8: pdpb.StoreStatus.groups:type_name -> pdpb.GroupStatus
-	6,  // 9: pdpb.StoreStatus.namespaces:type_name -> pdpb.NamespaceApplied
-	9,  // 10: pdpb.ListStoresResponse.stores:type_name -> pdpb.StoreStatus
-	23, // 11: pdpb.NamespaceStatus.record:type_name -> rdb.storepb.NamespaceRecord
-	13, // 12: pdpb.GetNamespaceResponse.namespace:type_name -> pdpb.NamespaceStatus
-	13, // 13: pdpb.ListNamespacesResponse.namespaces:type_name -> pdpb.NamespaceStatus
-	23, // 14: pdpb.SetNamespaceModeResponse.record:type_name -> rdb.storepb.NamespaceRecord
-	23, // 15: pdpb.WatchNamespacesResponse.records:type_name -> rdb.storepb.NamespaceRecord
-	1,  // 16: pdpb.PD.GetMembers:input_type -> pdpb.GetMembersRequest
-	3,  // 17: pdpb.PD.RegisterStore:input_type -> pdpb.RegisterStoreRequest
-	7,  // 18: pdpb.PD.StoreHeartbeat:input_type -> pdpb.StoreHeartbeatRequest
-	10, // 19: pdpb.PD.ListStores:input_type -> pdpb.ListStoresRequest
-	12, // 20: pdpb.PD.GetNamespace:input_type -> pdpb.GetNamespaceRequest
-	15, // 21: pdpb.PD.ListNamespaces:input_type -> pdpb.ListNamespacesRequest
-	17, // 22: pdpb.PD.SetNamespaceMode:input_type -> pdpb.SetNamespaceModeRequest
-	19, // 23: pdpb.PD.WatchNamespaces:input_type -> pdpb.WatchNamespacesRequest
-	2,  // 24: pdpb.PD.GetMembers:output_type -> pdpb.GetMembersResponse
-	4,  // 25: pdpb.PD.RegisterStore:output_type -> pdpb.RegisterStoreResponse
-	8,  // 26: pdpb.PD.StoreHeartbeat:output_type -> pdpb.StoreHeartbeatResponse
-	11, // 27: pdpb.PD.ListStores:output_type -> pdpb.ListStoresResponse
-	14, // 28: pdpb.PD.GetNamespace:output_type -> pdpb.GetNamespaceResponse
-	16, // 29: pdpb.PD.ListNamespaces:output_type -> pdpb.ListNamespacesResponse
-	18, // 30: pdpb.PD.SetNamespaceMode:output_type -> pdpb.SetNamespaceModeResponse
-	20, // 31: pdpb.PD.WatchNamespaces:output_type -> pdpb.WatchNamespacesResponse
-	24, // [24:32] is the sub-list for method output_type
-	16, // [16:24] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	28, // 7: pdpb.StoreHeartbeatResponse.stores:type_name -> rdb.storepb.StoreInfo
+	9,  // 8: pdpb.StoreHeartbeatResponse.transfer_leaders:type_name -> pdpb.LeaderTransfer
+	5,  // 9: pdpb.StoreStatus.groups:type_name -> pdpb.GroupStatus
+	6,  // 10: pdpb.StoreStatus.namespaces:type_name -> pdpb.NamespaceApplied
+	10, // 11: pdpb.ListStoresResponse.stores:type_name -> pdpb.StoreStatus
+	30, // 12: pdpb.NamespaceStatus.record:type_name -> rdb.storepb.NamespaceRecord
+	14, // 13: pdpb.GetNamespaceResponse.namespace:type_name -> pdpb.NamespaceStatus
+	14, // 14: pdpb.ListNamespacesResponse.namespaces:type_name -> pdpb.NamespaceStatus
+	30, // 15: pdpb.SetNamespaceModeResponse.record:type_name -> rdb.storepb.NamespaceRecord
+	30, // 16: pdpb.WatchNamespacesResponse.records:type_name -> rdb.storepb.NamespaceRecord
+	30, // 17: pdpb.SetNamespaceReplicasResponse.record:type_name -> rdb.storepb.NamespaceRecord
+	10, // 18: pdpb.RemoveStoreResponse.store:type_name -> pdpb.StoreStatus
+	14, // 19: pdpb.GetClusterStatusResponse.under_replicated:type_name -> pdpb.NamespaceStatus
+	14, // 20: pdpb.GetClusterStatusResponse.moving:type_name -> pdpb.NamespaceStatus
+	1,  // 21: pdpb.PD.GetMembers:input_type -> pdpb.GetMembersRequest
+	3,  // 22: pdpb.PD.RegisterStore:input_type -> pdpb.RegisterStoreRequest
+	7,  // 23: pdpb.PD.StoreHeartbeat:input_type -> pdpb.StoreHeartbeatRequest
+	11, // 24: pdpb.PD.ListStores:input_type -> pdpb.ListStoresRequest
+	13, // 25: pdpb.PD.GetNamespace:input_type -> pdpb.GetNamespaceRequest
+	16, // 26: pdpb.PD.ListNamespaces:input_type -> pdpb.ListNamespacesRequest
+	18, // 27: pdpb.PD.SetNamespaceMode:input_type -> pdpb.SetNamespaceModeRequest
+	20, // 28: pdpb.PD.WatchNamespaces:input_type -> pdpb.WatchNamespacesRequest
+	22, // 29: pdpb.PD.SetNamespaceReplicas:input_type -> pdpb.SetNamespaceReplicasRequest
+	24, // 30: pdpb.PD.RemoveStore:input_type -> pdpb.RemoveStoreRequest
+	26, // 31: pdpb.PD.GetClusterStatus:input_type -> pdpb.GetClusterStatusRequest
+	2,  // 32: pdpb.PD.GetMembers:output_type -> pdpb.GetMembersResponse
+	4,  // 33: pdpb.PD.RegisterStore:output_type -> pdpb.RegisterStoreResponse
+	8,  // 34: pdpb.PD.StoreHeartbeat:output_type -> pdpb.StoreHeartbeatResponse
+	12, // 35: pdpb.PD.ListStores:output_type -> pdpb.ListStoresResponse
+	15, // 36: pdpb.PD.GetNamespace:output_type -> pdpb.GetNamespaceResponse
+	17, // 37: pdpb.PD.ListNamespaces:output_type -> pdpb.ListNamespacesResponse
+	19, // 38: pdpb.PD.SetNamespaceMode:output_type -> pdpb.SetNamespaceModeResponse
+	21, // 39: pdpb.PD.WatchNamespaces:output_type -> pdpb.WatchNamespacesResponse
+	23, // 40: pdpb.PD.SetNamespaceReplicas:output_type -> pdpb.SetNamespaceReplicasResponse
+	25, // 41: pdpb.PD.RemoveStore:output_type -> pdpb.RemoveStoreResponse
+	27, // 42: pdpb.PD.GetClusterStatus:output_type -> pdpb.GetClusterStatusResponse
+	32, // [32:43] is the sub-list for method output_type
+	21, // [21:32] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_pdpb_pdpb_proto_init() }
@@ -1414,7 +1908,7 @@ func file_pdpb_pdpb_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pdpb_pdpb_proto_rawDesc), len(file_pdpb_pdpb_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

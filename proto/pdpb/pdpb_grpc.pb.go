@@ -21,14 +21,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PD_GetMembers_FullMethodName       = "/pdpb.PD/GetMembers"
-	PD_RegisterStore_FullMethodName    = "/pdpb.PD/RegisterStore"
-	PD_StoreHeartbeat_FullMethodName   = "/pdpb.PD/StoreHeartbeat"
-	PD_ListStores_FullMethodName       = "/pdpb.PD/ListStores"
-	PD_GetNamespace_FullMethodName     = "/pdpb.PD/GetNamespace"
-	PD_ListNamespaces_FullMethodName   = "/pdpb.PD/ListNamespaces"
-	PD_SetNamespaceMode_FullMethodName = "/pdpb.PD/SetNamespaceMode"
-	PD_WatchNamespaces_FullMethodName  = "/pdpb.PD/WatchNamespaces"
+	PD_GetMembers_FullMethodName           = "/pdpb.PD/GetMembers"
+	PD_RegisterStore_FullMethodName        = "/pdpb.PD/RegisterStore"
+	PD_StoreHeartbeat_FullMethodName       = "/pdpb.PD/StoreHeartbeat"
+	PD_ListStores_FullMethodName           = "/pdpb.PD/ListStores"
+	PD_GetNamespace_FullMethodName         = "/pdpb.PD/GetNamespace"
+	PD_ListNamespaces_FullMethodName       = "/pdpb.PD/ListNamespaces"
+	PD_SetNamespaceMode_FullMethodName     = "/pdpb.PD/SetNamespaceMode"
+	PD_WatchNamespaces_FullMethodName      = "/pdpb.PD/WatchNamespaces"
+	PD_SetNamespaceReplicas_FullMethodName = "/pdpb.PD/SetNamespaceReplicas"
+	PD_RemoveStore_FullMethodName          = "/pdpb.PD/RemoveStore"
+	PD_GetClusterStatus_FullMethodName     = "/pdpb.PD/GetClusterStatus"
 )
 
 // PDClient is the client API for PD service.
@@ -49,6 +52,14 @@ type PDClient interface {
 	// response with reload=true carries the whole table again (after an etcd
 	// compaction): the receiver replaces what it has.
 	WatchNamespaces(ctx context.Context, in *WatchNamespacesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchNamespacesResponse], error)
+	// SetNamespaceReplicas sets how many replicas a namespace has (PD mode).
+	SetNamespaceReplicas(ctx context.Context, in *SetNamespaceReplicasRequest, opts ...grpc.CallOption) (*SetNamespaceReplicasResponse, error)
+	// RemoveStore starts draining a store: its replicas move to other
+	// stores, then it is removed for good.
+	RemoveStore(ctx context.Context, in *RemoveStoreRequest, opts ...grpc.CallOption) (*RemoveStoreResponse, error)
+	// GetClusterStatus reports under-replicated namespaces and moves in
+	// progress.
+	GetClusterStatus(ctx context.Context, in *GetClusterStatusRequest, opts ...grpc.CallOption) (*GetClusterStatusResponse, error)
 }
 
 type pDClient struct {
@@ -148,6 +159,36 @@ func (c *pDClient) WatchNamespaces(ctx context.Context, in *WatchNamespacesReque
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type PD_WatchNamespacesClient = grpc.ServerStreamingClient[WatchNamespacesResponse]
 
+func (c *pDClient) SetNamespaceReplicas(ctx context.Context, in *SetNamespaceReplicasRequest, opts ...grpc.CallOption) (*SetNamespaceReplicasResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetNamespaceReplicasResponse)
+	err := c.cc.Invoke(ctx, PD_SetNamespaceReplicas_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pDClient) RemoveStore(ctx context.Context, in *RemoveStoreRequest, opts ...grpc.CallOption) (*RemoveStoreResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveStoreResponse)
+	err := c.cc.Invoke(ctx, PD_RemoveStore_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pDClient) GetClusterStatus(ctx context.Context, in *GetClusterStatusRequest, opts ...grpc.CallOption) (*GetClusterStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetClusterStatusResponse)
+	err := c.cc.Invoke(ctx, PD_GetClusterStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PDServer is the server API for PD service.
 // All implementations must embed UnimplementedPDServer
 // for forward compatibility.
@@ -166,6 +207,14 @@ type PDServer interface {
 	// response with reload=true carries the whole table again (after an etcd
 	// compaction): the receiver replaces what it has.
 	WatchNamespaces(*WatchNamespacesRequest, grpc.ServerStreamingServer[WatchNamespacesResponse]) error
+	// SetNamespaceReplicas sets how many replicas a namespace has (PD mode).
+	SetNamespaceReplicas(context.Context, *SetNamespaceReplicasRequest) (*SetNamespaceReplicasResponse, error)
+	// RemoveStore starts draining a store: its replicas move to other
+	// stores, then it is removed for good.
+	RemoveStore(context.Context, *RemoveStoreRequest) (*RemoveStoreResponse, error)
+	// GetClusterStatus reports under-replicated namespaces and moves in
+	// progress.
+	GetClusterStatus(context.Context, *GetClusterStatusRequest) (*GetClusterStatusResponse, error)
 	mustEmbedUnimplementedPDServer()
 }
 
@@ -199,6 +248,15 @@ func (UnimplementedPDServer) SetNamespaceMode(context.Context, *SetNamespaceMode
 }
 func (UnimplementedPDServer) WatchNamespaces(*WatchNamespacesRequest, grpc.ServerStreamingServer[WatchNamespacesResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchNamespaces not implemented")
+}
+func (UnimplementedPDServer) SetNamespaceReplicas(context.Context, *SetNamespaceReplicasRequest) (*SetNamespaceReplicasResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetNamespaceReplicas not implemented")
+}
+func (UnimplementedPDServer) RemoveStore(context.Context, *RemoveStoreRequest) (*RemoveStoreResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveStore not implemented")
+}
+func (UnimplementedPDServer) GetClusterStatus(context.Context, *GetClusterStatusRequest) (*GetClusterStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetClusterStatus not implemented")
 }
 func (UnimplementedPDServer) mustEmbedUnimplementedPDServer() {}
 func (UnimplementedPDServer) testEmbeddedByValue()            {}
@@ -358,6 +416,60 @@ func _PD_WatchNamespaces_Handler(srv interface{}, stream grpc.ServerStream) erro
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type PD_WatchNamespacesServer = grpc.ServerStreamingServer[WatchNamespacesResponse]
 
+func _PD_SetNamespaceReplicas_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetNamespaceReplicasRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PDServer).SetNamespaceReplicas(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PD_SetNamespaceReplicas_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PDServer).SetNamespaceReplicas(ctx, req.(*SetNamespaceReplicasRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PD_RemoveStore_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveStoreRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PDServer).RemoveStore(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PD_RemoveStore_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PDServer).RemoveStore(ctx, req.(*RemoveStoreRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PD_GetClusterStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetClusterStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PDServer).GetClusterStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PD_GetClusterStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PDServer).GetClusterStatus(ctx, req.(*GetClusterStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PD_ServiceDesc is the grpc.ServiceDesc for PD service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -392,6 +504,18 @@ var PD_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetNamespaceMode",
 			Handler:    _PD_SetNamespaceMode_Handler,
+		},
+		{
+			MethodName: "SetNamespaceReplicas",
+			Handler:    _PD_SetNamespaceReplicas_Handler,
+		},
+		{
+			MethodName: "RemoveStore",
+			Handler:    _PD_RemoveStore_Handler,
+		},
+		{
+			MethodName: "GetClusterStatus",
+			Handler:    _PD_GetClusterStatus_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -173,9 +173,17 @@ type NamespaceRecord struct {
 	// The group's voters when it was created (all stores bootstrap it alike).
 	GroupPeers []uint64 `protobuf:"varint,7,rep,packed,name=group_peers,json=groupPeers,proto3" json:"group_peers,omitempty"`
 	// An eventual -> strong switch goes ahead without unreachable stores.
-	Force         bool `protobuf:"varint,8,opt,name=force,proto3" json:"force,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Force bool `protobuf:"varint,8,opt,name=force,proto3" json:"force,omitempty"`
+	// PD mode: the stores that hold the namespace (strong: the voters its
+	// group converges to; eventual: the stores holding its LWW replica),
+	// chosen by PD. Empty in static mode, where every store holds every
+	// namespace.
+	Replicas []uint64 `protobuf:"varint,9,rep,packed,name=replicas,proto3" json:"replicas,omitempty"`
+	// PD mode: how many replicas the namespace should have; 0 is PD's
+	// --replication-factor.
+	ReplicationFactor uint32 `protobuf:"varint,10,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *NamespaceRecord) Reset() {
@@ -264,10 +272,28 @@ func (x *NamespaceRecord) GetForce() bool {
 	return false
 }
 
+func (x *NamespaceRecord) GetReplicas() []uint64 {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *NamespaceRecord) GetReplicationFactor() uint32 {
+	if x != nil {
+		return x.ReplicationFactor
+	}
+	return 0
+}
+
 type StoreInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Addr  string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	// PD mode: "" while the store is a member, "removing" while its replicas
+	// move away after `pdctl store remove`, "removed" once it holds nothing
+	// (its id is never used again).
+	State         string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -312,6 +338,13 @@ func (x *StoreInfo) GetId() uint64 {
 func (x *StoreInfo) GetAddr() string {
 	if x != nil {
 		return x.Addr
+	}
+	return ""
+}
+
+func (x *StoreInfo) GetState() string {
+	if x != nil {
+		return x.State
 	}
 	return ""
 }
@@ -2226,8 +2259,11 @@ func (x *GroupStatusRequest) GetGroupId() uint64 {
 }
 
 type GroupStatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	State         *GroupState            `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	State *GroupState            `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	// The group's membership as this store has applied it.
+	Voters        []uint64 `protobuf:"varint,2,rep,packed,name=voters,proto3" json:"voters,omitempty"`
+	Learners      []uint64 `protobuf:"varint,3,rep,packed,name=learners,proto3" json:"learners,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2269,6 +2305,20 @@ func (x *GroupStatusResponse) GetState() *GroupState {
 	return nil
 }
 
+func (x *GroupStatusResponse) GetVoters() []uint64 {
+	if x != nil {
+		return x.Voters
+	}
+	return nil
+}
+
+func (x *GroupStatusResponse) GetLearners() []uint64 {
+	if x != nil {
+		return x.Learners
+	}
+	return nil
+}
+
 var File_storepb_storepb_proto protoreflect.FileDescriptor
 
 const file_storepb_storepb_proto_rawDesc = "" +
@@ -2282,7 +2332,7 @@ const file_storepb_storepb_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12&\n" +
 	"\x02ts\x18\x03 \x01(\v2\x16.rdb.storepb.TimestampR\x02ts\x12\x1c\n" +
-	"\ttombstone\x18\x04 \x01(\bR\ttombstone\"\xde\x01\n" +
+	"\ttombstone\x18\x04 \x01(\bR\ttombstone\"\xa9\x02\n" +
 	"\x0fNamespaceRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\x12!\n" +
@@ -2292,10 +2342,14 @@ const file_storepb_storepb_proto_rawDesc = "" +
 	"\bgroup_id\x18\x06 \x01(\x04R\agroupId\x12\x1f\n" +
 	"\vgroup_peers\x18\a \x03(\x04R\n" +
 	"groupPeers\x12\x14\n" +
-	"\x05force\x18\b \x01(\bR\x05force\"/\n" +
+	"\x05force\x18\b \x01(\bR\x05force\x12\x1a\n" +
+	"\breplicas\x18\t \x03(\x04R\breplicas\x12-\n" +
+	"\x12replication_factor\x18\n" +
+	" \x01(\rR\x11replicationFactor\"E\n" +
 	"\tStoreInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xb0\x02\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\"\xb0\x02\n" +
 	"\vMetaCommand\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\x04R\x06origin\x12\x1d\n" +
 	"\n" +
@@ -2425,9 +2479,11 @@ const file_storepb_storepb_proto_rawDesc = "" +
 	"\x14GroupProposeResponse\x12-\n" +
 	"\x05state\x18\x01 \x01(\v2\x17.rdb.storepb.GroupStateR\x05state\"/\n" +
 	"\x12GroupStatusRequest\x12\x19\n" +
-	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\"D\n" +
+	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\"x\n" +
 	"\x13GroupStatusResponse\x12-\n" +
-	"\x05state\x18\x01 \x01(\v2\x17.rdb.storepb.GroupStateR\x05state2\xd3\x05\n" +
+	"\x05state\x18\x01 \x01(\v2\x17.rdb.storepb.GroupStateR\x05state\x12\x16\n" +
+	"\x06voters\x18\x02 \x03(\x04R\x06voters\x12\x1a\n" +
+	"\blearners\x18\x03 \x03(\x04R\blearners2\xd3\x05\n" +
 	"\rStoreInternal\x127\n" +
 	"\x04Raft\x12\x16.rdb.storepb.RaftBatch\x1a\x15.rdb.storepb.RaftDone(\x01\x12C\n" +
 	"\bSnapshot\x12\x1a.rdb.storepb.SnapshotChunk\x1a\x19.rdb.storepb.SnapshotDone(\x01\x12;\n" +

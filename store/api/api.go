@@ -214,6 +214,19 @@ func ErrClockBehind(ns string) error {
 		fmt.Sprintf("namespace %q: this store's clock is behind the namespace's switch timestamp by more than the maximum offset: check clock synchronization; retry", ns))
 }
 
+// ErrNotHeld: a forwarded call reached a store that does not hold the
+// namespace either (its table is behind the sender's).
+func ErrNotHeld(ns string, store uint64) error {
+	return withReason(codes.Unavailable, ReasonNotApplied,
+		fmt.Sprintf("store %d does not hold namespace %q (its placement is changing): not applied: retry", store, ns))
+}
+
+// ErrNoHolder: no store that holds the namespace could be reached.
+func ErrNoHolder(ns string) error {
+	return withReason(codes.Unavailable, ReasonNotApplied,
+		fmt.Sprintf("no store that holds namespace %q could be reached: not applied: retry", ns))
+}
+
 // Internal wraps an unexpected server-side failure.
 func Internal(format string, args ...any) error {
 	return status.Error(codes.Internal, fmt.Sprintf(format, args...))

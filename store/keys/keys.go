@@ -11,6 +11,7 @@
 //	m/pdtable/<ns>                 mode table row applied from PD (PD mode)
 //	m/pdrev                        PD table revision applied (PD mode)
 //	m/pdstore/<id:8>               a store's address as PD last said (PD mode)
+//	m/tomb/<group:8>               a group whose replica here was destroyed (never bootstrapped again)
 //	r/<group:8>/hs                 Raft HardState of a group
 //	r/<group:8>/trunc              index and term of the last compacted entry
 //	r/<group:8>/applied            applied index, term and ConfState
@@ -49,6 +50,7 @@ var (
 	hlcKey     = []byte("m/hlc")
 	pdRevKey   = []byte("m/pdrev")
 	pdTableNS  = []byte("m/pdtable/")
+	tombNS     = []byte("m/tomb/")
 )
 
 // Ident is the key of the store's identity.
@@ -80,6 +82,11 @@ func PDTablePrefix() []byte { return clone(pdTableNS) }
 
 // PDStore is m/pdstore/<id>.
 func PDStore(id uint64) []byte { return binary.BigEndian.AppendUint64(clone(pdStoreNS), id) }
+
+// Tombstone is m/tomb/<group>: this store's replica of the group was
+// destroyed, so the store never bootstraps it again (a replica it gets
+// back later starts empty and catches up from the leader).
+func Tombstone(group uint64) []byte { return binary.BigEndian.AppendUint64(clone(tombNS), group) }
 
 // PDStorePrefix is m/pdstore/.
 func PDStorePrefix() []byte { return clone(pdStoreNS) }

@@ -106,6 +106,9 @@ func (e *Engine) antiEntropyWith(id uint64, full bool) {
 	start := time.Now()
 	repaired := 0
 	for _, ns := range e.namespaces() {
+		if ids, all := e.holders(ns); !all && !slices.Contains(ids, id) {
+			continue
+		}
 		n, err := e.syncNamespace(e.ctx, id, client, ns, full)
 		repaired += n
 		if err != nil {

@@ -87,6 +87,11 @@ type Config struct {
 	// then does the engine accept records for it from peers, repair it or
 	// collect its tombstones. Nil means every namespace.
 	Serving func(ns string) bool
+	// Holders returns the stores that hold a namespace's replica (PD
+	// placement): writes are pushed to them, and anti-entropy runs with
+	// them, only. all is true when every store holds it. Nil: every store
+	// holds every namespace.
+	Holders func(ns string) (ids []uint64, all bool)
 	// Namespaces returns the namespaces to run anti-entropy and tombstone
 	// collection over (each still checked with Serving). Nil means the
 	// namespaces this store holds records of.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -115,14 +116,25 @@ func (e *Engine) refreshPeers() {
 	}
 }
 
-// enqueue queues a local write to every peer.
+// holders is Config.Holders, every store when it is nil.
+func (e *Engine) holders(ns string) ([]uint64, bool) {
+	if e.cfg.Holders == nil {
+		return nil, true
+	}
+	return e.cfg.Holders(ns)
+}
+
+// enqueue queues a local write to every peer that holds ns.
 func (e *Engine) enqueue(ns string, rec *storepb.LWWRecord) {
 	if !e.started.Load() {
 		return // anti-entropy carries writes made before Start
 	}
 	o := outRecord{ns: ns, rec: rec, size: recordSize(rec.Key, rec.Value)}
+	ids, all := e.holders(ns)
 	for _, p := range *e.peerList.Load() {
-		p.push(o)
+		if all || slices.Contains(ids, p.id) {
+			p.push(o)
+		}
 	}
 }
 

@@ -117,6 +117,7 @@ func Next(cur *storepb.NamespaceRecord, name string, req SetRequest) (*storepb.N
 	next := &storepb.NamespaceRecord{
 		Name: cur.GetName(), Mode: cur.GetMode(), Epoch: cur.GetEpoch(), Version: cur.GetVersion(),
 		GroupId: cur.GetGroupId(), GroupPeers: append([]uint64(nil), cur.GetGroupPeers()...),
+		Replicas: append([]uint64(nil), cur.GetReplicas()...), ReplicationFactor: cur.GetReplicationFactor(),
 		Force: req.Force,
 	}
 	if ModeOf(cur) != req.Mode {

@@ -99,6 +99,13 @@ func (gs *Groups) Get(id uint64) *Group {
 	return gs.m[id]
 }
 
+// Forget drops a group whose replica was destroyed.
+func (gs *Groups) Forget(id uint64) {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	delete(gs.m, id)
+}
+
 // State returns group id's switch state on this store, nil if it has no
 // replica.
 func (gs *Groups) State(id uint64) *storepb.GroupState {

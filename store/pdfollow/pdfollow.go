@@ -64,6 +64,9 @@ type Config struct {
 	// ClusterID is the store's cluster id (0: not known yet): every call
 	// to PD names it.
 	ClusterID func() uint64
+	// TransferLeader hands the leadership of a group this store leads to
+	// another voter, as PD asks in heartbeat responses (leader balance).
+	TransferLeader func(group, to uint64)
 	// LearnClusterID persists PD's cluster id as the store's (on its first
 	// registration); an error if the store belongs to another cluster.
 	LearnClusterID func(id uint64) error
@@ -465,6 +468,7 @@ func (f *Follower) checkWatch(resp *pdpb.WatchNamespacesResponse) (skip bool, er
 // says so, every 30s, until ctx ends.
 func (f *Follower) heartbeatLoop(ctx, pctx context.Context, fatal func(error)) {
 	registered := false
+	var lastRefusalLog time.Time
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for f.Refused() == nil {
@@ -491,9 +495,18 @@ func (f *Follower) heartbeatLoop(ctx, pctx context.Context, fatal func(error)) {
 			case err == nil:
 				if ok = f.checkCluster(resp.GetClusterId(), fatal); ok {
 					stores = resp.GetStores()
+					for _, t := range resp.GetTransferLeaders() {
+						if f.cfg.TransferLeader != nil {
+							f.cfg.TransferLeader(t.GetGroupId(), t.GetToStore())
+						}
+					}
 				}
 			case f.refusedByPD(err):
 				ok = false
+			case status.Code(err) == codes.FailedPrecondition && time.Since(lastRefusalLog) > refusalReportInterval:
+				// A removed store, for one: PD says why.
+				lastRefusalLog = time.Now()
+				f.log.Error("PD refuses this store's heartbeat", zap.Error(err))
 			}
 		}
 		cancel()

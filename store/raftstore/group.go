@@ -47,6 +47,28 @@ type group struct {
 
 	appliedIdx atomic.Uint64
 	status     atomic.Pointer[Status]
+	// received counts messages stepped from other stores (DestroyIfIdle).
+	received atomic.Uint64
+}
+
+// failReads ends every read waiting on the group with err.
+func (g *group) failReads(err error) {
+	for _, w := range g.pendingReads {
+		w.ch <- err
+	}
+	g.pendingReads = nil
+	for _, rb := range g.reads {
+		for _, w := range rb.waiters {
+			w.ch <- err
+		}
+	}
+	clear(g.reads)
+	for _, rb := range g.readWait {
+		for _, w := range rb.waiters {
+			w.ch <- err
+		}
+	}
+	g.readWait = nil
 }
 
 type readWaiter struct{ ch chan error }
@@ -79,6 +101,7 @@ func (g *group) publishStatus() {
 		Commit:   hs.HardState.GetCommit(),
 		Applied:  g.applied.index,
 		Voters:   append([]uint64(nil), g.applied.conf.GetVoters()...),
+		Learners: append([]uint64(nil), g.applied.conf.GetLearners()...),
 		IsLeader: hs.RaftState == raft.StateLeader,
 
 		SnapshotsApplied: g.snapshots,

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rdb-project/rdb/proto/storepb"
+	"github.com/rdb-project/rdb/store/keys"
 )
 
 // Open loads every group found in the DB. Call Start to run the loop.
@@ -148,6 +149,7 @@ func (rs *RaftStore) stepRemote(from, group uint64, m *eraftpb.Message, retried 
 		rs.drop(from, group, m, err)
 		return
 	}
+	g.received.Add(1)
 	if err := g.rn.Step(m); err != nil {
 		rs.log.Debug("step", zap.Uint64("group", group), zap.Error(err))
 	}
@@ -216,6 +218,17 @@ func (rs *RaftStore) createGroup(group uint64, voters []uint64, initial []KV, ca
 		return nil
 	}
 	member := slices.Contains(voters, rs.cfg.StoreID)
+	if member {
+		// A replica destroyed here once is never bootstrapped again: the
+		// group has moved on since its first voters.
+		_, closer, err := rs.db.Get(keys.Tombstone(group))
+		if err == nil {
+			_ = closer.Close()
+			member = false
+		} else if !errors.Is(err, pebble.ErrNotFound) {
+			return fmt.Errorf("raftstore: read tombstone of group %d: %w", group, err)
+		}
+	}
 	if member {
 		b := rs.db.NewBatch()
 		err := writeBootstrap(b, group, slices.Sorted(slices.Values(voters)), initial)

@@ -62,6 +62,11 @@ func (rs *RaftStore) run() {
 			g.logMoved = false
 		}
 		rs.moved = rs.moved[:0]
+		if err := rs.destroyRemoved(); err != nil {
+			rs.log.Error("raft loop stops: destroying a removed replica failed", zap.Error(err))
+			rs.cfg.OnFatal(err)
+			return
+		}
 	}
 }
 
@@ -286,6 +291,9 @@ func (rs *RaftStore) applyEntry(ac *ApplyContext, g *group, e *eraftpb.Entry) (f
 		if err := g.sm.ApplyConfChange(ac, cc); err != nil {
 			return nil, err
 		}
+		if cc.GetType() == eraftpb.ConfChangeRemoveNode && cc.GetNodeId() == rs.cfg.StoreID {
+			rs.removed = append(rs.removed, g)
+		}
 		return func() { rs.deliver(id, result{}) }, nil
 	default:
 		return nil, fmt.Errorf("unsupported entry type %v", e.GetType())
@@ -368,27 +376,8 @@ func (rs *RaftStore) tick(now time.Time) {
 	for _, g := range rs.order {
 		g.rn.Tick()
 		g.retryStaleReads(now)
-		rs.reconcileVoters(g, now)
+		rs.reconcileMembers(g, now)
 	}
 	rs.gcSnapshots(now)
 	rs.drops.flush(rs.log, now)
-}
-
-// reconcileVoters makes the leader add stores that should be voters.
-func (rs *RaftStore) reconcileVoters(g *group, now time.Time) {
-	if rs.cfg.DesiredVoters == nil || !g.isLeader() || now.Before(g.nextReconcile) {
-		return
-	}
-	// Raft refuses a change while one is pending, so trying often is cheap.
-	g.nextReconcile = now.Add(200 * time.Millisecond)
-	for _, id := range rs.cfg.DesiredVoters(g.id) {
-		if !slices.Contains(g.applied.conf.GetVoters(), id) {
-			rs.log.Info("adding voter", zap.Uint64("group", g.id), zap.Uint64("store", id))
-			cc := &eraftpb.ConfChange{Type: eraftpb.ConfChangeAddNode.Enum(), NodeId: new(id)}
-			if err := g.rn.ProposeConfChange(cc); err != nil {
-				rs.log.Debug("propose voter", zap.Error(err))
-			}
-			return // one change at a time
-		}
-	}
 }

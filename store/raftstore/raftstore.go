@@ -60,8 +60,16 @@ type Config struct {
 	// cannot decode, so it should refuse at least those. Nil accepts any.
 	ValidateCommand func(group uint64, cmd []byte) error
 	// DesiredVoters returns the stores that should be voters of a group;
-	// the leader adds missing ones, one at a time. Nil: no reconciliation.
+	// its leader moves the membership to them, one change at a time
+	// (members.go). Nil, or an empty answer: no change.
 	DesiredVoters func(group uint64) []uint64
+	// LearnersFirst adds a wanted store as a learner, promoted once caught
+	// up (PD mode); otherwise it is added as a voter at once (static mode,
+	// where a joining store becomes a voter of every group).
+	LearnersFirst bool
+	// OnGroupDestroyed is called, on the loop, after a replica was
+	// destroyed because its store left the group.
+	OnGroupDestroyed func(group uint64)
 	// OnFatal is called when a write to the DB, or a state machine's apply,
 	// fails; the loop has stopped.
 	OnFatal func(error)
@@ -138,6 +146,7 @@ type Status struct {
 	Commit   uint64
 	Applied  uint64
 	Voters   []uint64
+	Learners []uint64
 	IsLeader bool
 	// SnapshotsApplied counts snapshots this replica installed since start.
 	SnapshotsApplied uint64
@@ -152,8 +161,10 @@ type RaftStore struct {
 	mu     sync.RWMutex // guards groups for readers outside the loop
 	groups map[uint64]*group
 	order  []*group // loop-owned, stable iteration order
-	moved  []*group // loop-owned: groups whose log an append or snapshot changed this round
-	drops  dropLog  // loop-owned
+	// removed: replicas that applied their own removal this round.
+	removed []*group
+	moved   []*group // loop-owned: groups whose log an append or snapshot changed this round
+	drops   dropLog  // loop-owned
 
 	inbox   inbox
 	waitMu  sync.Mutex

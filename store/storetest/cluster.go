@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -335,8 +336,8 @@ func (c *Cluster) WaitReady() {
 }
 
 // WaitServing waits until every running store answers GetMode for the
-// default namespace and the seeded ones, and is a voter of every strong
-// one's group.
+// default namespace and the seeded ones, and every strong one's group has
+// all its voters on the stores that hold it.
 func (c *Cluster) WaitServing(ctx context.Context) error {
 	modes := map[string]string{namespace.Default: string(namespace.Strong)}
 	for ns, m := range c.opts.NamespaceModes {
@@ -357,7 +358,16 @@ func (c *Cluster) WaitServing(ctx context.Context) error {
 				if mode != string(namespace.Strong) {
 					continue
 				}
-				if st, ok := s.GroupStatus(ns); !ok || len(st.Voters) != c.N() {
+				// Every store holds it, or (PD placement) the stores its
+				// row lists.
+				want := c.N()
+				if rec, ok := s.NamespaceRow(ns); ok && len(rec.GetReplicas()) > 0 {
+					if !slices.Contains(rec.GetReplicas(), s.ID()) {
+						continue
+					}
+					want = len(rec.GetReplicas())
+				}
+				if st, ok := s.GroupStatus(ns); !ok || len(st.Voters) != want {
 					return fmt.Errorf("group of %s has voters %v", ns, st.Voters)
 				}
 			}

@@ -197,6 +197,16 @@ func (t *Transport) Client(id uint64) (storepb.StoreInternalClient, error) {
 	return p.client, nil
 }
 
+// Conn returns the connection to a store, for the client APIs a store
+// forwards to another (the namespaces it does not hold).
+func (t *Transport) Conn(id uint64) (grpc.ClientConnInterface, error) {
+	p, err := t.getPeer(id)
+	if err != nil {
+		return nil, err
+	}
+	return p.conn, nil
+}
+
 // Send queues Raft messages for a store. It never blocks.
 func (t *Transport) Send(to uint64, msgs []*storepb.RaftMessage) {
 	p, err := t.getPeer(to)
