@@ -30,6 +30,10 @@ const forwardedKey = "rdb-forwarded-by"
 // kvPrefix is the client KV services' method prefix.
 const kvPrefix = "/kvrpc."
 
+// getModeMethod is forwarded too: a namespace's state (active or
+// switching) and leader are its holders' to tell.
+const getModeMethod = "/raftpb.RaftService/GetMode"
+
 // forwarder remembers, per namespace, the store that last answered a
 // forwarded call: the leader, for a strong namespace, most of the time.
 type forwarder struct {
@@ -57,7 +61,7 @@ type namespaced interface{ GetNamespace() string }
 // forwardUnary serves a KV call here, or forwards it to a store that holds
 // its namespace.
 func (s *Store) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if s.pd == nil || !strings.HasPrefix(info.FullMethod, kvPrefix) {
+	if s.pd == nil || !(strings.HasPrefix(info.FullMethod, kvPrefix) || info.FullMethod == getModeMethod) {
 		return handler(ctx, req)
 	}
 	nr, ok := req.(namespaced)
@@ -77,7 +81,7 @@ func (s *Store) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServe
 			return nil, err
 		}
 	}
-	if s.holds(rec) {
+	if s.ready(rec) {
 		return handler(ctx, req)
 	}
 	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(forwardedKey)) > 0 {
@@ -89,7 +93,7 @@ func (s *Store) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServe
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	return s.forward(ctx, info.FullMethod, ns, msg, rec.GetReplicas())
+	return s.forward(ctx, info.FullMethod, ns, msg, complete(rec))
 }
 
 // forward calls method on the namespace's holders in turn, the one that

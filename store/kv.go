@@ -352,7 +352,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // collect a namespace: it is eventual and active on this store.
 func (s *Store) lwwServing(ns string) bool {
 	rec, ok := s.table.Get(ns)
-	return ok && namespace.Serving(rec, s.groups.State(rec.GetGroupId()))
+	return ok && s.holds(rec) && namespace.Serving(rec, s.groups.State(rec.GetGroupId()))
 }
 
 // eventualNamespaces lists the namespaces anti-entropy runs over.

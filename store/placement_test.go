@@ -13,6 +13,7 @@ import (
 	"github.com/rdb-project/rdb/pd/server"
 	"github.com/rdb-project/rdb/pd/switchdriver"
 	"github.com/rdb-project/rdb/proto/kvrpc"
+	"github.com/rdb-project/rdb/proto/pdpb"
 	"github.com/rdb-project/rdb/store/storetest"
 )
 
@@ -48,7 +49,8 @@ func waitPlaced(t *testing.T, cli *pdclient.Client, names []string, exclude []ui
 				return err
 			}
 			r := st.GetRecord().GetReplicas()
-			if len(r) != 3 || st.GetMoving() || st.GetUnderReplicated() || st.GetLeader() == 0 {
+			strong := st.GetRecord().GetMode() == "strong"
+			if len(r) != 3 || st.GetMoving() || st.GetUnderReplicated() || (strong && st.GetLeader() == 0) {
 				return fmt.Errorf("%s: replicas %v moving %v under-replicated %v leader %d", ns, r, st.GetMoving(), st.GetUnderReplicated(), st.GetLeader())
 			}
 			for _, x := range exclude {
@@ -83,19 +85,46 @@ func TestPlacement(t *testing.T) {
 			return err
 		}, "create and write %s", ns)
 	}
-	placed := waitPlaced(t, cli, names, nil, 30*time.Second)
-	counts := map[uint64]int{}
-	for _, r := range placed {
-		for _, id := range r {
-			counts[id]++
+	// Eventual namespaces, written through every store.
+	var evs []string
+	for i := range 5 {
+		ns := fmt.Sprintf("e%d", i)
+		evs = append(evs, ns)
+		if _, err := cli.SetNamespaceMode(ctxT(t, 5*time.Second), &pdpb.SetNamespaceModeRequest{Name: ns, Mode: "eventual"}); err != nil {
+			t.Fatal(err)
 		}
 	}
-	// The default namespace is placed too: 11 namespaces, 33 replicas.
-	for id, n := range counts {
-		if n < 5 || n > 8 {
-			t.Errorf("store %d holds %d of the test's namespaces: %v", id, n, counts)
+	for _, ns := range evs {
+		for i := range c.N() {
+			storetest.Eventually(t, 20*time.Second, func() error {
+				_, err := c.Raw(i).RawPut(ctxT(t, 5*time.Second), &kvrpc.RawPutRequest{Namespace: ns, Key: fmt.Sprintf("k%d", i), Value: ns})
+				return err
+			}, "raw put %s through store %d", ns, i+1)
 		}
 	}
+	// Every replica has every write before any store is lost: a write
+	// only one store had taken would go with it.
+	rawEverywhere := func(stores []int) {
+		t.Helper()
+		for _, ns := range evs {
+			for _, i := range stores {
+				for k := range c.N() {
+					storetest.Eventually(t, 20*time.Second, func() error {
+						resp, err := c.Raw(i).RawGet(ctxT(t, 5*time.Second), &kvrpc.RawGetRequest{Namespace: ns, Key: fmt.Sprintf("k%d", k)})
+						if err != nil {
+							return err
+						}
+						if !resp.GetFound() || resp.GetValue() != ns {
+							return fmt.Errorf("%s/k%d = %v", ns, k, resp)
+						}
+						return nil
+					}, "store %d reads %s/k%d", i+1, ns, k)
+				}
+			}
+		}
+	}
+	waitPlaced(t, cli, append(names, evs...), nil, 30*time.Second)
+	rawEverywhere([]int{0, 1, 2, 3, 4})
 	readAll := func(skip ...int) {
 		t.Helper()
 		for i := range c.N() {
@@ -128,32 +157,38 @@ func TestPlacement(t *testing.T) {
 	if len(got.Replicas) != 3 || !slices.Contains(got.Replicas, got.Leader) {
 		t.Fatalf("pdctl namespace get p0: %+v", got)
 	}
-	var stores struct {
-		Stores []struct {
-			ID           uint64 `json:"id"`
-			State        string `json:"state"`
-			ReplicaCount int    `json:"replica_count"`
-			LeaderCount  int    `json:"leader_count"`
-		} `json:"stores"`
-	}
-	if err := json.Unmarshal([]byte(runPdctl(t, pd, "store", "list", "-o", "json")), &stores); err != nil {
-		t.Fatal(err)
-	}
-	total := 0
-	for _, st := range stores.Stores {
-		total += st.ReplicaCount
-		if st.State != "up" {
-			t.Fatalf("pdctl store list: %+v", stores)
+	// Replica counts per store end within one of each other (16
+	// namespaces with the default one, 3 replicas each).
+	storetest.Eventually(t, 30*time.Second, func() error {
+		var stores struct {
+			Stores []struct {
+				ID           uint64 `json:"id"`
+				State        string `json:"state"`
+				ReplicaCount int    `json:"replica_count"`
+			} `json:"stores"`
 		}
-	}
-	if total != 33 {
-		t.Fatalf("pdctl store list counts %d replicas, want 33: %+v", total, stores)
-	}
+		if err := json.Unmarshal([]byte(runPdctl(t, pd, "store", "list", "-o", "json")), &stores); err != nil {
+			return err
+		}
+		total, lo, hi := 0, 1<<30, 0
+		for _, st := range stores.Stores {
+			total += st.ReplicaCount
+			lo, hi = min(lo, st.ReplicaCount), max(hi, st.ReplicaCount)
+			if st.State != "up" {
+				return fmt.Errorf("store %d is %s", st.ID, st.State)
+			}
+		}
+		if total != 48 || hi-lo > 1 {
+			return fmt.Errorf("replica counts %+v", stores.Stores)
+		}
+		return nil
+	}, "replica counts balanced")
 
 	// Store 5 dies: its replicas are re-created on the others.
 	c.Stop(4)
-	placed = waitPlaced(t, cli, names, []uint64{5}, time.Minute)
+	placed := waitPlaced(t, cli, append(names, evs...), []uint64{5}, time.Minute)
 	readAll(4)
+	rawEverywhere([]int{0, 1, 2, 3})
 	t.Logf("after store 5 died: %v", placed)
 
 	// Store 4 is removed while up: it ends removed and holds nothing.
@@ -172,9 +207,28 @@ func TestPlacement(t *testing.T) {
 		}
 		return nil
 	}, "store 4 removed")
-	waitPlaced(t, cli, names, []uint64{4, 5}, time.Minute)
+	waitPlaced(t, cli, append(names, evs...), []uint64{4, 5}, time.Minute)
 	if n := c.Store(3).Replicas(); n != 0 {
 		t.Fatalf("removed store 4 still holds %d replicas", n)
 	}
 	readAll(3, 4)
+	rawEverywhere([]int{0, 1, 2})
+
+	// A placed eventual namespace switches to strong on its replicas and
+	// keeps every write.
+	if _, err := cli.SetNamespaceMode(ctxT(t, 5*time.Second), &pdpb.SetNamespaceModeRequest{Name: "e0", Mode: "strong"}); err != nil {
+		t.Fatal(err)
+	}
+	for k := range c.N() {
+		storetest.Eventually(t, 30*time.Second, func() error {
+			resp, err := c.Cas(0).Get(ctxT(t, 5*time.Second), &kvrpc.GetRequest{Namespace: "e0", Key: fmt.Sprintf("k%d", k)})
+			if err != nil {
+				return err
+			}
+			if !resp.GetFound() || resp.GetValue() != "e0" {
+				t.Fatalf("after the switch, e0/k%d = %v", k, resp)
+			}
+			return nil
+		}, "e0 strong, k%d read", k)
+	}
 }

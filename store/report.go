@@ -4,16 +4,25 @@ package store
 // out each row, and each of its groups' Raft and switch state.
 
 import (
+	"slices"
+
 	"github.com/rdb-project/rdb/proto/pdpb"
+	"github.com/rdb-project/rdb/store/namespace"
 )
 
 func (s *Store) report(req *pdpb.StoreHeartbeatRequest) {
 	for _, rec := range s.table.List() {
 		if !s.holds(rec) {
+			if s.releasing(rec) {
+				req.Namespaces = append(req.Namespaces, &pdpb.NamespaceApplied{
+					Namespace: rec.GetName(), Version: rec.GetVersion(), State: string(namespace.Active), Releasing: true,
+				})
+			}
 			continue // another store's to report
 		}
 		req.Namespaces = append(req.Namespaces, &pdpb.NamespaceApplied{
 			Namespace: rec.GetName(), Version: rec.GetVersion(), State: string(s.namespaceState(rec)),
+			Filled: slices.Contains(rec.GetFilling(), s.cfg.StoreID) && s.filled(rec.GetName()),
 		})
 		gid := rec.GetGroupId()
 		if gid == 0 {

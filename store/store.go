@@ -436,6 +436,7 @@ func (s *Store) start() error {
 	} else {
 		s.pd.Start(s.ctx, &s.wg, s.fatal)
 		s.wg.Go(func() { s.replicaGCLoop(s.ctx) })
+		s.wg.Go(func() { s.eventualPlacementLoop(s.ctx) })
 	}
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	return nil

@@ -93,6 +93,12 @@ func (s *Server) formGroup(cur *storepb.NamespaceRecord) (*storepb.NamespaceReco
 // replication factor's worth of up stores that hold fewest replicas, the
 // one that leads fewest groups first (it campaigns at once).
 func (s *Server) placeGroup(rec *storepb.NamespaceRecord) bool {
+	if len(rec.GetReplicas()) > 0 {
+		// Placed while eventual: its group forms on its replicas, where
+		// its records are.
+		rec.GroupPeers, rec.Filling = slices.Clone(rec.GetReplicas()), nil
+		return true
+	}
 	up, ok := s.stores.formationPeers(time.Now(), s.cfg.FormSettle)
 	if !ok {
 		return false

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -219,6 +220,13 @@ func (s *Server) updateNamespace(ctx context.Context, l *leadership, name string
 		if next.GetMode() == ModeStrong && len(next.GetGroupPeers()) == 0 {
 			// Otherwise the group waits, with its id and no voter.
 			s.placeGroup(next)
+		}
+		if cur == nil && next.GetMode() == ModeEventual && len(next.GetReplicas()) == 0 {
+			// A new eventual namespace is placed at once if stores are up
+			// (else on every store, until the scheduler places it).
+			if up, ok := s.stores.formationPeers(time.Now(), s.cfg.FormSettle); ok {
+				next.Replicas = s.place.initial(name, replicationFactor(next, s.cfg.ReplicationFactor), up)
+			}
 		}
 		val, err := encodeNamespace(next)
 		if err != nil {

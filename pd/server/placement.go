@@ -115,18 +115,65 @@ func replicationFactor(rec *storepb.NamespaceRecord, def int) int {
 }
 
 // placed tells whether PD places rec: a strong namespace whose group has
-// been formed. Eventual namespaces are on every store.
+// been formed, or an eventual one that has replicas (one created before
+// any store was up has none, and is on every store until the scheduler
+// places it).
 func placed(rec *storepb.NamespaceRecord) bool {
-	return rec.GetMode() == ModeStrong && rec.GetGroupId() != 0 && len(replicasOf(rec)) > 0
+	if rec.GetMode() == ModeStrong {
+		return rec.GetGroupId() != 0 && len(replicasOf(rec)) > 0
+	}
+	return len(rec.GetReplicas()) > 0
 }
 
-// settled tells whether a placed namespace holds exactly its replicas: the
-// group's leader reports its voters are the replicas and it has no learner.
+// hasGroup: the namespace has a Raft group whose membership follows its
+// replicas (strong, or eventual after being strong: the fenced group moves
+// with the data).
+func hasGroup(rec *storepb.NamespaceRecord) bool { return rec.GetGroupId() != 0 && len(rec.GetGroupPeers()) > 0 }
+
+// settled tells whether a placed namespace holds exactly its replicas: no
+// replica is still filling (eventual), and the group's leader reports its
+// voters are the replicas and it has no learner.
 func settled(rec *storepb.NamespaceRecord, v *groupView) bool {
+	if len(rec.GetFilling()) > 0 {
+		return false
+	}
+	if !hasGroup(rec) {
+		return true
+	}
 	if v == nil || !v.reportedByLeader || len(v.learners) > 0 {
 		return false
 	}
 	return slices.Equal(v.voters, sortedCopy(replicasOf(rec)))
+}
+
+// counts: a replica holds the namespace for real: it is a voter of the
+// group (if there is one) and is not filling.
+func counts(rec *storepb.NamespaceRecord, v *groupView, id uint64) bool {
+	if slices.Contains(rec.GetFilling(), id) {
+		return false
+	}
+	if !hasGroup(rec) {
+		return true
+	}
+	return v != nil && v.reportedByLeader && slices.Contains(v.voters, id)
+}
+
+// nextFilling is the filling list of a row whose replicas go from the
+// row's to next: eventual replicas that are new fill, those that left stop.
+//
+// A row with no replicas yet is on every store: the stores it is placed on
+// are complete already (the others hand theirs over before they drop them).
+func nextFilling(rec *storepb.NamespaceRecord, next []uint64) []uint64 {
+	if rec.GetMode() != ModeEventual || len(rec.GetReplicas()) == 0 {
+		return nil
+	}
+	var out []uint64
+	for _, id := range next {
+		if !slices.Contains(rec.GetReplicas(), id) || slices.Contains(rec.GetFilling(), id) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 func newPlanner(stores []*pdpb.StoreStatus, recs []*storepb.NamespaceRecord, views map[uint64]*groupView, defaultRF, maxMoves int) *planner {
@@ -241,13 +288,12 @@ func (p *planner) next(rec *storepb.NamespaceRecord, v *groupView) ([]uint64, st
 		}
 	}
 	isSettled := settled(rec, v)
-	voter := func(id uint64) bool { return v != nil && v.reportedByLeader && slices.Contains(v.voters, id) }
 
-	// A replica on a lost store that never became a voter never counted:
-	// drop it at once.
+	// A replica on a lost store that never counted (not yet a voter, or
+	// still filling) is dropped at once.
 	for _, id := range lost {
-		if !voter(id) && len(cur) > 1 {
-			return p.without(cur, id), "drop a replica on a lost store that never became a voter", true
+		if !counts(rec, v, id) && len(cur) > 1 {
+			return p.without(cur, id), "drop a replica on a lost store that never counted", true
 		}
 	}
 	if !isSettled {

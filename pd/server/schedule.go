@@ -89,7 +89,23 @@ func (s *Server) scheduleOnce(l *leadership) {
 	// Repair and removal first, then balance with what budget is left.
 	var settledRecs []*storepb.NamespaceRecord
 	for _, rec := range recs {
+		if !placed(rec) && rec.GetMode() == ModeEventual && !s.switching(rec, stores) {
+			// On every store since before any store was up: place it.
+			// The stores left out hand their records to a replica first.
+			if ids := p.choose(rec.GetName(), replicationFactor(rec, p.defaultRF), nil); len(ids) > 0 && p.budget > 0 {
+				p.budget--
+				for _, id := range ids {
+					p.stores[id].replicas++
+				}
+				s.writeReplicas(ctx, l, rec, ids, "place")
+			}
+			continue
+		}
 		if !placed(rec) || s.switching(rec, stores) {
+			continue
+		}
+		if done := filledReplicas(rec, stores); len(done) > 0 {
+			s.writeFilled(ctx, l, rec, done)
 			continue
 		}
 		v := views[rec.GetGroupId()]
@@ -112,6 +128,42 @@ func (s *Server) scheduleOnce(l *leadership) {
 	s.place.mu.Unlock()
 
 	s.finishRemovals(ctx, l, recs, stores)
+}
+
+// filledReplicas lists the replicas of rec still filling that report they
+// have filled.
+func filledReplicas(rec *storepb.NamespaceRecord, stores []*pdpb.StoreStatus) []uint64 {
+	var out []uint64
+	for _, st := range stores {
+		if !slices.Contains(rec.GetFilling(), st.GetId()) {
+			continue
+		}
+		for _, n := range st.GetNamespaces() {
+			if n.GetNamespace() == rec.GetName() && n.GetFilled() && n.GetVersion() >= rec.GetVersion() {
+				out = append(out, st.GetId())
+			}
+		}
+	}
+	return out
+}
+
+// writeFilled takes replicas that have filled off a row's filling list.
+func (s *Server) writeFilled(ctx context.Context, l *leadership, rec *storepb.NamespaceRecord, done []uint64) {
+	_, wrote, err := s.updateNamespace(ctx, l, rec.GetName(), func(cur *storepb.NamespaceRecord) (*storepb.NamespaceRecord, error) {
+		if cur == nil || cur.GetVersion() != rec.GetVersion() {
+			return nil, ErrNoChange
+		}
+		cur.Filling = slices.DeleteFunc(slices.Clone(cur.GetFilling()), func(id uint64) bool { return slices.Contains(done, id) })
+		return cur, nil
+	})
+	switch {
+	case err != nil:
+		if l.ctx.Err() == nil {
+			s.lg.Warn("schedule: write filled replicas", zap.String("namespace", rec.GetName()), zap.Error(err))
+		}
+	case wrote:
+		s.lg.Info("replicas filled", zap.String("namespace", rec.GetName()), zap.Uint64s("stores", done))
+	}
 }
 
 // switching: the namespace's mode is being switched somewhere; moves wait
@@ -140,7 +192,7 @@ func (s *Server) writeReplicas(ctx context.Context, l *leadership, rec *storepb.
 		if cur == nil || cur.GetVersion() != rec.GetVersion() {
 			return nil, ErrNoChange // changed meanwhile: the next round decides again
 		}
-		cur.Replicas = next
+		cur.Replicas, cur.Filling = next, nextFilling(cur, next)
 		return cur, nil
 	})
 	switch {
@@ -161,8 +213,8 @@ func (s *Server) finishRemovals(ctx context.Context, l *leadership, recs []*stor
 		if st.GetState() != StoreRemoving {
 			continue
 		}
-		if st.GetUp() && len(st.GetGroups()) > 0 {
-			continue
+		if st.GetUp() && (len(st.GetGroups()) > 0 || slices.ContainsFunc(st.GetNamespaces(), (*pdpb.NamespaceApplied).GetReleasing)) {
+			continue // it still holds replicas, or records to hand over
 		}
 		listed := slices.ContainsFunc(recs, func(rec *storepb.NamespaceRecord) bool {
 			return placed(rec) && slices.Contains(replicasOf(rec), st.GetId())

@@ -6,6 +6,7 @@ package switchdriver
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -74,6 +75,32 @@ func (p *pdCluster) Stores() []*storepb.StoreInfo {
 	var out []*storepb.StoreInfo
 	for _, st := range p.c.Stores() {
 		out = append(out, &storepb.StoreInfo{Id: st.GetId(), Addr: st.GetAddr()})
+	}
+	return out
+}
+
+// Holders lists the stores an eventual -> strong switch of rec fences and
+// merges: its replicas, the stores still handing its records over, and
+// every store that has not applied the switch's row (it may still take
+// raw writes as a replica of an older row). A down store is left out: PD
+// replaces its replicas rather than wait for it, and writes only it had
+// taken are lost, as a forced switch would lose them.
+func (p *pdCluster) Holders(rec *storepb.NamespaceRecord) []*storepb.StoreInfo {
+	if len(rec.GetReplicas()) == 0 {
+		return p.Stores()
+	}
+	var out []*storepb.StoreInfo
+	for _, st := range p.c.Stores() {
+		if st.GetState() == server.StoreDown || st.GetState() == server.StoreRemoved {
+			continue
+		}
+		hold := slices.Contains(rec.GetReplicas(), st.GetId()) || st.GetAppliedRevision() < rec.GetVersion()
+		for _, n := range st.GetNamespaces() {
+			hold = hold || (n.GetNamespace() == rec.GetName() && n.GetReleasing())
+		}
+		if hold {
+			out = append(out, &storepb.StoreInfo{Id: st.GetId(), Addr: st.GetAddr()})
+		}
 	}
 	return out
 }

@@ -400,7 +400,13 @@ type NamespaceApplied struct {
 	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	Version   uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	// "active" or "switching" as this store sees it.
-	State         string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	State string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	// An eventual namespace this store was told to fill (record.filling) has
+	// filled itself from a complete replica.
+	Filled bool `protobuf:"varint,4,opt,name=filled,proto3" json:"filled,omitempty"`
+	// This store no longer holds the namespace but still has records of it
+	// that it has not handed to a replica yet.
+	Releasing     bool `protobuf:"varint,5,opt,name=releasing,proto3" json:"releasing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -454,6 +460,20 @@ func (x *NamespaceApplied) GetState() string {
 		return x.State
 	}
 	return ""
+}
+
+func (x *NamespaceApplied) GetFilled() bool {
+	if x != nil {
+		return x.Filled
+	}
+	return false
+}
+
+func (x *NamespaceApplied) GetReleasing() bool {
+	if x != nil {
+		return x.Releasing
+	}
+	return false
 }
 
 type StoreHeartbeatRequest struct {
@@ -1695,11 +1715,13 @@ const file_pdpb_pdpb_proto_rawDesc = "" +
 	"\aapplied\x18\x06 \x01(\x04R\aapplied\x12-\n" +
 	"\x05state\x18\a \x01(\v2\x17.rdb.storepb.GroupStateR\x05state\x12\x16\n" +
 	"\x06voters\x18\b \x03(\x04R\x06voters\x12\x1a\n" +
-	"\blearners\x18\t \x03(\x04R\blearners\"`\n" +
+	"\blearners\x18\t \x03(\x04R\blearners\"\x96\x01\n" +
 	"\x10NamespaceApplied\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x14\n" +
-	"\x05state\x18\x03 \x01(\tR\x05state\"\xd4\x01\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x16\n" +
+	"\x06filled\x18\x04 \x01(\bR\x06filled\x12\x1c\n" +
+	"\treleasing\x18\x05 \x01(\bR\treleasing\"\xd4\x01\n" +
 	"\x15StoreHeartbeatRequest\x12\x19\n" +
 	"\bstore_id\x18\x01 \x01(\x04R\astoreId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12)\n" +

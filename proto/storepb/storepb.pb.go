@@ -182,8 +182,12 @@ type NamespaceRecord struct {
 	// PD mode: how many replicas the namespace should have; 0 is PD's
 	// --replication-factor.
 	ReplicationFactor uint32 `protobuf:"varint,10,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// PD mode, eventual namespaces: replicas added since the namespace was
+	// placed, which do not count until they have filled themselves from a
+	// replica that is not filling (a replica placed at creation is complete).
+	Filling       []uint64 `protobuf:"varint,11,rep,packed,name=filling,proto3" json:"filling,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NamespaceRecord) Reset() {
@@ -284,6 +288,13 @@ func (x *NamespaceRecord) GetReplicationFactor() uint32 {
 		return x.ReplicationFactor
 	}
 	return 0
+}
+
+func (x *NamespaceRecord) GetFilling() []uint64 {
+	if x != nil {
+		return x.Filling
+	}
+	return nil
 }
 
 type StoreInfo struct {
@@ -2332,7 +2343,7 @@ const file_storepb_storepb_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12&\n" +
 	"\x02ts\x18\x03 \x01(\v2\x16.rdb.storepb.TimestampR\x02ts\x12\x1c\n" +
-	"\ttombstone\x18\x04 \x01(\bR\ttombstone\"\xa9\x02\n" +
+	"\ttombstone\x18\x04 \x01(\bR\ttombstone\"\xc3\x02\n" +
 	"\x0fNamespaceRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\x12!\n" +
@@ -2345,7 +2356,8 @@ const file_storepb_storepb_proto_rawDesc = "" +
 	"\x05force\x18\b \x01(\bR\x05force\x12\x1a\n" +
 	"\breplicas\x18\t \x03(\x04R\breplicas\x12-\n" +
 	"\x12replication_factor\x18\n" +
-	" \x01(\rR\x11replicationFactor\"E\n" +
+	" \x01(\rR\x11replicationFactor\x12\x18\n" +
+	"\afilling\x18\v \x03(\x04R\afilling\"E\n" +
 	"\tStoreInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x14\n" +

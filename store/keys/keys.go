@@ -12,6 +12,7 @@
 //	m/pdrev                        PD table revision applied (PD mode)
 //	m/pdstore/<id:8>               a store's address as PD last said (PD mode)
 //	m/tomb/<group:8>               a group whose replica here was destroyed (never bootstrapped again)
+//	m/filled/<ns>                  this store has filled its new replica of an eventual namespace (PD mode)
 //	r/<group:8>/hs                 Raft HardState of a group
 //	r/<group:8>/trunc              index and term of the last compacted entry
 //	r/<group:8>/applied            applied index, term and ConfState
@@ -51,6 +52,7 @@ var (
 	pdRevKey   = []byte("m/pdrev")
 	pdTableNS  = []byte("m/pdtable/")
 	tombNS     = []byte("m/tomb/")
+	filledNS   = []byte("m/filled/")
 )
 
 // Ident is the key of the store's identity.
@@ -87,6 +89,10 @@ func PDStore(id uint64) []byte { return binary.BigEndian.AppendUint64(clone(pdSt
 // destroyed, so the store never bootstraps it again (a replica it gets
 // back later starts empty and catches up from the leader).
 func Tombstone(group uint64) []byte { return binary.BigEndian.AppendUint64(clone(tombNS), group) }
+
+// Filled is m/filled/<ns>: this store has filled its new replica of an
+// eventual namespace from a complete one.
+func Filled(ns string) []byte { return appendStr(clone(filledNS), ns) }
 
 // PDStorePrefix is m/pdstore/.
 func PDStorePrefix() []byte { return clone(pdStoreNS) }

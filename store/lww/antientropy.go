@@ -390,3 +390,41 @@ func (e *Engine) HandleRepair(ctx context.Context, req *storepb.RepairRequest) (
 	e.st.repairSent.Add(uint64(len(out)))
 	return &storepb.RepairResponse{Records: out}, nil
 }
+
+// Sync makes ns converge with store id once, in full, and fails if the
+// peer does not serve ns: a store filling a new replica, or handing its
+// records to a replica before it drops them, needs a peer that has them.
+func (e *Engine) Sync(ctx context.Context, id uint64, ns string) error {
+	if err := validNamespace(ns); err != nil {
+		return err
+	}
+	client := e.cfg.Peers()[id]
+	if client == nil || id == e.cfg.StoreID {
+		return fmt.Errorf("lww: no peer %d", id)
+	}
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.opMu.RUnlock()
+	cctx, cancel := context.WithTimeout(ctx, e.cfg.RPCTimeout)
+	resp, err := client.Digest(cctx, &storepb.DigestRequest{Namespace: ns})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("digest: %w", err)
+	}
+	if !resp.GetServing() {
+		return fmt.Errorf("store %d does not serve %q", id, ns)
+	}
+	_, err = e.syncNamespace(ctx, id, client, ns, true)
+	return err
+}
+
+// HasRecords reports whether this store holds any record of ns.
+func (e *Engine) HasRecords(ns string) (bool, error) {
+	it, err := e.db.NewIter(nsBounds(ns))
+	if err != nil {
+		return false, err
+	}
+	defer it.Close()
+	return it.First(), it.Error()
+}

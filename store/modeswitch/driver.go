@@ -38,6 +38,22 @@ type Cluster interface {
 	KnownState(group uint64) (*storepb.GroupState, bool)
 }
 
+// Holders is a Cluster that places namespaces on some stores only (PD):
+// an eventual -> strong switch fences and merges the stores that may hold
+// a namespace's records, not every store.
+type Holders interface {
+	Holders(rec *storepb.NamespaceRecord) []*storepb.StoreInfo
+}
+
+// holders lists the stores whose records a switch of rec to strong must
+// merge.
+func (d *Driver) holders(rec *storepb.NamespaceRecord) []*storepb.StoreInfo {
+	if h, ok := d.c.(Holders); ok {
+		return h.Holders(rec)
+	}
+	return d.c.Stores()
+}
+
 // Driver reconciles groups with the table.
 type Driver struct {
 	c        Cluster
@@ -137,7 +153,7 @@ func (d *Driver) Reconcile(ctx context.Context, rec *storepb.NamespaceRecord) er
 func (d *Driver) toStrong(ctx context.Context, rec *storepb.NamespaceRecord) error {
 	ns := rec.GetName()
 	var fenced []uint64
-	for _, st := range d.c.Stores() {
+	for _, st := range d.holders(rec) {
 		ok, err := d.storeFenced(ctx, st.GetId(), rec)
 		switch {
 		case err != nil && rec.GetForce():

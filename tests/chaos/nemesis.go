@@ -183,6 +183,9 @@ func (s *switcher) waitActive(ctx context.Context, mode string) error {
 func waitMode(ctx context.Context, c Cluster, ns, mode string) error {
 	err := storetest.Poll(ctx, func() error {
 		for i := range c.N() {
+			if !c.Running(i) {
+				continue // a store the test stopped for good
+			}
 			cctx, cancel := context.WithTimeout(ctx, time.Second)
 			resp, err := raftpb.NewRaftServiceClient(c.Conn(i)).GetMode(cctx, &raftpb.GetModeRequest{Namespace: ns})
 			cancel()

@@ -240,7 +240,11 @@ func converged(ctx context.Context, c Cluster, ns string) (map[string]string, er
 	var last map[string]string
 	err := storetest.Poll(ctx, func() error {
 		var first map[string]string
+		firstStore := -1
 		for i := range c.N() {
+			if !c.Running(i) {
+				continue // a store the test stopped for good
+			}
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			resp, err := kvrpc.NewKvRawClient(c.Conn(i)).RawScan(cctx, &kvrpc.RawScanRequest{Namespace: ns, Limit: 10000})
 			cancel()
@@ -251,12 +255,12 @@ func converged(ctx context.Context, c Cluster, ns string) (map[string]string, er
 			for _, kv := range resp.GetKvs() {
 				got[kv.GetKey()] = kv.GetValue()
 			}
-			if i == 0 {
-				first = got
+			if firstStore < 0 {
+				first, firstStore = got, i
 				continue
 			}
 			if !maps.Equal(first, got) {
-				return fmt.Errorf("store 1 holds %v, store %d holds %v", first, i+1, got)
+				return fmt.Errorf("store %d holds %v, store %d holds %v", firstStore+1, first, i+1, got)
 			}
 		}
 		last = first
