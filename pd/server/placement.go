@@ -128,7 +128,9 @@ func placed(rec *storepb.NamespaceRecord) bool {
 // hasGroup: the namespace has a Raft group whose membership follows its
 // replicas (strong, or eventual after being strong: the fenced group moves
 // with the data).
-func hasGroup(rec *storepb.NamespaceRecord) bool { return rec.GetGroupId() != 0 && len(rec.GetGroupPeers()) > 0 }
+func hasGroup(rec *storepb.NamespaceRecord) bool {
+	return rec.GetGroupId() != 0 && len(rec.GetGroupPeers()) > 0
+}
 
 // settled tells whether a placed namespace holds exactly its replicas: no
 // replica is still filling (eventual), and the group's leader reports its
