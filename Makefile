@@ -62,13 +62,15 @@ test: build
 clean:
 	rm -rf $(BIN) $(GOTOOLBIN)
 
-# Fault injection, seed after seed, for CHAOS_DURATION in all: three
-# quarters on in-process stores (tests/chaos), a quarter on rdb-server
-# processes (tests/). Each prints a summary; a failing seed is replayed with
-# go test ./tests/chaos/ -run '^TestChaos$$' -seed N (or ./tests/ -run '^TestChaosProcesses$$').
+# Fault injection, seed after seed, for CHAOS_DURATION in all: half on
+# in-process static-mode stores (TestChaos), a quarter on a PD and five
+# in-process PD-mode stores with placement faults (TestChaosPlacement), a
+# quarter on rdb-server processes (tests/). Each prints a summary; a failing
+# seed is replayed with go test ./tests/chaos/ -run '^TestChaos$$' -seed N
+# (or -run '^TestChaosPlacement$$', or ./tests/ -run '^TestChaosProcesses$$').
 CHAOS_DURATION ?= 10m
 chaos: build
-	$(GO) test -count=1 -p 1 -timeout 0 -v -run '^TestChaos(Processes)?$$' ./tests/chaos/ ./tests/ -args -chaos.duration=$(CHAOS_DURATION)
+	$(GO) test -count=1 -p 1 -timeout 0 -v -run '^TestChaos(Placement|Processes)?$$' ./tests/chaos/ ./tests/ -args -chaos.duration=$(CHAOS_DURATION)
 
 # One placement driver and three PD-mode stores on loopback; Ctrl-C stops them.
 run: build

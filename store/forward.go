@@ -152,12 +152,14 @@ func (s *Store) forward(ctx context.Context, method, ns string, req proto.Messag
 	return nil, last
 }
 
-// unreached tells whether a gRPC error says the call never reached the
-// server (no connection could be made).
+// unreached tells whether a gRPC error says the call never left this
+// store: no connection could be made (gRPC fails such a call before it
+// sends anything). A connection that broke during the call ("error reading
+// from server", "transport is closing") may have carried the request.
 func unreached(err error) bool {
 	msg := status.Convert(err).Message()
-	return strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such host") ||
-		strings.Contains(msg, "connection error") || strings.Contains(msg, "transport: Error while dialing")
+	return strings.Contains(msg, "Error while dialing") || strings.Contains(msg, "connect: connection refused") ||
+		strings.Contains(msg, "no such host")
 }
 
 // isWrite: the method changes data, so a call that reached its server and

@@ -28,9 +28,13 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // shortSeed is the seed of the run `make test` makes.
 const shortSeed = 1
 
-// localShare is the part of -chaos.duration this package takes; the
-// multi-process suite in tests/ takes the rest.
-const localShare = 0.75
+// localShare and placedShare are the parts of -chaos.duration this
+// package's two suites take; the multi-process suite in tests/ takes the
+// rest.
+const (
+	localShare  = 0.5
+	placedShare = 0.25
+)
 
 func logger(t *testing.T) *zap.Logger {
 	if *verboseFlag || os.Getenv("RDB_TEST_VERBOSE") != "" {
@@ -62,6 +66,43 @@ func TestChaos(t *testing.T) {
 		seed++
 	}
 	sum.Print("in-process")
+}
+
+// TestChaosPlacement runs the suite on a PD and five PD-mode stores, each
+// namespace on three, with the placement faults (replica moves, a store
+// down long enough to be replaced, a store removed) on top of the others.
+func TestChaosPlacement(t *testing.T) {
+	run := func(seed uint64) RunResult {
+		t.Logf("seed %d (replay: go test ./tests/chaos/ -run '^TestChaosPlacement$' -seed %d)", seed, seed)
+		ctx, cancel := context.WithTimeout(context.Background(), *runFlag+5*time.Minute)
+		defer cancel()
+		res, err := RunPlaced(ctx, LocalConfig{T: t, Seed: seed, Duration: *runFlag,
+			VisualizeDir: *outFlag, Logger: logger(t), Logf: t.Logf})
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		report(t, seed, res)
+		return res
+	}
+	if *durationFlag == 0 {
+		seed := uint64(shortSeed)
+		if *seedFlag != 0 {
+			seed = *seedFlag
+		}
+		run(seed)
+		return
+	}
+	deadline := time.Now().Add(time.Duration(float64(*durationFlag) * placedShare))
+	seed := *seedFlag
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	var sum Summary
+	for time.Now().Add(*runFlag).Before(deadline) || sum.Runs == 0 {
+		sum.Add(seed, run(seed))
+		seed++
+	}
+	sum.Print("placement")
 }
 
 func runLocal(t *testing.T, seed uint64, d time.Duration, unsafe bool) RunResult {

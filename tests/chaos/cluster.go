@@ -32,6 +32,8 @@ type LocalOptions struct {
 	Logf                func(string, ...any)
 	// OnFatal receives persistence failures of the stores.
 	OnFatal func(store int, err error)
+	// PD endpoints: the stores run in PD mode (placement).
+	PD []string
 }
 
 // LinkFault is what happens on one link (storetest.LinkFault).
@@ -56,6 +58,7 @@ func NewLocalCluster(ctx context.Context, t testing.TB, opts LocalOptions) (*Loc
 		CompactThreshold: opts.CompactThreshold,
 		CrashableFS:      true,
 		Seed:             opts.Seed,
+		PD:               opts.PD,
 		Logger:           logger,
 		Configure: func(i int, cfg *store.Config) {
 			cfg.RequestTimeout = 5 * time.Second
