@@ -121,9 +121,13 @@ func (s *Store) releaseReplica(ctx context.Context, rec *storepb.NamespaceRecord
 		if id == s.cfg.StoreID {
 			continue
 		}
-		if err := s.lww.Sync(ctx, id, ns); err != nil {
+		if err := s.lww.Handover(ctx, id, ns); err != nil {
 			s.log.Debug("hand records over", zap.String("namespace", ns), zap.Uint64("to", id), zap.Error(err))
 			continue
+		}
+		// Added back meanwhile: keep what it has (it fills again).
+		if cur, ok := s.table.Get(ns); !ok || s.holds(cur) {
+			return
 		}
 		if err := s.lww.Drop(ns); err != nil {
 			s.fatal(err)

@@ -177,6 +177,11 @@ func (r *rawService) rawWrite(ctx context.Context, ns string, fn func() (hlc.Tim
 	unlock := r.s.table.Writes(ns)
 	defer unlock()
 	rec, _ := r.s.table.Get(ns)
+	if !r.s.ready(rec) {
+		// Placement moved it away (or here, still filling) since the call
+		// was let in: the client retries, and is forwarded.
+		return nil, api.ErrNotHeld(ns, r.s.cfg.StoreID)
+	}
 	gs := r.s.groups.State(rec.GetGroupId())
 	if _, err := namespace.Decide(rec, gs, namespace.RawWrite); err != nil {
 		return nil, err

@@ -428,3 +428,67 @@ func (e *Engine) HasRecords(ns string) (bool, error) {
 	defer it.Close()
 	return it.First(), it.Error()
 }
+
+// Handover pushes every record of ns this store holds to store id, which
+// merges them (synced), and fails unless the peer served ns from before
+// the first push until after the last: a store that no longer holds ns
+// drops its records only once a replica has them all.
+func (e *Engine) Handover(ctx context.Context, id uint64, ns string) error {
+	if err := validNamespace(ns); err != nil {
+		return err
+	}
+	client := e.cfg.Peers()[id]
+	if client == nil || id == e.cfg.StoreID {
+		return fmt.Errorf("lww: no peer %d", id)
+	}
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.opMu.RUnlock()
+	serving := func() error {
+		cctx, cancel := context.WithTimeout(ctx, e.cfg.RPCTimeout)
+		defer cancel()
+		resp, err := client.Digest(cctx, &storepb.DigestRequest{Namespace: ns})
+		if err != nil {
+			return fmt.Errorf("digest: %w", err)
+		}
+		if !resp.GetServing() {
+			return fmt.Errorf("store %d does not serve %q", id, ns)
+		}
+		return nil
+	}
+	if err := serving(); err != nil {
+		return err
+	}
+	var batch []*storepb.LWWRecord
+	var size int64
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if _, err := e.sendRepair(ctx, client, ns, nil, batch); err != nil {
+			return err
+		}
+		batch, size = nil, 0
+		return nil
+	}
+	err := e.Dump(ns, func(recs []*storepb.LWWRecord) error {
+		for _, r := range recs {
+			batch = append(batch, r)
+			size += recordSize(r.GetKey(), r.GetValue())
+			if size >= e.cfg.MaxMessageBytes/2 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return err
+	}
+	return serving()
+}
