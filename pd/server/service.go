@@ -155,7 +155,8 @@ func (s *Server) storeHeartbeat(ctx context.Context, l *leadership, req *pdpb.St
 	s.stores.heartbeat(req, time.Now())
 	return &pdpb.StoreHeartbeatResponse{
 		Stores: s.stores.infos(), ClusterId: s.ClusterID(),
-		TransferLeaders: s.place.takeTransfers(req.GetStoreId()),
+		TransferLeaders:    s.place.takeTransfers(req.GetStoreId()),
+		MaxStoreDownTimeMs: s.cfg.MaxStoreDownTime.Milliseconds(),
 	}, nil
 }
 

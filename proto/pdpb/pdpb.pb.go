@@ -561,8 +561,12 @@ type StoreHeartbeatResponse struct {
 	// Groups this store leads whose leadership it should hand to another
 	// voter (leader balance).
 	TransferLeaders []*LeaderTransfer `protobuf:"bytes,3,rep,name=transfer_leaders,json=transferLeaders,proto3" json:"transfer_leaders,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// PD's --max-store-down-time, in milliseconds: a store that has not had
+	// a heartbeat answered for half of it stops taking raw writes, since PD
+	// may by then move its namespaces away and switch them without it.
+	MaxStoreDownTimeMs int64 `protobuf:"varint,4,opt,name=max_store_down_time_ms,json=maxStoreDownTimeMs,proto3" json:"max_store_down_time_ms,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *StoreHeartbeatResponse) Reset() {
@@ -614,6 +618,13 @@ func (x *StoreHeartbeatResponse) GetTransferLeaders() []*LeaderTransfer {
 		return x.TransferLeaders
 	}
 	return nil
+}
+
+func (x *StoreHeartbeatResponse) GetMaxStoreDownTimeMs() int64 {
+	if x != nil {
+		return x.MaxStoreDownTimeMs
+	}
+	return 0
 }
 
 type LeaderTransfer struct {
@@ -1729,12 +1740,13 @@ const file_pdpb_pdpb_proto_rawDesc = "" +
 	"\x06groups\x18\x04 \x03(\v2\x11.pdpb.GroupStatusR\x06groups\x126\n" +
 	"\n" +
 	"namespaces\x18\x05 \x03(\v2\x16.pdpb.NamespaceAppliedR\n" +
-	"namespaces\"\xa8\x01\n" +
+	"namespaces\"\xdc\x01\n" +
 	"\x16StoreHeartbeatResponse\x12.\n" +
 	"\x06stores\x18\x01 \x03(\v2\x16.rdb.storepb.StoreInfoR\x06stores\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x02 \x01(\x04R\tclusterId\x12?\n" +
-	"\x10transfer_leaders\x18\x03 \x03(\v2\x14.pdpb.LeaderTransferR\x0ftransferLeaders\"F\n" +
+	"\x10transfer_leaders\x18\x03 \x03(\v2\x14.pdpb.LeaderTransferR\x0ftransferLeaders\x122\n" +
+	"\x16max_store_down_time_ms\x18\x04 \x01(\x03R\x12maxStoreDownTimeMs\"F\n" +
 	"\x0eLeaderTransfer\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x19\n" +
 	"\bto_store\x18\x02 \x01(\x04R\atoStore\"\xe6\x02\n" +

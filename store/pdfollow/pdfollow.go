@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -93,6 +94,12 @@ type Follower struct {
 	refused   error
 	refusedBy uint64
 	stopPD    context.CancelFunc
+
+	// synced: a watch response brought the table to PD's since start.
+	synced atomic.Bool
+	// leaseFrom is when the last heartbeat PD answered was sent (unix
+	// nanoseconds); maxDown is PD's --max-store-down-time it said.
+	leaseFrom, maxDown atomic.Int64
 }
 
 // New loads the table, its revision and the store list this store last
@@ -163,9 +170,23 @@ func (f *Follower) Stores() []*storepb.StoreInfo {
 	return f.stores
 }
 
-// CaughtUp is always true: rows are persisted before they are applied, so
-// the table a store restarts with is all it ever applied.
-func (f *Follower) CaughtUp() bool { return true }
+// CaughtUp gates raw writes. Rows are persisted before they are applied,
+// so the table a store restarts with is all it ever applied, but PD may
+// have moved on while the store was down: PD replaces the replicas of a
+// store that is down and switches namespaces without it. So a store takes
+// raw writes only once its watch has brought its table up to PD's since it
+// started, and only while its last answered heartbeat was sent less than
+// half of PD's --max-store-down-time ago (before PD could call it down).
+func (f *Follower) CaughtUp() bool {
+	if !f.synced.Load() {
+		return false
+	}
+	maxDown := time.Duration(f.maxDown.Load())
+	if maxDown <= 0 {
+		return true
+	}
+	return time.Since(time.Unix(0, f.leaseFrom.Load())) < maxDown/2
+}
 
 // AppliedRevision is the table revision applied and persisted.
 func (f *Follower) AppliedRevision() uint64 {
@@ -389,6 +410,7 @@ func (f *Follower) watchLoop(ctx context.Context, fatal func(error)) {
 			persistErr = err
 			return err
 		}
+		f.synced.Store(true)
 		if resp.GetReload() {
 			whole = false
 		}
@@ -490,11 +512,14 @@ func (f *Follower) heartbeatLoop(ctx, pctx context.Context, fatal func(error)) {
 			}
 		}
 		if registered && ok {
+			sent := time.Now()
 			resp, err := f.cli.StoreHeartbeat(cctx, f.heartbeat())
 			switch {
 			case err == nil:
 				if ok = f.checkCluster(resp.GetClusterId(), fatal); ok {
 					stores = resp.GetStores()
+					f.leaseFrom.Store(sent.UnixNano())
+					f.maxDown.Store(int64(time.Duration(resp.GetMaxStoreDownTimeMs()) * time.Millisecond))
 					for _, t := range resp.GetTransferLeaders() {
 						if f.cfg.TransferLeader != nil {
 							f.cfg.TransferLeader(t.GetGroupId(), t.GetToStore())
