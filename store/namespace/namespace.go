@@ -96,6 +96,8 @@ type SetRequest struct {
 // request can be retried freely:
 //
 //   - a new namespace gets the requested mode at epoch 1;
+//   - a seed (OnlyIfAbsent) changes only a namespace that does not exist or
+//     was created in the default mode, never one somebody configured;
 //   - setting the mode a configured namespace already has changes nothing,
 //     except that it may turn force on for a switch still rolling out;
 //   - a mode change bumps the epoch (every switch has its own) and records
@@ -108,7 +110,13 @@ func Next(cur *storepb.NamespaceRecord, name string, req SetRequest) (*storepb.N
 	if cur == nil {
 		return &storepb.NamespaceRecord{Name: name, Mode: string(req.Mode), FromDefault: req.FromDefault, Epoch: 1}, true
 	}
-	if req.OnlyIfAbsent || req.FromDefault {
+	if req.FromDefault {
+		return cur, false
+	}
+	// A seed (--namespace-mode) configures a namespace nobody configured:
+	// one that does not exist, or one a call created in the default mode
+	// before the seed got there.
+	if req.OnlyIfAbsent && !cur.GetFromDefault() {
 		return cur, false
 	}
 	if ModeOf(cur) == req.Mode && !cur.GetFromDefault() && (cur.GetForce() || !req.Force) {

@@ -140,3 +140,19 @@ func TestStateOf(t *testing.T) {
 		}
 	}
 }
+
+// TestSeedConfiguresOnlyWhatNobodyConfigured: a seed (OnlyIfAbsent) sets
+// the mode of a namespace a call created in the default mode before the
+// seed got there, and leaves a configured one alone.
+func TestSeedConfiguresOnlyWhatNobodyConfigured(t *testing.T) {
+	seed := SetRequest{Mode: Eventual, OnlyIfAbsent: true}
+	implicit := &storepb.NamespaceRecord{Name: "logs", Mode: string(Strong), FromDefault: true, Epoch: 1, Version: 5}
+	next, changed := Next(implicit, "logs", seed)
+	if !changed || ModeOf(next) != Eventual || next.GetFromDefault() || next.GetEpoch() != 2 {
+		t.Fatalf("seed over a namespace created by default: %v, %v", next, changed)
+	}
+	configured := &storepb.NamespaceRecord{Name: "logs", Mode: string(Strong), Epoch: 1, Version: 5}
+	if next, changed := Next(configured, "logs", seed); changed || ModeOf(next) != Strong {
+		t.Fatalf("seed over a configured namespace: %v, %v", next, changed)
+	}
+}
