@@ -73,7 +73,7 @@ func RunPlaced(ctx context.Context, cfg LocalConfig) (RunResult, error) {
 			return err
 		}
 		// Every namespace back on as many live replicas as it should have.
-		return waitSettled(ctx, cli)
+		return waitSettled(ctx, cli, c)
 	}
 	return Run(ctx, RunConfig{
 		Name:       fmt.Sprintf("placed-seed-%d", cfg.Seed),
@@ -98,14 +98,28 @@ func RunPlaced(ctx context.Context, cfg LocalConfig) (RunResult, error) {
 }
 
 // waitSettled waits until no namespace is moving or under-replicated.
-func waitSettled(ctx context.Context, cli *pdclient.Client) error {
+func waitSettled(ctx context.Context, cli *pdclient.Client, c *LocalCluster) error {
 	return pollUntil(ctx, func() error {
 		st, err := cli.GetClusterStatus(ctx)
 		if err != nil {
 			return err
 		}
 		if n := len(st.GetMoving()) + len(st.GetUnderReplicated()); n > 0 {
-			return fmt.Errorf("%d namespaces moving, %d under-replicated", len(st.GetMoving()), len(st.GetUnderReplicated()))
+			var what []string
+			for _, ns := range append(st.GetMoving(), st.GetUnderReplicated()...) {
+				r := ns.GetRecord()
+				desc := fmt.Sprintf("%s %s replicas %v filling %v leader %d", r.GetName(), r.GetMode(),
+					r.GetReplicas(), r.GetFilling(), ns.GetLeader())
+				for i := range c.N() {
+					if s := c.Store(i); s != nil {
+						if g, ok := s.GroupStatus(r.GetName()); ok {
+							desc += fmt.Sprintf(" [store %d: leader %d voters %v learners %v applied %d]", i+1, g.Leader, g.Voters, g.Learners, g.Applied)
+						}
+					}
+				}
+				what = append(what, desc)
+			}
+			return fmt.Errorf("%d namespaces moving, %d under-replicated: %s", len(st.GetMoving()), len(st.GetUnderReplicated()), strings.Join(what, "; "))
 		}
 		return nil
 	})
