@@ -107,4 +107,4 @@ demo-tls: images
 # Stops the demo cluster (plaintext or TLS) and deletes its containers,
 # network and volumes.
 demo-down:
-	cd deploy && RDB_IMAGE=$(IMAGE) $(COMPOSE) down -v --remove-orphans
+	cd deploy && RDB_IMAGE=$(IMAGE) $(COMPOSE) --profile more down -v --remove-orphans
