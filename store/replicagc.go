@@ -4,9 +4,14 @@ package store
 // replica when it applies its own removal (raftstore). One that never
 // learns of it (the removal was committed without it: it was down, or cut
 // off) finds out here: for each group it holds whose namespace no longer
-// lists it, it asks a store the row lists for the group's membership, read
-// linearizably; if this store is not in it, and the replica has heard
-// nothing from the group since it asked, the replica is destroyed.
+// lists it, or whose replica here knows no leader, it asks another store
+// the row lists for the group's membership, read linearizably; if this
+// store is not in it, and the replica has heard nothing from the group
+// since it asked, the replica is destroyed. The second case is a store
+// that was down while the group replaced it and that PD lists again: its
+// old replica's configuration may name none of the current members, whose
+// messages it would then refuse for good; destroyed, it comes back empty
+// and catches up from the leader when the leader adds it again.
 
 import (
 	"context"
@@ -48,7 +53,18 @@ func (s *Store) collectReplica(ctx context.Context, gid uint64) {
 		return
 	}
 	rec, ok := s.table.Get(ns)
-	if !ok || s.holds(rec) {
+	if !ok || len(rec.GetReplicas()) == 0 {
+		return
+	}
+	st, ok := s.raft.Status(gid)
+	if !ok {
+		return
+	}
+	// A replica the row no longer lists, or one that knows no leader: a
+	// replica left behind while it was down, whose stale configuration
+	// names none of the group's members any more (it would refuse their
+	// messages for good), may be either.
+	if s.holds(rec) && st.Leader != 0 {
 		return
 	}
 	seen, ok := s.raft.Received(gid)
@@ -56,6 +72,9 @@ func (s *Store) collectReplica(ctx context.Context, gid uint64) {
 		return
 	}
 	for _, id := range rec.GetReplicas() {
+		if id == s.cfg.StoreID {
+			continue
+		}
 		c, err := s.tr.Client(id)
 		if err != nil {
 			continue
