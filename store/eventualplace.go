@@ -13,7 +13,9 @@ package store
 
 import (
 	"context"
+	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -54,6 +56,45 @@ func (s *Store) filled(ns string) bool {
 	return ok && err == nil
 }
 
+// placeWork is what the eventual placement loop has to do: the namespaces
+// this store fills, and those it may still have records of without holding
+// them. They are noted as rows change (and for every row at start), so that
+// a round costs what there is to do, not a pass over every namespace.
+type placeWork struct {
+	mu            sync.Mutex
+	fill, release map[string]bool
+}
+
+// notePlacement notes the eventual placement work a row brings.
+func (s *Store) notePlacement(rec *storepb.NamespaceRecord) {
+	if s.pd == nil || namespace.ModeOf(rec) != namespace.Eventual {
+		return
+	}
+	fill, release := s.filling(rec), !s.holds(rec)
+	if !fill && !release {
+		return
+	}
+	s.work.mu.Lock()
+	defer s.work.mu.Unlock()
+	if s.work.fill == nil {
+		s.work.fill, s.work.release = map[string]bool{}, map[string]bool{}
+	}
+	if fill {
+		s.work.fill[rec.GetName()] = true
+	}
+	if release {
+		s.work.release[rec.GetName()] = true
+	}
+}
+
+// mayRelease: ns was noted as a namespace this store may have records of
+// without holding it.
+func (s *Store) mayRelease(ns string) bool {
+	s.work.mu.Lock()
+	defer s.work.mu.Unlock()
+	return s.work.release[ns]
+}
+
 func (s *Store) eventualPlacementLoop(ctx context.Context) {
 	t := time.NewTicker(eventualPlacementInterval)
 	defer t.Stop()
@@ -63,18 +104,30 @@ func (s *Store) eventualPlacementLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		for _, rec := range s.table.List() {
+		s.work.mu.Lock()
+		fill, release := slices.Collect(maps.Keys(s.work.fill)), slices.Collect(maps.Keys(s.work.release))
+		s.work.mu.Unlock()
+		for _, ns := range fill {
+			if rec, ok := s.table.Get(ns); ok && s.filling(rec) {
+				s.fill(ctx, rec)
+			}
+			if rec, ok := s.table.Get(ns); !ok || !s.filling(rec) {
+				s.work.mu.Lock()
+				delete(s.work.fill, ns)
+				s.work.mu.Unlock()
+			}
+		}
+		for _, ns := range release {
+			if rec, ok := s.table.Get(ns); ok && !s.holds(rec) && namespace.ModeOf(rec) == namespace.Eventual {
+				s.releaseReplica(ctx, rec)
+			}
+			if rec, ok := s.table.Get(ns); !ok || !s.releasing(rec) {
+				s.work.mu.Lock()
+				delete(s.work.release, ns)
+				s.work.mu.Unlock()
+			}
 			if ctx.Err() != nil {
 				return
-			}
-			if namespace.ModeOf(rec) != namespace.Eventual {
-				continue
-			}
-			switch {
-			case s.filling(rec):
-				s.fill(ctx, rec)
-			case !s.holds(rec):
-				s.releaseReplica(ctx, rec)
 			}
 		}
 	}
@@ -152,7 +205,7 @@ func (s *Store) forgetFilled(ns string) {
 // releasing: this store still has records of a namespace it no longer
 // holds.
 func (s *Store) releasing(rec *storepb.NamespaceRecord) bool {
-	if s.holds(rec) || namespace.ModeOf(rec) != namespace.Eventual {
+	if s.holds(rec) || namespace.ModeOf(rec) != namespace.Eventual || !s.mayRelease(rec.GetName()) {
 		return false
 	}
 	has, err := s.lww.HasRecords(rec.GetName())

@@ -9,6 +9,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,11 +102,11 @@ func (s *Store) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServe
 // known (the holder was reached and did not answer) is not sent again.
 func (s *Store) forward(ctx context.Context, method, ns string, req proto.Message, holders []uint64) (any, error) {
 	order := make([]uint64, 0, len(holders))
-	if h := s.fwd.hint(ns); h != 0 && containsID(holders, h) {
+	if h := s.fwd.hint(ns); h != 0 && slices.Contains(holders, h) {
 		order = append(order, h)
 	}
 	for _, id := range holders {
-		if id != s.cfg.StoreID && !containsID(order, id) {
+		if id != s.cfg.StoreID && !slices.Contains(order, id) {
 			order = append(order, id)
 		}
 	}
@@ -190,13 +191,4 @@ func newResponse(method string) (proto.Message, error) {
 		return nil, err
 	}
 	return mt.New().Interface(), nil
-}
-
-func containsID(ids []uint64, id uint64) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
 }

@@ -158,6 +158,7 @@ type Store struct {
 	meta  *meta.Meta         // static mode only
 	pd    *pdfollow.Follower // PD mode only
 	fwd   forwarder          // PD mode: where forwarded calls went
+	work  placeWork          // PD mode: eventual replicas to fill or release
 	// forwarded counts client calls sent on to a store that holds their
 	// namespace.
 	forwarded atomic.Uint64
@@ -602,6 +603,7 @@ func (s *Store) desiredVoters(group uint64) []uint64 {
 // onTableChange runs after a row is applied: a namespace that now has a
 // Raft group with this store among its peers gets its replica here.
 func (s *Store) onTableChange(_, cur *storepb.NamespaceRecord) {
+	s.notePlacement(cur)
 	gid := cur.GetGroupId()
 	if gid == 0 || s.raft.HasGroup(gid) {
 		return

@@ -392,31 +392,50 @@ func (e *Engine) HandleRepair(ctx context.Context, req *storepb.RepairRequest) (
 }
 
 // Sync makes ns converge with store id once, in full, and fails if the
-// peer does not serve ns: a store filling a new replica, or handing its
-// records to a replica before it drops them, needs a peer that has them.
+// peer does not serve ns: a store filling a new replica needs a peer that
+// has its records.
 func (e *Engine) Sync(ctx context.Context, id uint64, ns string) error {
-	if err := validNamespace(ns); err != nil {
-		return err
-	}
-	client := e.cfg.Peers()[id]
-	if client == nil || id == e.cfg.StoreID {
-		return fmt.Errorf("lww: no peer %d", id)
-	}
-	if err := e.enter(); err != nil {
+	client, err := e.servingPeer(ctx, id, ns)
+	if err != nil {
 		return err
 	}
 	defer e.opMu.RUnlock()
-	cctx, cancel := context.WithTimeout(ctx, e.cfg.RPCTimeout)
+	_, err = e.syncNamespace(ctx, id, client, ns, true)
+	return err
+}
+
+// servingPeer enters the engine (the caller leaves it: e.opMu.RUnlock)
+// and returns store id's client once the peer says it serves ns.
+func (e *Engine) servingPeer(ctx context.Context, id uint64, ns string) (storepb.StoreInternalClient, error) {
+	if err := validNamespace(ns); err != nil {
+		return nil, err
+	}
+	client := e.cfg.Peers()[id]
+	if client == nil || id == e.cfg.StoreID {
+		return nil, fmt.Errorf("lww: no peer %d", id)
+	}
+	if err := e.enter(); err != nil {
+		return nil, err
+	}
+	if err := peerServes(ctx, client, id, ns, e.cfg.RPCTimeout); err != nil {
+		e.opMu.RUnlock()
+		return nil, err
+	}
+	return client, nil
+}
+
+// peerServes asks store id whether it serves ns.
+func peerServes(ctx context.Context, client storepb.StoreInternalClient, id uint64, ns string, timeout time.Duration) error {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	resp, err := client.Digest(cctx, &storepb.DigestRequest{Namespace: ns})
-	cancel()
 	if err != nil {
 		return fmt.Errorf("digest: %w", err)
 	}
 	if !resp.GetServing() {
 		return fmt.Errorf("store %d does not serve %q", id, ns)
 	}
-	_, err = e.syncNamespace(ctx, id, client, ns, true)
-	return err
+	return nil
 }
 
 // HasRecords reports whether this store holds any record of ns.
@@ -434,32 +453,11 @@ func (e *Engine) HasRecords(ns string) (bool, error) {
 // the first push until after the last: a store that no longer holds ns
 // drops its records only once a replica has them all.
 func (e *Engine) Handover(ctx context.Context, id uint64, ns string) error {
-	if err := validNamespace(ns); err != nil {
-		return err
-	}
-	client := e.cfg.Peers()[id]
-	if client == nil || id == e.cfg.StoreID {
-		return fmt.Errorf("lww: no peer %d", id)
-	}
-	if err := e.enter(); err != nil {
+	client, err := e.servingPeer(ctx, id, ns)
+	if err != nil {
 		return err
 	}
 	defer e.opMu.RUnlock()
-	serving := func() error {
-		cctx, cancel := context.WithTimeout(ctx, e.cfg.RPCTimeout)
-		defer cancel()
-		resp, err := client.Digest(cctx, &storepb.DigestRequest{Namespace: ns})
-		if err != nil {
-			return fmt.Errorf("digest: %w", err)
-		}
-		if !resp.GetServing() {
-			return fmt.Errorf("store %d does not serve %q", id, ns)
-		}
-		return nil
-	}
-	if err := serving(); err != nil {
-		return err
-	}
 	var batch []*storepb.LWWRecord
 	var size int64
 	flush := func() error {
@@ -472,7 +470,7 @@ func (e *Engine) Handover(ctx context.Context, id uint64, ns string) error {
 		batch, size = nil, 0
 		return nil
 	}
-	err := e.Dump(ns, func(recs []*storepb.LWWRecord) error {
+	err = e.Dump(ns, func(recs []*storepb.LWWRecord) error {
 		for _, r := range recs {
 			batch = append(batch, r)
 			size += recordSize(r.GetKey(), r.GetValue())
@@ -490,5 +488,5 @@ func (e *Engine) Handover(ctx context.Context, id uint64, ns string) error {
 	if err != nil {
 		return err
 	}
-	return serving()
+	return peerServes(ctx, client, id, ns, e.cfg.RPCTimeout)
 }

@@ -190,6 +190,11 @@ func (rs *RaftStore) DestroyIfIdle(group, seen uint64) (bool, error) {
 		}
 		err = rs.destroy(g, "the group no longer has this store")
 		destroyed = err == nil
+		if err != nil {
+			// A write that failed: the store stops, as for any other.
+			rs.log.Error("raft loop stops: destroying a replica failed", zap.Error(err))
+			rs.cfg.OnFatal(err)
+		}
 	})
 	select {
 	case <-done:

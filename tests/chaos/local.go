@@ -89,13 +89,18 @@ func RunLocal(ctx context.Context, cfg LocalConfig) (RunResult, error) {
 	if cfg.Faults != nil {
 		faults = cfg.Faults(c)
 	}
-	res := Run(ctx, RunConfig{
-		Name:       fmt.Sprintf("local-seed-%d", cfg.Seed),
+	rc := inProcessRun(cfg, nss)
+	rc.Name, rc.Cluster, rc.Faults, rc.Heal = fmt.Sprintf("local-seed-%d", cfg.Seed), c, faults, c.Heal
+	rc.Problems = func() []string { pmu.Lock(); defer pmu.Unlock(); return slices.Clone(problems) }
+	res := Run(ctx, rc)
+	return res, nil
+}
+
+// inProcessRun is the RunConfig of a run on in-process stores, but for
+// what names, faults and heals the cluster.
+func inProcessRun(cfg LocalConfig, nss []Namespace) RunConfig {
+	return RunConfig{
 		Seed:       cfg.Seed,
-		Cluster:    c,
-		Faults:     faults,
-		Heal:       c.Heal,
-		Problems:   func() []string { pmu.Lock(); defer pmu.Unlock(); return slices.Clone(problems) },
 		Namespaces: nss,
 		Duration:   cfg.Duration,
 		Clients:    6,
@@ -108,8 +113,7 @@ func RunLocal(ctx context.Context, cfg LocalConfig) (RunResult, error) {
 
 		VisualizeDir: cfg.VisualizeDir,
 		Logf:         cfg.Logf,
-	})
-	return res, nil
+	}
 }
 
 // Heal heals every link and starts every stopped store.

@@ -75,26 +75,11 @@ func RunPlaced(ctx context.Context, cfg LocalConfig) (RunResult, error) {
 		// Every namespace back on as many live replicas as it should have.
 		return waitSettled(ctx, cli, c)
 	}
-	return Run(ctx, RunConfig{
-		Name:       fmt.Sprintf("placed-seed-%d", cfg.Seed),
-		Seed:       cfg.Seed,
-		Cluster:    c,
-		Faults:     faults,
-		Heal:       heal,
-		Problems:   func() []string { pmu.Lock(); defer pmu.Unlock(); return slices.Clone(problems) },
-		Namespaces: nss,
-		Duration:   cfg.Duration,
-		Clients:    6,
-		OpTimeout:  2 * time.Second,
-		Think:      10 * time.Millisecond,
-		MaxOpDelay: 3 * time.Second,
-		FaultGap:   [2]time.Duration{200 * time.Millisecond, 1500 * time.Millisecond},
-		FaultHold:  [2]time.Duration{300 * time.Millisecond, 3 * time.Second},
-		SwitchGap:  [2]time.Duration{time.Second, 4 * time.Second},
+	rc := inProcessRun(cfg, nss)
+	rc.Name, rc.Cluster, rc.Faults, rc.Heal = fmt.Sprintf("placed-seed-%d", cfg.Seed), c, faults, heal
+	rc.Problems = func() []string { pmu.Lock(); defer pmu.Unlock(); return slices.Clone(problems) }
+	return Run(ctx, rc), nil
 
-		VisualizeDir: cfg.VisualizeDir,
-		Logf:         cfg.Logf,
-	}), nil
 }
 
 // waitSettled waits until no namespace is moving or under-replicated.
