@@ -1,13 +1,15 @@
 package store
 
 // Replica collection (PD mode). A store removed from a group destroys its
-// replica when it applies its own removal (raftstore). One that never
-// learns of it (the removal was committed without it: it was down, or cut
-// off) finds out here: for each group it holds whose namespace no longer
-// lists it, or whose replica here knows no leader, it asks another store
-// the row lists for the group's membership, read linearizably; if this
-// store is not in it, and the replica has heard nothing from the group
-// since it asked, the replica is destroyed. The second case is a store
+// replica here, never on the replica's own word (raftstore/members.go says
+// why): for each group it holds whose namespace no longer lists it, or
+// whose replica here knows no leader, it asks another store the row lists
+// for the group's membership, read linearizably; if this store is not in
+// it, and the replica has heard nothing from the group since it asked, the
+// replica is destroyed. A replica that applies its own removal wakes the
+// collection at once; one that never learns of it (the removal was
+// committed without it: it was down, or cut off) is found by the periodic
+// pass. The second case is a store
 // that was down while the group replaced it and that PD lists again: its
 // old replica's configuration may name none of the current members, whose
 // messages it would then refuse for good; destroyed, it comes back empty
@@ -35,6 +37,7 @@ func (s *Store) replicaGCLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.collectNow:
 		}
 		for _, gid := range s.raft.Groups() {
 			if ctx.Err() != nil {
@@ -42,6 +45,14 @@ func (s *Store) replicaGCLoop(ctx context.Context) {
 			}
 			s.collectReplica(ctx, gid)
 		}
+	}
+}
+
+// removedHere is raftstore's OnRemoved: it runs on the raft loop.
+func (s *Store) removedHere(uint64) {
+	select {
+	case s.collectNow <- struct{}{}:
+	default:
 	}
 }
 

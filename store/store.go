@@ -168,6 +168,9 @@ type Store struct {
 	cluster *clusterIdentity
 	// stateChanged is signalled when a group's switch state changes.
 	stateChanged chan struct{}
+	// collectNow wakes replica collection: a replica here applied its own
+	// removal.
+	collectNow chan struct{}
 
 	grpc    *grpc.Server
 	lis     net.Listener
@@ -202,6 +205,7 @@ func Open(cfg Config) (*Store, error) {
 		db:           db,
 		table:        modetable.New(),
 		stateChanged: make(chan struct{}, 1),
+		collectNow:   make(chan struct{}, 1),
 		ctx:          ctx,
 		cancel:       cancel,
 	}
@@ -308,6 +312,7 @@ func (s *Store) open() error {
 		ValidateCommand:  s.validateCommand,
 		DesiredVoters:    s.desiredVoters,
 		OnGroupDestroyed: s.groups.Forget,
+		OnRemoved:        s.removedHere,
 		LearnersFirst:    s.pd != nil,
 		OnFatal:          s.fatal,
 		TickInterval:     cfg.TickInterval,

@@ -114,3 +114,24 @@ func TestGroupFormedWhenStoresArrive(t *testing.T) {
 		t.Errorf("formation logs for %v, want foo, default and bar", slices.Sorted(maps.Keys(formed)))
 	}
 }
+
+// TestUnformedGroupDroppedBySwitch: a strong namespace whose group never
+// formed (no store was up) that switches to eventual has no group to fence:
+// its row drops the group id, so nothing waits for a group no store will
+// ever hold, and a later switch back to strong takes a new group.
+func TestUnformedGroupDroppedBySwitch(t *testing.T) {
+	c := pdtest.NewCluster(t, 1)
+	cli := c.Client()
+	rec := set(t, cli, "logs", "strong").GetRecord()
+	if rec.GetGroupId() == 0 || len(rec.GetGroupPeers()) != 0 {
+		t.Fatalf("with no store, logs = %v; want a group id and no voter yet", rec)
+	}
+	ev := set(t, cli, "logs", "eventual").GetRecord()
+	if ev.GetGroupId() != 0 || ev.GetEpoch() != 2 {
+		t.Fatalf("switched before its group formed: %v; want epoch 2 and no group", ev)
+	}
+	back := set(t, cli, "logs", "strong").GetRecord()
+	if back.GetGroupId() == 0 || back.GetGroupId() == rec.GetGroupId() || back.GetEpoch() != 3 {
+		t.Fatalf("back to strong: %v; want epoch 3 and a new group (not %d)", back, rec.GetGroupId())
+	}
+}

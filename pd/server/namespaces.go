@@ -202,6 +202,12 @@ func (s *Server) updateNamespace(ctx context.Context, l *leadership, name string
 			}
 		}
 
+		if next.GetMode() == ModeEventual && next.GetGroupId() != 0 && len(next.GetGroupPeers()) == 0 {
+			// Its group never formed: no store holds it, so there is
+			// nothing to fence. A row keeping the id would have every
+			// store wait for a group none of them will ever hold.
+			next.GroupId = 0
+		}
 		cmps := append(s.fence(l), clientv3.Compare(clientv3.ModRevision(key), "=", curModRev))
 		var ops []clientv3.Op
 		if next.GetMode() == ModeStrong && next.GetGroupId() == 0 {

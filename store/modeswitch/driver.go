@@ -123,6 +123,9 @@ func (d *Driver) Reconcile(ctx context.Context, rec *storepb.NamespaceRecord) er
 	if rec.GetGroupId() == 0 {
 		return nil
 	}
+	if namespace.ModeOf(rec) == namespace.Eventual && len(rec.GetGroupPeers()) == 0 {
+		return nil // its group never formed: no store holds anything to fence
+	}
 	if st, ok := d.c.KnownState(rec.GetGroupId()); ok && Done(rec, st) {
 		return nil
 	}

@@ -250,7 +250,7 @@ func TestDriverResumesAfterAStaleLoad(t *testing.T) {
 }
 
 func TestDriverFencesToEventual(t *testing.T) {
-	row := &storepb.NamespaceRecord{Name: "ns", Mode: "eventual", Epoch: 3, Version: 12, GroupId: group}
+	row := &storepb.NamespaceRecord{Name: "ns", Mode: "eventual", Epoch: 3, Version: 12, GroupId: group, GroupPeers: []uint64{1, 2, 3}}
 	c := newFakeCluster(row, &storepb.GroupState{ActiveEpoch: 2})
 	if err := newDriver(c).Reconcile(context.Background(), row); err != nil {
 		t.Fatal(err)
@@ -272,5 +272,19 @@ func TestDriverContinuesAnActiveGroup(t *testing.T) {
 	}
 	if c.state.GetActiveEpoch() != 4 || !slices.Equal(c.steps, []string{"Activate"}) {
 		t.Fatalf("state %v after steps %v, want one Activate", c.state, c.steps)
+	}
+}
+
+// TestDriverIgnoresUnformedGroup: an eventual row whose group never got
+// voters (it was strong only before any store could hold it) has nothing to
+// fence; the driver asks no store about it.
+func TestDriverIgnoresUnformedGroup(t *testing.T) {
+	row := &storepb.NamespaceRecord{Name: "ns", Mode: "eventual", Epoch: 2, Version: 12, GroupId: group}
+	c := newFakeCluster(row, &storepb.GroupState{})
+	if err := newDriver(c).Reconcile(context.Background(), row); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.stamps) != 0 {
+		t.Fatalf("fenced a group that never formed: stamps %v", c.stamps)
 	}
 }

@@ -62,11 +62,6 @@ func (rs *RaftStore) run() {
 			g.logMoved = false
 		}
 		rs.moved = rs.moved[:0]
-		if err := rs.destroyRemoved(); err != nil {
-			rs.log.Error("raft loop stops: destroying a removed replica failed", zap.Error(err))
-			rs.cfg.OnFatal(err)
-			return
-		}
 	}
 }
 
@@ -184,6 +179,7 @@ func (rs *RaftStore) persist(rds []*ready) error {
 	ac.Done(true)
 	for _, g := range restored {
 		g.appliedIdx.Store(g.applied.index)
+		g.publishStatus()
 		g.notifyReads()
 	}
 	return nil
@@ -245,6 +241,9 @@ func (rs *RaftStore) apply(rds []*ready) error {
 	}
 	for _, g := range touched {
 		g.appliedIdx.Store(g.applied.index)
+		// A read that waited for this index may look at the membership
+		// (GroupStatus): it must see the changes just applied.
+		g.publishStatus()
 		g.notifyReads()
 		if err := rs.maybeCompact(g); err != nil {
 			return err
@@ -292,7 +291,10 @@ func (rs *RaftStore) applyEntry(ac *ApplyContext, g *group, e *eraftpb.Entry) (f
 			return nil, err
 		}
 		if cc.GetType() == eraftpb.ConfChangeRemoveNode && cc.GetNodeId() == rs.cfg.StoreID {
-			rs.removed = append(rs.removed, g)
+			rs.log.Info("this store's replica applied its own removal", zap.Uint64("group", g.id), zap.Uint64("index", e.GetIndex()))
+			if rs.cfg.OnRemoved != nil {
+				rs.cfg.OnRemoved(g.id)
+			}
 		}
 		return func() { rs.deliver(id, result{}) }, nil
 	default:

@@ -14,10 +14,16 @@ package raftstore
 //     A leader that is not wanted hands its leadership to a wanted voter
 //     first; the new leader removes it.
 //
-// A replica that applies its own removal is destroyed after the round (its
-// keys are deleted in one synced batch). A store that was removed without
-// learning it (the entry was committed without it) is told by its owner,
-// who asks the group (DestroyIfIdle).
+// A removed replica is destroyed by its owner, who asks the group
+// (DestroyIfIdle), never on the replica's own word. Store ids are Raft ids:
+// a store removed and later added back is the same member, and a replica
+// that was cut off may receive, in one append, its removal and its return
+// as a learner after it; if it destroyed itself on applying the removal,
+// the leader would keep counting the entries it acknowledged, and the
+// empty replica that comes back would refuse every heartbeat (its commit
+// beyond an empty log) and have its probes ignored as stale: a learner
+// stuck for good. A replica that applies its own removal only tells its
+// owner (Config.OnRemoved), who asks at once.
 
 import (
 	"errors"
@@ -202,21 +208,6 @@ func (rs *RaftStore) DestroyIfIdle(group, seen uint64) (bool, error) {
 	case <-rs.donec:
 		return false, ErrStopped
 	}
-}
-
-// destroyRemoved destroys the replicas that applied their own removal this
-// round. Loop only, after the round is persisted.
-func (rs *RaftStore) destroyRemoved() error {
-	for _, g := range rs.removed {
-		if rs.groups[g.id] != g {
-			continue
-		}
-		if err := rs.destroy(g, "this store applied its own removal"); err != nil {
-			return err
-		}
-	}
-	rs.removed = rs.removed[:0]
-	return nil
 }
 
 // destroy deletes a replica: its Raft state and log and its state machine,

@@ -70,6 +70,12 @@ type Config struct {
 	// OnGroupDestroyed is called, on the loop, after a replica was
 	// destroyed because its store left the group.
 	OnGroupDestroyed func(group uint64)
+	// OnRemoved is called, on the loop (it must not block), when this
+	// store's replica applies its own removal. The replica is not destroyed
+	// then: entries after the removal in its log may add the store back,
+	// and the leader may count on what it acknowledged of them. Its owner
+	// asks the group and calls DestroyIfIdle (members.go).
+	OnRemoved func(group uint64)
 	// OnFatal is called when a write to the DB, or a state machine's apply,
 	// fails; the loop has stopped.
 	OnFatal func(error)
@@ -161,10 +167,8 @@ type RaftStore struct {
 	mu     sync.RWMutex // guards groups for readers outside the loop
 	groups map[uint64]*group
 	order  []*group // loop-owned, stable iteration order
-	// removed: replicas that applied their own removal this round.
-	removed []*group
-	moved   []*group // loop-owned: groups whose log an append or snapshot changed this round
-	drops   dropLog  // loop-owned
+	moved  []*group // loop-owned: groups whose log an append or snapshot changed this round
+	drops  dropLog  // loop-owned
 
 	inbox   inbox
 	waitMu  sync.Mutex
