@@ -180,6 +180,7 @@ func (s *switcher) waitActive(ctx context.Context, mode string) error {
 	return waitMode(ctx, s.c, s.ns, mode)
 }
 
+// waitMode waits until every running store serves ns in mode, active.
 // A store that is down is not asked: a switch does not wait for it (or,
 // to strong, has already waited for its fence), and one that stays down
 // may be gone for good. But at least one store must answer: with every
