@@ -169,8 +169,11 @@ type Store struct {
 	// stateChanged is signalled when a group's switch state changes.
 	stateChanged chan struct{}
 	// collectNow wakes replica collection: a replica here applied its own
-	// removal.
+	// removal, or refused a message from a store its configuration does
+	// not name (suspects holds those groups).
 	collectNow chan struct{}
+	suspectMu  sync.Mutex
+	suspects   map[uint64]struct{}
 
 	grpc    *grpc.Server
 	lis     net.Listener
@@ -281,6 +284,7 @@ func (s *Store) open() error {
 			DB: s.db, Table: s.table, Logger: s.log.Named("meta"),
 			Client: s.tr.Client, GroupState: s.groups.State, MaxNamespaces: cfg.MaxNamespaces,
 			LearnClusterID: s.cluster.Learn, ClusterID: s.cluster.ID,
+			OnStoresChanged: func() { s.raft.WakeAll() },
 		})
 		s.auth = s.meta
 	} else {
@@ -313,6 +317,7 @@ func (s *Store) open() error {
 		DesiredVoters:    s.desiredVoters,
 		OnGroupDestroyed: s.groups.Forget,
 		OnRemoved:        s.removedHere,
+		OnRefusedMember:  s.refusedMember,
 		LearnersFirst:    s.pd != nil,
 		OnFatal:          s.fatal,
 		TickInterval:     cfg.TickInterval,
@@ -610,7 +615,13 @@ func (s *Store) desiredVoters(group uint64) []uint64 {
 func (s *Store) onTableChange(_, cur *storepb.NamespaceRecord) {
 	s.notePlacement(cur)
 	gid := cur.GetGroupId()
-	if gid == 0 || s.raft.HasGroup(gid) {
+	if gid == 0 {
+		return
+	}
+	if s.raft.HasGroup(gid) {
+		// Its leader may have a membership change to make: a sleeping
+		// group would not look.
+		s.raft.Wake(gid)
 		return
 	}
 	peers := cur.GetGroupPeers()

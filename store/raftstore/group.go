@@ -38,6 +38,14 @@ type group struct {
 	nextReconcile time.Time
 	snapshots     uint64
 
+	// tickIdx is g's place in rs.ticking, -1 while it sleeps (quiesce.go);
+	// idleTicks counts a leader's consecutive idle ticks. dirty: g is in
+	// rs.dirty, to be handled this round. undurable: g is in rs.undurable.
+	tickIdx   int
+	idleTicks int
+	dirty     bool
+	undurable bool
+
 	// logMoved: an append or a snapshot was stepped this round, so raft's
 	// log may end below the storage's until the round is persisted.
 	logMoved bool
@@ -105,6 +113,7 @@ func (g *group) publishStatus() {
 		IsLeader: hs.RaftState == raft.StateLeader,
 
 		SnapshotsApplied: g.snapshots,
+		Asleep:           g.tickIdx < 0,
 	})
 }
 

@@ -254,9 +254,9 @@ func TestCommitAfterAppendInTheSameRound(t *testing.T) {
 	app := msg(eraftpb.MsgApp, 1, 2, 6)
 	app.Index, app.LogTerm, app.Commit = new(initIndex), new(initTerm), new(initIndex)
 	app.Entries = ents(6, initIndex+1, initIndex+3) // 6, 7, 8
-	rs.stepRemote(1, 7, app, false)
-	rs.stepRemote(1, 7, hb(initIndex+3), false) // raft's log ends at 8; storage at 5
-	rs.stepRemote(1, 7, hb(initIndex+9), false) // past the log
+	rs.stepRemote(1, 7, app, false, false)
+	rs.stepRemote(1, 7, hb(initIndex+3), false, false) // raft's log ends at 8; storage at 5
+	rs.stepRemote(1, 7, hb(initIndex+9), false, false) // past the log
 	if d := rs.Stats().Dropped; d != 0 {
 		t.Fatalf("dropped %d in the round of the append", d)
 	}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
@@ -33,6 +34,7 @@ func Open(cfg Config) (*RaftStore, error) {
 		groups:  make(map[uint64]*group),
 		waiters: make(map[uint64]*waiter),
 		snaps:   make(map[uint64]*pendingSnapshot),
+		peers:   make(map[uint64]*peerLiveness),
 		stopc:   make(chan struct{}),
 		donec:   make(chan struct{}),
 	}
@@ -41,13 +43,19 @@ func Open(cfg Config) (*RaftStore, error) {
 	_, _ = rand.Read(seed[:])
 	rs.reqSeq.Store(binary.BigEndian.Uint64(seed[:8]) >> 1)
 	rs.readSeq = binary.BigEndian.Uint64(seed[8:])
+	rs.incarnation = binary.BigEndian.AppendUint64(nil, rs.reqSeq.Load()|1)
 	ids, err := listGroups(cfg.DB)
 	if err != nil {
 		return nil, err
 	}
 	for _, id := range ids {
-		if _, err := rs.openGroup(id); err != nil {
+		g, err := rs.openGroup(id)
+		if err != nil {
 			return nil, fmt.Errorf("raftstore: open group %d: %w", id, err)
+		}
+		if g.lastIndex > g.applied.index {
+			// Entries it may not know committed: it needs a leader now.
+			rs.wake(g)
 		}
 	}
 	return rs, nil
@@ -82,8 +90,18 @@ func (rs *RaftStore) Stop() {
 func (rs *RaftStore) Step(from uint64, msgs []*storepb.RaftMessage) {
 	decoded := make([]*eraftpb.Message, 0, len(msgs))
 	groups := make([]uint64, 0, len(msgs))
+	var quiesce []bool
 	undecodable := 0
+	var incarnation uint64
 	for _, m := range msgs {
+		if m.GetGroupId() == livenessGroup {
+			if inc, ok := decodeIncarnation(m.GetData()); ok {
+				incarnation = inc
+			} else {
+				undecodable++
+			}
+			continue
+		}
 		em := &eraftpb.Message{}
 		if err := proto.Unmarshal(m.GetData(), em); err != nil {
 			undecodable++
@@ -91,8 +109,17 @@ func (rs *RaftStore) Step(from uint64, msgs []*storepb.RaftMessage) {
 		}
 		decoded = append(decoded, em)
 		groups = append(groups, m.GetGroupId())
+		if m.GetQuiesce() {
+			if quiesce == nil {
+				quiesce = make([]bool, len(decoded)-1, len(msgs))
+			}
+		}
+		if quiesce != nil {
+			quiesce = append(quiesce, m.GetQuiesce())
+		}
 	}
 	rs.post(func() {
+		rs.heard(from, incarnation, time.Now())
 		for range undecodable {
 			rs.drop(from, 0, nil, errUndecodable)
 		}
@@ -102,7 +129,7 @@ func (rs *RaftStore) Step(from uint64, msgs []*storepb.RaftMessage) {
 				rs.drop(from, groups[i], m, errSnapOffStream)
 				continue
 			}
-			rs.stepRemote(from, groups[i], m, false)
+			rs.stepRemote(from, groups[i], m, quiesce != nil && quiesce[i], false)
 		}
 	})
 }
@@ -115,7 +142,8 @@ func (rs *RaftStore) StepSnapshot(from, group uint64, m *eraftpb.Message) {
 			rs.drop(from, group, m, errNotSnap)
 			return
 		}
-		rs.stepRemote(from, group, m, false)
+		rs.heard(from, 0, time.Now())
+		rs.stepRemote(from, group, m, false, false)
 	})
 }
 
@@ -123,7 +151,11 @@ func (rs *RaftStore) StepSnapshot(from, group uint64, m *eraftpb.Message) {
 // group, creating an empty replica if the message may create one. A
 // message that cannot be judged until the round's log changes are
 // persisted is tried once more after the round (retried).
-func (rs *RaftStore) stepRemote(from, group uint64, m *eraftpb.Message, retried bool) {
+//
+// Any message wakes a sleeping group but a quiesce heartbeat (which may put
+// a follower to sleep) and a heartbeat response to a sleeping leader
+// (quiesce.go).
+func (rs *RaftStore) stepRemote(from, group uint64, m *eraftpb.Message, quiesce, retried bool) {
 	g := rs.groups[group]
 	if g == nil {
 		if err := checkMessage(rs.emptyView(group), from, m); err != nil {
@@ -140,18 +172,31 @@ func (rs *RaftStore) stepRemote(from, group uint64, m *eraftpb.Message, retried 
 			return
 		}
 		rs.log.Info("created empty replica", zap.Uint64("group", group), zap.Uint64("from", from))
+		rs.wake(g)
 	}
 	if err := checkMessage(g.view(), from, m); err != nil {
 		if !retried && errors.Is(err, errLogMoved) {
-			rs.post(func() { rs.stepRemote(from, group, m, true) })
+			rs.post(func() { rs.stepRemote(from, group, m, quiesce, true) })
 			return
 		}
 		rs.drop(from, group, m, err)
+		if errors.Is(err, errNotMember) && rs.cfg.OnRefusedMember != nil {
+			rs.cfg.OnRefusedMember(group)
+		}
 		return
 	}
 	g.received.Add(1)
+	quiesce = quiesce && m.GetType() == eraftpb.MsgHeartbeat
+	if g.tickIdx >= 0 || !(quiesce || m.GetType() == eraftpb.MsgHeartbeatResp) {
+		rs.wake(g)
+	} else {
+		rs.markDirty(g)
+	}
 	if err := g.rn.Step(m); err != nil {
 		rs.log.Debug("step", zap.Uint64("group", group), zap.Error(err))
+	}
+	if quiesce {
+		rs.followerQuiesce(g, from, m)
 	}
 	if (m.GetType() == eraftpb.MsgApp && len(m.GetEntries()) > 0) || m.GetType() == eraftpb.MsgSnap {
 		// Raft's log may now end below the storage's: see intake.go.
@@ -165,8 +210,8 @@ func (rs *RaftStore) stepRemote(from, group uint64, m *eraftpb.Message, retried 
 // ReportUnreachable tells every group that a store could not be reached.
 func (rs *RaftStore) ReportUnreachable(to uint64) {
 	rs.post(func() {
-		for _, g := range rs.order {
-			g.rn.ReportUnreachable(to)
+		for _, g := range rs.ticking {
+			g.rn.ReportUnreachable(to) // a sleeping group sends nothing
 		}
 	})
 }
@@ -179,6 +224,7 @@ func (rs *RaftStore) ReportSnapshot(group, to uint64, ok bool) {
 	}
 	rs.post(func() {
 		if g := rs.groups[group]; g != nil {
+			rs.wake(g)
 			g.rn.ReportSnapshot(to, st)
 		}
 	})
@@ -244,6 +290,7 @@ func (rs *RaftStore) createGroup(group uint64, voters []uint64, initial []KV, ca
 	if err != nil {
 		return err
 	}
+	rs.wake(g)
 	if campaign && member {
 		_ = g.rn.Campaign()
 	}
@@ -293,6 +340,7 @@ func (rs *RaftStore) openGroup(id uint64) (*group, error) {
 		trunc:          lg.trunc,
 		durableApplied: lg.applied.index,
 		reads:          make(map[string]*readBatch),
+		tickIdx:        -1,
 	}
 	if last, err := lg.ms.LastIndex(); err == nil {
 		g.lastIndex = last
@@ -323,6 +371,9 @@ func (rs *RaftStore) openGroup(id uint64) (*group, error) {
 	rs.mu.Lock()
 	rs.groups[id] = g
 	rs.mu.Unlock()
-	rs.order = append(rs.order, g)
+	rs.stats.groups.Add(1)
+	rs.notePeers(lg.applied.conf, time.Now())
+	// Its committed entries not applied yet are applied in the first round.
+	rs.markDirty(g)
 	return g, nil
 }

@@ -72,15 +72,21 @@ type ready struct {
 }
 
 // handleReady carries out one round for every group with work.
+//
+// Only the groups touched since the last round (rs.dirty) can have work: a
+// sleeping group that nothing touched is not looked at.
 func (rs *RaftStore) handleReady() error {
 	var rds []*ready
-	for _, g := range rs.order {
+	for _, g := range rs.dirty {
+		g.dirty = false
 		if g.rn.HasReady() {
 			rd := g.rn.Ready()
 			g.noteSoftState(rd.SoftState)
 			rds = append(rds, &ready{g: g, rd: rd})
 		}
 	}
+	clear(rs.dirty)
+	rs.dirty = rs.dirty[:0]
 	if len(rds) == 0 {
 		return nil
 	}
@@ -105,6 +111,13 @@ func (rs *RaftStore) handleReady() error {
 	for _, r := range rds {
 		r.g.rn.Advance(r.rd)
 		r.g.publishStatus()
+		if r.g.rn.HasReady() {
+			// More committed entries than one Ready carries: another round.
+			rs.markDirty(r.g)
+		}
+	}
+	if len(rs.dirty) > 0 {
+		rs.post(func() {})
 	}
 	return nil
 }
@@ -167,9 +180,12 @@ func (rs *RaftStore) persist(rds []*ready) error {
 	committed = true
 	if mustSync {
 		// Every apply batch committed before this synced batch is durable.
-		for _, g := range rs.order {
+		for _, g := range rs.undurable {
 			g.durableApplied = g.applied.index
+			g.undurable = false
 		}
+		clear(rs.undurable)
+		rs.undurable = rs.undurable[:0]
 	}
 	for _, r := range rds {
 		if err := r.g.install(r.rd); err != nil {
@@ -178,6 +194,7 @@ func (rs *RaftStore) persist(rds []*ready) error {
 	}
 	ac.Done(true)
 	for _, g := range restored {
+		rs.notePeers(g.applied.conf, time.Now())
 		g.appliedIdx.Store(g.applied.index)
 		g.publishStatus()
 		g.notifyReads()
@@ -225,6 +242,10 @@ func (rs *RaftStore) apply(rds []*ready) error {
 			return err
 		}
 		touched = append(touched, g)
+		if !g.undurable {
+			g.undurable = true
+			rs.undurable = append(rs.undurable, g)
+		}
 	}
 	if !b.Empty() {
 		// Unsynced: the entries are durable in the log; after a crash they
@@ -287,6 +308,7 @@ func (rs *RaftStore) applyEntry(ac *ApplyContext, g *group, e *eraftpb.Entry) (f
 			return func() { rs.deliver(id, result{err: err}) }, nil
 		}
 		g.applied.conf = g.rn.ApplyConfChange(cc)
+		rs.notePeers(g.applied.conf, time.Now())
 		if err := g.sm.ApplyConfChange(ac, cc); err != nil {
 			return nil, err
 		}
@@ -374,12 +396,21 @@ func (rs *RaftStore) send(g *group, msgs []*eraftpb.Message) {
 
 // tick advances every group's logical clock and does the loop's periodic
 // work.
+// Only awake groups tick (quiesce.go); a leader idle long enough puts its
+// group to sleep here. Backwards: a group put to sleep swaps places with
+// the last, which was already visited.
 func (rs *RaftStore) tick(now time.Time) {
-	for _, g := range rs.order {
+	for i := len(rs.ticking) - 1; i >= 0; i-- {
+		g := rs.ticking[i]
+		if g.isLeader() && rs.maybeQuiesce(g) {
+			continue
+		}
 		g.rn.Tick()
+		rs.markDirty(g)
 		g.retryStaleReads(now)
 		rs.reconcileMembers(g, now)
 	}
+	rs.checkLiveness(now)
 	rs.gcSnapshots(now)
 	rs.drops.flush(rs.log, now)
 }

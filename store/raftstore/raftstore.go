@@ -70,6 +70,11 @@ type Config struct {
 	// OnGroupDestroyed is called, on the loop, after a replica was
 	// destroyed because its store left the group.
 	OnGroupDestroyed func(group uint64)
+	// OnRefusedMember is called, on the loop (it must not block), when a
+	// message to an existing replica is dropped because its sender is not
+	// a member of the replica's configuration (intake rule 6): the replica
+	// may be one left behind with a configuration the group has moved past.
+	OnRefusedMember func(group uint64)
 	// OnRemoved is called, on the loop (it must not block), when this
 	// store's replica applies its own removal. The replica is not destroyed
 	// then: entries after the removal in its log may add the store back,
@@ -128,10 +133,14 @@ type Stats struct {
 	// (intake.go): undecodable, for a group this store has no replica of
 	// and should not create, or failing a check.
 	Dropped uint64
+	// Groups is how many replicas this store holds, Awake how many of them
+	// tick (quiesce.go); Wakeups and Quiesced count the transitions.
+	Groups, Awake, Wakeups, Quiesced uint64
 }
 
 type stats struct {
 	rounds, synced, written, applied, snapsSent, readIndexes, reads, dropped atomic.Uint64
+	awake, wakeups, quiesced, groups                                         atomic.Uint64
 }
 
 // Stats returns the loop's counters.
@@ -141,6 +150,7 @@ func (rs *RaftStore) Stats() Stats {
 		Rounds: s.rounds.Load(), SyncedBatches: s.synced.Load(), EntriesWritten: s.written.Load(),
 		EntriesApplied: s.applied.Load(), SnapshotsSent: s.snapsSent.Load(), ReadIndexes: s.readIndexes.Load(), Reads: s.reads.Load(),
 		Dropped: s.dropped.Load(),
+		Groups:  s.groups.Load(), Awake: s.awake.Load(), Wakeups: s.wakeups.Load(), Quiesced: s.quiesced.Load(),
 	}
 }
 
@@ -156,6 +166,9 @@ type Status struct {
 	IsLeader bool
 	// SnapshotsApplied counts snapshots this replica installed since start.
 	SnapshotsApplied uint64
+	// Asleep: the group does not tick (quiesce.go). A replica asleep since
+	// start-up knows no leader until it is used.
+	Asleep bool
 }
 
 // RaftStore is the multi-Raft engine of one store.
@@ -166,9 +179,18 @@ type RaftStore struct {
 
 	mu     sync.RWMutex // guards groups for readers outside the loop
 	groups map[uint64]*group
-	order  []*group // loop-owned, stable iteration order
 	moved  []*group // loop-owned: groups whose log an append or snapshot changed this round
 	drops  dropLog  // loop-owned
+
+	// Loop-owned (quiesce.go): the groups that tick; those to handle this
+	// round; those whose applied index is not known durable yet; the
+	// liveness of the stores this one shares groups with.
+	ticking      []*group
+	dirty        []*group
+	undurable    []*group
+	peers        map[uint64]*peerLiveness
+	incarnation  []byte
+	livenessSent time.Time
 
 	inbox   inbox
 	waitMu  sync.Mutex

@@ -55,6 +55,9 @@ type net struct {
 	// tap, if set, sees every message delivered (snapshots with their
 	// data), before the receiver does.
 	tap func(from, to, group uint64, m *eraftpb.Message)
+	// dropQuiesce, if set, drops the quiesce heartbeats to store to for
+	// which it returns true.
+	dropQuiesce func(to uint64) bool
 }
 
 type netEnd struct {
@@ -64,13 +67,25 @@ type netEnd struct {
 
 func (e netEnd) Send(to uint64, msgs []*storepb.RaftMessage) {
 	e.n.mu.Lock()
-	dst, down, tap := e.n.rs[to], e.n.cut[to] || e.n.cut[e.from], e.n.tap
+	dst, down, tap, dropQ := e.n.rs[to], e.n.cut[to] || e.n.cut[e.from], e.n.tap, e.n.dropQuiesce
 	e.n.mu.Unlock()
 	if dst == nil || down {
 		return
 	}
+	if dropQ != nil {
+		kept := make([]*storepb.RaftMessage, 0, len(msgs))
+		for _, rm := range msgs {
+			if !rm.GetQuiesce() || !dropQ(to) {
+				kept = append(kept, rm)
+			}
+		}
+		msgs = kept
+	}
 	if tap != nil {
 		for _, rm := range msgs {
+			if rm.GetGroupId() == livenessGroup {
+				continue
+			}
 			m := &eraftpb.Message{}
 			if proto.Unmarshal(rm.GetData(), m) == nil {
 				tap(e.from, to, rm.GetGroupId(), m)
