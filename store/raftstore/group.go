@@ -27,6 +27,7 @@ type group struct {
 	durableApplied uint64 // applied index known to be durable
 	trunc          uint64 // last index removed from the log
 	lastIndex      uint64 // last index written to the log
+	logBytes       uint64 // about how many bytes the log holds (since start-up or a snapshot)
 
 	lead  uint64
 	state raft.StateType
@@ -131,6 +132,7 @@ func (g *group) writeEntries(b *pebble.Batch, ents []*eraftpb.Entry) error {
 		if err := b.Set(keys.LogEntry(g.id, e.GetIndex()), data, nil); err != nil {
 			return err
 		}
+		g.logBytes += uint64(len(data))
 	}
 	last := ents[len(ents)-1].GetIndex()
 	if g.lastIndex > last {
@@ -178,6 +180,7 @@ func (g *group) writeSnapshot(b *pebble.Batch, snap *eraftpb.Snapshot) error {
 	// the log past the snapshot, and a later overwrite must know where the
 	// log ends to delete the tail it replaces.
 	g.lastIndex = md.GetIndex()
+	g.logBytes = 0
 	return nil
 }
 
@@ -185,25 +188,16 @@ func (g *group) writeSnapshot(b *pebble.Batch, snap *eraftpb.Snapshot) error {
 func (g *group) install(rd raft.Ready) error {
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		md := rd.Snapshot.GetMetadata()
-		meta := &eraftpb.Snapshot{Metadata: proto.Clone(md).(*eraftpb.SnapshotMetadata)}
-		if err := g.storage.ApplySnapshot(meta); err != nil {
-			return fmt.Errorf("raftstore: group %d apply snapshot: %w", g.id, err)
-		}
+		g.storage.applySnapshot(md)
 		g.applied = appliedState{index: md.GetIndex(), term: md.GetTerm(), conf: md.GetConfState()}
 		g.trunc = md.GetIndex()
 		g.durableApplied = md.GetIndex()
 		g.snapshots++
 		g.rs.log.Info("installed snapshot", zap.Uint64("group", g.id), zap.Uint64("index", md.GetIndex()))
 	}
-	if len(rd.Entries) > 0 {
-		if err := g.storage.Append(rd.Entries); err != nil {
-			return err
-		}
-	}
+	g.storage.append(rd.Entries)
 	if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
-		if err := g.storage.SetHardState(rd.HardState); err != nil {
-			return err
-		}
+		g.storage.setHardState(rd.HardState)
 	}
 	return nil
 }

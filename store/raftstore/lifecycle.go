@@ -342,10 +342,12 @@ func (rs *RaftStore) openGroup(id uint64) (*group, error) {
 		reads:          make(map[string]*readBatch),
 		tickIdx:        -1,
 	}
-	if last, err := lg.ms.LastIndex(); err == nil {
-		g.lastIndex = last
+	g.lastIndex = lg.last
+	g.storage = &groupStorage{
+		db: rs.db, group: id, hs: lg.hs, conf: func() *eraftpb.ConfState { return g.applied.conf },
+		first: lg.trunc + 1, truncTerm: lg.truncTerm, last: lg.last, lastTerm: lg.lastTerm,
+		snapshot: g.makeSnapshot,
 	}
-	g.storage = &groupStorage{MemoryStorage: lg.ms, snapshot: g.makeSnapshot}
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID:                        rs.cfg.StoreID,
 		ElectionTick:              rs.cfg.ElectionTicks,
@@ -354,8 +356,9 @@ func (rs *RaftStore) openGroup(id uint64) (*group, error) {
 		Applied:                   lg.applied.index,
 		MaxSizePerMsg:             1 << 20,
 		MaxCommittedSizePerReady:  8 << 20,
-		MaxUncommittedEntriesSize: 256 << 20,
+		MaxUncommittedEntriesSize: 64 << 20,
 		MaxInflightMsgs:           512,
+		MaxInflightBytes:          32 << 20,
 		CheckQuorum:               true,
 		PreVote:                   true,
 		ReadOnlyOption:            raft.ReadOnlySafe,

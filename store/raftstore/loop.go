@@ -20,7 +20,6 @@ package raftstore
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -324,12 +323,24 @@ func (rs *RaftStore) applyEntry(ac *ApplyContext, g *group, e *eraftpb.Entry) (f
 	}
 }
 
-// maybeCompact truncates the log below a durable applied index.
+// maybeCompact truncates the log below a durable applied index, when the
+// log holds more than CompactThreshold entries or CompactBytes bytes.
 func (rs *RaftStore) maybeCompact(g *group) error {
-	if g.durableApplied <= g.trunc+rs.cfg.CompactThreshold {
+	var to uint64
+	switch n := g.lastIndex - g.trunc; {
+	case g.durableApplied > g.trunc+rs.cfg.CompactThreshold:
+		to = g.durableApplied - rs.cfg.CompactKeep
+	case g.logBytes > rs.cfg.CompactBytes && n > 0 && g.durableApplied > g.trunc:
+		// Keep about a quarter of the budget's worth of entries, at the
+		// log's mean entry size.
+		keep := max(1, n*(rs.cfg.CompactBytes/4)/g.logBytes)
+		if g.durableApplied <= g.trunc+keep {
+			return nil
+		}
+		to = g.durableApplied - keep
+	default:
 		return nil
 	}
-	to := g.durableApplied - rs.cfg.CompactKeep
 	term, err := g.storage.Term(to)
 	if err != nil {
 		return nil // already compacted in memory; try after the next round
@@ -346,9 +357,10 @@ func (rs *RaftStore) maybeCompact(g *group) error {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("raftstore: compact: %w", err)
 	}
-	if err := g.storage.Compact(to); err != nil && !errors.Is(err, raft.ErrCompacted) {
-		return err
+	if n := g.lastIndex - g.trunc; n > 0 {
+		g.logBytes = g.logBytes * (g.lastIndex - to) / n
 	}
+	g.storage.compact(to, term)
 	g.trunc = to
 	return nil
 }

@@ -54,12 +54,12 @@ func TestSnapshotWithEntriesThenOverwrite(t *testing.T) {
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
-	last, _ := lg.ms.LastIndex()
-	if last != 13 {
+	if last := lg.last; last != 13 {
 		t.Fatalf("log on disk ends at %d, want 13: entries of term 2 after the overwrite survived", last)
 	}
+	st := &groupStorage{db: db, group: 7, first: lg.trunc + 1, truncTerm: lg.truncTerm, last: lg.last, lastTerm: lg.lastTerm}
 	for i := uint64(11); i <= 13; i++ {
-		term, _ := lg.ms.Term(i)
+		term, _ := st.Term(i)
 		want := uint64(2)
 		if i == 13 {
 			want = 3

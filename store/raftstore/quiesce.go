@@ -99,6 +99,7 @@ func (rs *RaftStore) sleep(g *group) {
 	rs.ticking = rs.ticking[:len(rs.ticking)-1]
 	g.tickIdx = -1
 	g.idleTicks = 0
+	g.storage.releaseCache() // every member holds the whole log
 	rs.stats.awake.Add(^uint64(0))
 	rs.stats.quiesced.Add(1)
 	g.publishStatus()

@@ -93,6 +93,10 @@ type Config struct {
 	// followers. Defaults 10000 and 5000.
 	CompactThreshold uint64
 	CompactKeep      uint64
+	// CompactBytes: the log is also truncated when it holds more than
+	// this many bytes, keeping about a quarter of them: a follower further
+	// behind gets a snapshot. Default 64 MiB.
+	CompactBytes uint64
 }
 
 func (c *Config) setDefaults() {
@@ -107,6 +111,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CompactThreshold == 0 {
 		c.CompactThreshold = 10000
+	}
+	if c.CompactBytes == 0 {
+		c.CompactBytes = 64 << 20
 	}
 	if c.CompactKeep == 0 || c.CompactKeep > c.CompactThreshold {
 		c.CompactKeep = c.CompactThreshold / 2
