@@ -114,8 +114,8 @@ func (s *groupStorage) InitialState() (*eraftpb.HardState, *eraftpb.ConfState, e
 	return hs, cs, nil
 }
 
-func (s *groupStorage) FirstIndex() (uint64, error) { return s.first, nil }
-func (s *groupStorage) LastIndex() (uint64, error)  { return s.last, nil }
+func (s *groupStorage) FirstIndex() (uint64, error)          { return s.first, nil }
+func (s *groupStorage) LastIndex() (uint64, error)           { return s.last, nil }
 func (s *groupStorage) Snapshot() (*eraftpb.Snapshot, error) { return s.snapshot() }
 
 func (s *groupStorage) Term(i uint64) (uint64, error) {
