@@ -239,7 +239,7 @@ func (s *groupStorage) append(ents []*eraftpb.Entry) {
 		c0 := s.cache[0].GetIndex()
 		switch {
 		case first <= c0:
-			s.dropCache(len(s.cache))
+			s.dropCache()
 		case first <= s.cache[len(s.cache)-1].GetIndex()+1:
 			keep := int(first - c0)
 			for _, e := range s.cache[keep:] {
@@ -248,12 +248,12 @@ func (s *groupStorage) append(ents []*eraftpb.Entry) {
 			clear(s.cache[keep:])
 			s.cache = s.cache[:keep]
 		default:
-			s.dropCache(len(s.cache))
+			s.dropCache()
 		}
 	}
 	if len(s.cache) == 0 && first != s.last+1 && first <= s.last {
 		// Overwriting older entries than the cache holds: start anew.
-		s.dropCache(len(s.cache))
+		s.dropCache()
 	}
 	for _, e := range ents {
 		s.cache = append(s.cache, e)
@@ -281,10 +281,7 @@ func (s *groupStorage) trimCache(budget int) {
 	}
 }
 
-func (s *groupStorage) dropCache(n int) {
-	s.cache, s.cacheBytes = nil, 0
-	_ = n
-}
+func (s *groupStorage) dropCache() { s.cache, s.cacheBytes = nil, 0 }
 
 // setHardState records the persisted hard state.
 func (s *groupStorage) setHardState(hs *eraftpb.HardState) {
@@ -295,7 +292,7 @@ func (s *groupStorage) setHardState(hs *eraftpb.HardState) {
 func (s *groupStorage) applySnapshot(md *eraftpb.SnapshotMetadata) {
 	s.first, s.truncTerm = md.GetIndex()+1, md.GetTerm()
 	s.last, s.lastTerm = md.GetIndex(), md.GetTerm()
-	s.dropCache(0)
+	s.dropCache()
 	if s.hs == nil || s.hs.GetCommit() < md.GetIndex() {
 		hs := &eraftpb.HardState{}
 		if s.hs != nil {
@@ -331,7 +328,7 @@ func (s *groupStorage) compact(to, term uint64) {
 
 // releaseCache frees the cached entries (the group fell asleep: its
 // followers hold the whole log).
-func (s *groupStorage) releaseCache() { s.dropCache(0) }
+func (s *groupStorage) releaseCache() { s.dropCache() }
 
 // loadedGroup is what is read back for a group at start-up: its state, not
 // its log (which stays on disk).
