@@ -227,8 +227,10 @@ func TestCommitAfterAppendInTheSameRound(t *testing.T) {
 	}
 	// The loop is not started: the test runs its rounds, and steps the
 	// messages as a round's posted work would.
-	if err := rs.createGroup(7, []uint64{1, 2, 3}, nil, false); err != nil {
-		t.Fatal(err)
+	var cerr error
+	rs.createGroup(7, []uint64{1, 2, 3}, nil, false, func(err error) { cerr = err })
+	if err := rs.flushBoots(); err != nil || cerr != nil {
+		t.Fatal(err, cerr)
 	}
 	// A round as run does it: the work posted, then the Ready.
 	endRound := func() {
@@ -241,8 +243,8 @@ func TestCommitAfterAppendInTheSameRound(t *testing.T) {
 		rs.moved = rs.moved[:0]
 	}
 	round := func() {
-		for _, fn := range rs.inbox.take() {
-			fn()
+		for _, it := range rs.inbox.take() {
+			it.fn()
 		}
 		endRound()
 	}

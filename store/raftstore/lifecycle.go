@@ -238,7 +238,7 @@ func (rs *RaftStore) ReportSnapshot(group, to uint64, ok bool) {
 // the new replica start an election at once.
 func (rs *RaftStore) CreateGroup(ctx context.Context, group uint64, voters []uint64, initial []KV, campaign bool) error {
 	done := make(chan error, 1)
-	rs.post(func() { done <- rs.createGroup(group, voters, initial, campaign) })
+	rs.inbox.putItem(item{create: true, fn: func() { rs.createGroup(group, voters, initial, campaign, func(err error) { done <- err }) }})
 	select {
 	case err := <-done:
 		return err
@@ -252,16 +252,32 @@ func (rs *RaftStore) CreateGroup(ctx context.Context, group uint64, voters []uin
 // CreateGroupAsync is CreateGroup without waiting: work queued after it
 // (proposals, reads) finds the group. Safe to call from the loop itself.
 func (rs *RaftStore) CreateGroupAsync(group uint64, voters []uint64, initial []KV, campaign bool) {
-	rs.post(func() {
-		if err := rs.createGroup(group, voters, initial, campaign); err != nil {
-			rs.log.Error("create group", zap.Uint64("group", group), zap.Error(err))
-		}
-	})
+	rs.inbox.putItem(item{create: true, fn: func() {
+		rs.createGroup(group, voters, initial, campaign, func(err error) {
+			if err != nil {
+				rs.log.Error("create group", zap.Uint64("group", group), zap.Error(err))
+			}
+		})
+	}})
 }
 
-func (rs *RaftStore) createGroup(group uint64, voters []uint64, initial []KV, campaign bool) error {
-	if rs.groups[group] != nil {
-		return nil
+// boot is a group bootstrap waiting for the loop's next flush.
+type boot struct {
+	group    uint64
+	voters   []uint64
+	initial  []KV
+	campaign bool
+	done     func(error)
+}
+
+// createGroup creates group's replica, and calls done. A bootstrap is
+// queued (rs.boots) and written with the others queued next to it in one
+// synced batch (flushBoots): creating many namespaces at once costs one
+// fsync per round, not one per group. Loop only.
+func (rs *RaftStore) createGroup(group uint64, voters []uint64, initial []KV, campaign bool, done func(error)) {
+	if rs.groups[group] != nil || rs.booting[group] {
+		done(nil)
+		return
 	}
 	member := slices.Contains(voters, rs.cfg.StoreID)
 	if member {
@@ -272,27 +288,65 @@ func (rs *RaftStore) createGroup(group uint64, voters []uint64, initial []KV, ca
 			_ = closer.Close()
 			member = false
 		} else if !errors.Is(err, pebble.ErrNotFound) {
-			return fmt.Errorf("raftstore: read tombstone of group %d: %w", group, err)
+			done(fmt.Errorf("raftstore: read tombstone of group %d: %w", group, err))
+			return
 		}
 	}
 	if member {
-		b := rs.db.NewBatch()
-		err := writeBootstrap(b, group, slices.Sorted(slices.Values(voters)), initial)
-		if err == nil {
-			err = b.Commit(pebble.Sync)
+		if rs.booting == nil {
+			rs.booting = make(map[uint64]bool)
 		}
-		_ = b.Close()
-		if err != nil {
-			return fmt.Errorf("raftstore: bootstrap group %d: %w", group, err)
-		}
+		rs.booting[group] = true
+		rs.boots = append(rs.boots, boot{group: group, voters: slices.Sorted(slices.Values(voters)), initial: initial, campaign: campaign, done: done})
+		return
 	}
 	g, err := rs.openGroup(group)
 	if err != nil {
-		return err
+		done(err)
+		return
 	}
 	rs.wake(g)
-	if campaign && member {
-		_ = g.rn.Campaign()
+	done(nil)
+}
+
+// flushBoots writes the queued bootstraps in one synced batch and opens
+// their groups. A failed write stops the loop, like any other. Loop only.
+func (rs *RaftStore) flushBoots() error {
+	if len(rs.boots) == 0 {
+		return nil
+	}
+	boots := rs.boots
+	rs.boots = nil
+	clear(rs.booting)
+	b := rs.db.NewBatch()
+	var err error
+	for _, bt := range boots {
+		if err = writeBootstrap(b, bt.group, bt.voters, bt.initial); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = b.Commit(pebble.Sync)
+	}
+	_ = b.Close()
+	if err != nil {
+		err = fmt.Errorf("raftstore: bootstrap %d groups: %w", len(boots), err)
+		for _, bt := range boots {
+			bt.done(err)
+		}
+		return err
+	}
+	for _, bt := range boots {
+		g, err := rs.openGroup(bt.group)
+		if err != nil {
+			bt.done(err)
+			continue
+		}
+		rs.wake(g)
+		if bt.campaign {
+			_ = g.rn.Campaign()
+		}
+		bt.done(nil)
 	}
 	return nil
 }

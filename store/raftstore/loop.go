@@ -47,8 +47,23 @@ func (rs *RaftStore) run() {
 			rs.tick(now)
 		case <-rs.inbox.ready:
 		}
-		for _, fn := range rs.inbox.take() {
-			fn()
+		var err error
+		for _, it := range rs.inbox.take() {
+			if !it.create {
+				// Work queued after a creation finds the group.
+				if err = rs.flushBoots(); err != nil {
+					break // callers still waiting learn the loop stopped
+				}
+			}
+			it.fn()
+		}
+		if err == nil {
+			err = rs.flushBoots()
+		}
+		if err != nil {
+			rs.log.Error("raft loop stops: persistence failed", zap.Error(err))
+			rs.cfg.OnFatal(err)
+			return
 		}
 		rs.issueReads()
 		if err := rs.handleReady(); err != nil {

@@ -198,6 +198,10 @@ type RaftStore struct {
 	peers        map[uint64]*peerLiveness
 	incarnation  []byte
 	livenessSent time.Time
+	// boots are the bootstraps queued this round (createGroup), booting
+	// their groups.
+	boots   []boot
+	booting map[uint64]bool
 
 	inbox   inbox
 	waitMu  sync.Mutex
