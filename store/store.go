@@ -635,7 +635,8 @@ func (s *Store) onTableChange(_, cur *storepb.NamespaceRecord) {
 	}
 	// The first of the peers campaigns at once so that a new namespace gets
 	// a leader without waiting for an election timeout (PD puts first the
-	// store that leads fewest groups; the meta group lists them in order).
+	// store that leads fewest groups; the meta group rotates the list by
+	// the group id).
 	campaign := peers[0] == s.cfg.StoreID
 	s.raft.CreateGroupAsync(gid, peers, initial, campaign)
 }

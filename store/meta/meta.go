@@ -337,14 +337,21 @@ func (m *Meta) writeRow(ac *raftstore.ApplyContext, rec *storepb.NamespaceRecord
 }
 
 // assignGroup gives a namespace that becomes strong its Raft group, whose
-// voters are every store.
+// voters are every store. The first of them campaigns at once: the list
+// starts at a store chosen by the group id, so leaders are spread over the
+// stores rather than all on the lowest id.
 func (m *Meta) assignGroup(ac *raftstore.ApplyContext, rec *storepb.NamespaceRecord) error {
 	m.mu.Lock()
 	rec.GroupId = m.nextGroup
 	m.nextGroup++
 	next := m.nextGroup
 	m.mu.Unlock()
-	rec.GroupPeers = m.storeIDs()
+	ids := m.storeIDs()
+	if n := uint64(len(ids)); n > 0 {
+		k := int(rec.GetGroupId() % n)
+		ids = slices.Concat(ids[k:], ids[:k])
+	}
+	rec.GroupPeers = ids
 	ac.Finally(func(committed bool) {
 		if !committed {
 			m.mu.Lock()
