@@ -29,6 +29,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	eraftpb "go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -323,6 +324,8 @@ func (s *Store) open() error {
 		TickInterval:     cfg.TickInterval,
 		ElectionTicks:    cfg.ElectionTicks,
 		CompactThreshold: cfg.CompactThreshold,
+		FS:               dbFS(cfg.FS),
+		StagingDir:       filepath.Join(cfg.DataDir, "snapshots-staging"),
 	})
 	if err != nil {
 		return err
@@ -330,8 +333,19 @@ func (s *Store) open() error {
 	if s.meta != nil {
 		s.meta.SetRaft(s.raft)
 	}
-	s.tr.SetRaft(s.raft)
+	s.tr.SetRaft(transportRaft{s.raft})
 	return nil
+}
+
+// transportRaft is the engine as the transport sees it.
+type transportRaft struct{ *raftstore.RaftStore }
+
+func (r transportRaft) StageSnapshot(group uint64, md *eraftpb.SnapshotMetadata) (transport.SnapshotStage, error) {
+	st, err := r.RaftStore.StageSnapshot(group, md)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 // fatal stops the store after a persistence failure (by default the

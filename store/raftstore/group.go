@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"context"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -144,25 +145,33 @@ func (g *group) writeEntries(b *pebble.Batch, ents []*eraftpb.Entry) error {
 	return nil
 }
 
-// writeSnapshot replaces the group's state machine keys, applied state and
-// log with a received snapshot. The log is empty after it: the entries of
-// the same Ready, if any, follow the snapshot's index.
+// writeSnapshot replaces the group's state machine keys with a received
+// snapshot's, ingesting its staged file in place of them (snapstage.go),
+// and puts into b the applied state and the empty log that go with it. The
+// entries of the same Ready, if any, follow the snapshot's index. A
+// failure to ingest is a persistence error: it stops the store.
 func (g *group) writeSnapshot(b *pebble.Batch, snap *eraftpb.Snapshot) error {
 	md := snap.GetMetadata()
-	kvs, err := decodeSnapshotData(g.id, snap.GetData())
-	if err != nil {
-		return fmt.Errorf("raftstore: group %d: %w", g.id, err)
+	st, ok := g.rs.takeStaged(snap.GetData(), g.id, md.GetIndex(), md.GetTerm())
+	if !ok {
+		// The intake lets no other MsgSnap through (rule 14), and the
+		// stage lives until it is taken here or the store stops.
+		return fmt.Errorf("raftstore: group %d: snapshot at %d has no staged data", g.id, md.GetIndex())
 	}
+	defer func() { _ = g.rs.cfg.FS.Remove(st.path) }()
 	prefix := keys.StatePrefix(g.id)
-	if err := b.DeleteRange(prefix, keys.PrefixEnd(prefix), nil); err != nil {
-		return err
+	if _, err := g.rs.db.IngestAndExcise(context.Background(), []string{st.path}, nil, nil,
+		pebble.KeyRange{Start: prefix, End: keys.PrefixEnd(prefix)}); err != nil {
+		return fmt.Errorf("raftstore: group %d: ingest snapshot: %w", g.id, err)
 	}
-	for _, kv := range kvs {
-		if err := b.Set(kv.Key, kv.Value, nil); err != nil {
-			return err
-		}
-	}
-	if err := b.DeleteRange(keys.LogPrefix(g.id), keys.PrefixEnd(keys.LogPrefix(g.id)), nil); err != nil {
+	return writeSnapshotRaftState(b, g.id, md)
+}
+
+// writeSnapshotRaftState puts into b the Raft state that goes with a
+// snapshot's state: applied index and configuration, truncation point, an
+// empty log.
+func writeSnapshotRaftState(b *pebble.Batch, group uint64, md *eraftpb.SnapshotMetadata) error {
+	if err := b.DeleteRange(keys.LogPrefix(group), keys.PrefixEnd(keys.LogPrefix(group)), nil); err != nil {
 		return err
 	}
 	applied := appliedState{index: md.GetIndex(), term: md.GetTerm(), conf: md.GetConfState()}
@@ -170,18 +179,10 @@ func (g *group) writeSnapshot(b *pebble.Batch, snap *eraftpb.Snapshot) error {
 	if err != nil {
 		return err
 	}
-	if err := b.Set(keys.Applied(g.id), ab, nil); err != nil {
+	if err := b.Set(keys.Applied(group), ab, nil); err != nil {
 		return err
 	}
-	if err := b.Set(keys.Truncated(g.id), encodeIndexTerm(md.GetIndex(), md.GetTerm()), nil); err != nil {
-		return err
-	}
-	// Set before the Ready's entries are written, never after: they extend
-	// the log past the snapshot, and a later overwrite must know where the
-	// log ends to delete the tail it replaces.
-	g.lastIndex = md.GetIndex()
-	g.logBytes = 0
-	return nil
+	return b.Set(keys.Truncated(group), encodeIndexTerm(md.GetIndex(), md.GetTerm()), nil)
 }
 
 // install makes a persisted Ready visible to Raft through the storage.

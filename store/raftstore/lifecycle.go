@@ -34,6 +34,7 @@ func Open(cfg Config) (*RaftStore, error) {
 		groups:  make(map[uint64]*group),
 		waiters: make(map[uint64]*waiter),
 		snaps:   make(map[uint64]*pendingSnapshot),
+		staged:  make(map[uint64]*stagedSnapshot),
 		peers:   make(map[uint64]*peerLiveness),
 		stopc:   make(chan struct{}),
 		donec:   make(chan struct{}),
@@ -44,6 +45,16 @@ func Open(cfg Config) (*RaftStore, error) {
 	rs.reqSeq.Store(binary.BigEndian.Uint64(seed[:8]) >> 1)
 	rs.readSeq = binary.BigEndian.Uint64(seed[8:])
 	rs.incarnation = binary.BigEndian.AppendUint64(nil, rs.reqSeq.Load()|1)
+	// Ingesting a snapshot in place of a group's state (IngestAndExcise)
+	// needs virtual SSTs.
+	if cfg.DB.FormatMajorVersion() < pebble.FormatVirtualSSTables {
+		if err := cfg.DB.RatchetFormatMajorVersion(pebble.FormatVirtualSSTables); err != nil {
+			return nil, fmt.Errorf("raftstore: upgrade the DB's format: %w", err)
+		}
+	}
+	if err := rs.clearStaging(); err != nil {
+		return nil, fmt.Errorf("raftstore: clear the snapshot staging directory: %w", err)
+	}
 	ids, err := listGroups(cfg.DB)
 	if err != nil {
 		return nil, err
@@ -80,6 +91,10 @@ func (rs *RaftStore) Stop() {
 	for t, ps := range rs.snaps {
 		_ = ps.snap.Close()
 		delete(rs.snaps, t)
+	}
+	for t, s := range rs.staged {
+		_ = rs.cfg.FS.Remove(s.path)
+		delete(rs.staged, t)
 	}
 	rs.snapMu.Unlock()
 }

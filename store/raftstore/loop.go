@@ -158,6 +158,11 @@ func (rs *RaftStore) persist(rds []*ready) error {
 			if err := g.writeSnapshot(b, rd.Snapshot); err != nil {
 				return err
 			}
+			// Before the Ready's entries are written, never after: they
+			// extend the log past the snapshot, and a later overwrite must
+			// know where the log ends to delete the tail it replaces.
+			g.lastIndex = rd.Snapshot.GetMetadata().GetIndex()
+			g.logBytes = 0
 			if err := g.sm.Restore(ac); err != nil {
 				return fmt.Errorf("raftstore: group %d: restore snapshot: %w", g.id, err)
 			}

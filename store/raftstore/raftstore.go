@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	eraftpb "go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 
@@ -93,6 +94,13 @@ type Config struct {
 	// followers. Defaults 10000 and 5000.
 	CompactThreshold uint64
 	CompactKeep      uint64
+	// FS and StagingDir are where received snapshots are staged as SST
+	// files before they are ingested (snapstage.go): the DB's file system
+	// (default: the OS's), and a directory on it that the engine owns (it
+	// is emptied at start-up). Without a StagingDir no snapshot can be
+	// received.
+	FS         vfs.FS
+	StagingDir string
 	// CompactBytes: the log is also truncated when it holds more than
 	// this many bytes, keeping about a quarter of them: a follower further
 	// behind gets a snapshot. Default 64 MiB.
@@ -111,6 +119,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CompactThreshold == 0 {
 		c.CompactThreshold = 10000
+	}
+	if c.FS == nil {
+		c.FS = vfs.Default
 	}
 	if c.CompactBytes == 0 {
 		c.CompactBytes = 64 << 20
@@ -143,11 +154,15 @@ type Stats struct {
 	// Groups is how many replicas this store holds, Awake how many of them
 	// tick (quiesce.go); Wakeups and Quiesced count the transitions.
 	Groups, Awake, Wakeups, Quiesced uint64
+	// SnapshotsReceiving counts snapshot streams being staged now, and
+	// SnapshotBytesReceived the bytes they have taken (snapstage.go).
+	SnapshotsReceiving, SnapshotBytesReceived uint64
 }
 
 type stats struct {
 	rounds, synced, written, applied, snapsSent, readIndexes, reads, dropped atomic.Uint64
 	awake, wakeups, quiesced, groups                                         atomic.Uint64
+	snapStaging, snapBytes                                                   atomic.Uint64
 }
 
 // Stats returns the loop's counters.
@@ -158,6 +173,7 @@ func (rs *RaftStore) Stats() Stats {
 		EntriesApplied: s.applied.Load(), SnapshotsSent: s.snapsSent.Load(), ReadIndexes: s.readIndexes.Load(), Reads: s.reads.Load(),
 		Dropped: s.dropped.Load(),
 		Groups:  s.groups.Load(), Awake: s.awake.Load(), Wakeups: s.wakeups.Load(), Quiesced: s.quiesced.Load(),
+		SnapshotsReceiving: s.snapStaging.Load(), SnapshotBytesReceived: s.snapBytes.Load(),
 	}
 }
 
@@ -209,6 +225,7 @@ type RaftStore struct {
 
 	snapMu   sync.Mutex
 	snaps    map[uint64]*pendingSnapshot
+	staged   map[uint64]*stagedSnapshot
 	nextSnap uint64
 
 	reqSeq  atomic.Uint64

@@ -102,15 +102,35 @@ func (e netEnd) SendSnapshot(to, group uint64, m *eraftpb.Message) {
 	e.n.snaps.Add(1)
 	go func() {
 		defer e.n.snaps.Done()
-		var data []byte
-		err := src.StreamSnapshot(m.GetSnapshot().GetData(), func(chunk []byte) error { data = append(data, chunk...); return nil })
-		if err == nil && dst != nil {
-			m = proto.Clone(m).(*eraftpb.Message)
-			m.Snapshot.Data = data
-			if tap != nil {
-				tap(e.from, to, group, m)
+		// As the transport does: the receiver stages the data as it
+		// comes, and steps the message with its token.
+		var st *SnapshotStage
+		var err error
+		if dst != nil {
+			st, err = dst.StageSnapshot(group, m.GetSnapshot().GetMetadata())
+		}
+		if err == nil {
+			err = src.StreamSnapshot(m.GetSnapshot().GetData(), func(chunk []byte) error {
+				if st == nil {
+					return errors.New("no receiver")
+				}
+				return st.Write(chunk)
+			})
+		} else {
+			_ = src.StreamSnapshot(m.GetSnapshot().GetData(), func([]byte) error { return err })
+		}
+		if err == nil {
+			var token []byte
+			if token, err = st.Finish(); err == nil {
+				m = proto.Clone(m).(*eraftpb.Message)
+				m.Snapshot.Data = token
+				if tap != nil {
+					tap(e.from, to, group, m)
+				}
+				dst.StepSnapshot(e.from, group, m)
 			}
-			dst.StepSnapshot(e.from, group, m)
+		} else if st != nil {
+			st.Abort()
 		}
 		src.ReportSnapshot(group, to, err == nil)
 	}()
@@ -142,7 +162,7 @@ func (n *net) open(id uint64, fs vfs.FS, tune ...func(*Config)) (*node, error) {
 	}
 	nd := &node{db: db, fatal: make(chan error, 1), sms: map[uint64]*kvSM{}}
 	cfg := Config{
-		StoreID: id, DB: db, Transport: netEnd{n: n, from: id},
+		StoreID: id, DB: db, Transport: netEnd{n: n, from: id}, FS: fs, StagingDir: "staging",
 		NewStateMachine: func(g uint64) (StateMachine, error) { sm := &kvSM{group: g}; nd.sms[g] = sm; return sm, nil },
 		WantReplica:     func(uint64) bool { return true },
 		OnFatal: func(err error) {

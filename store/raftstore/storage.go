@@ -345,7 +345,13 @@ type loadedGroup struct {
 // the commit index (the only ones a later leader may overwrite) are checked
 // for gaps and for terms that decrease: such a log kept a tail an overwrite
 // should have removed.
+//
+// A snapshot whose state was ingested but whose Raft state was not
+// committed (the store stopped in between, snapstage.go) is finished first.
 func loadGroup(db *pebble.DB, group uint64) (*loadedGroup, error) {
+	if err := finishInstall(db, group); err != nil {
+		return nil, err
+	}
 	lg := &loadedGroup{applied: appliedState{conf: &eraftpb.ConfState{}}}
 	if b, ok, err := kvread.Get(db, keys.Applied(group)); err != nil {
 		return nil, err
@@ -428,6 +434,61 @@ func loadGroup(db *pebble.DB, group uint64) (*loadedGroup, error) {
 		return nil, err
 	}
 	return lg, nil
+}
+
+// finishInstall completes the install of a snapshot whose state is in
+// place (its mark is above the applied index) but whose Raft state is not:
+// applied index, truncation point, empty log, and a hard state whose
+// commit index reaches the snapshot (its term and vote are kept).
+func finishInstall(db *pebble.DB, group uint64) error {
+	b, ok, err := kvread.Get(db, keys.SnapshotMark(group))
+	if err != nil || !ok {
+		return err
+	}
+	mark, err := decodeApplied(b)
+	if err != nil {
+		return fmt.Errorf("raftstore: group %d snapshot mark: %w", group, err)
+	}
+	var applied uint64
+	if ab, ok, err := kvread.Get(db, keys.Applied(group)); err != nil {
+		return err
+	} else if ok {
+		a, err := decodeApplied(ab)
+		if err != nil {
+			return err
+		}
+		applied = a.index
+	}
+	if mark.index <= applied {
+		return nil
+	}
+	hs := &eraftpb.HardState{}
+	if hb, ok, err := kvread.Get(db, keys.HardState(group)); err != nil {
+		return err
+	} else if ok {
+		if err := proto.Unmarshal(hb, hs); err != nil {
+			return fmt.Errorf("raftstore: group %d hard state: %w", group, err)
+		}
+	}
+	hs.Commit = new(max(hs.GetCommit(), mark.index))
+	hs.Term = new(max(hs.GetTerm(), mark.term))
+	hb, err := proto.Marshal(hs)
+	if err != nil {
+		return err
+	}
+	batch := db.NewBatch()
+	defer batch.Close()
+	md := &eraftpb.SnapshotMetadata{Index: new(mark.index), Term: new(mark.term), ConfState: mark.conf}
+	if err := writeSnapshotRaftState(batch, group, md); err != nil {
+		return err
+	}
+	if err := batch.Set(keys.HardState(group), hb, nil); err != nil {
+		return err
+	}
+	if err := batch.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("raftstore: group %d: finish a snapshot install: %w", group, err)
+	}
+	return nil
 }
 
 // writeBootstrap writes the first state of a group with the given voters:
