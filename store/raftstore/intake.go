@@ -48,10 +48,14 @@ package raftstore
 //	                                               Index+len(Entries) without overflow checks.
 //	 6 From is a voter or learner of raft's        sanity (raft answers such messages);
 //	   current configuration, or added by a conf   RawNode refuses responses from them itself.
-//	   change in the log not applied yet           A store just added may campaign, or lead,
-//	                                               before a replica applies its addition; raft
-//	                                               needs that replica's vote and acks then (a
-//	                                               removed store stays refused, as in etcd).
+//	   change in the log not applied yet, or a     A store just added may campaign, or lead,
+//	   leader's MsgApp, MsgHeartbeat or MsgSnap    before a replica applies its addition; raft
+//	   of a later term (or of the replica's term   needs that replica's vote and acks then (a
+//	   if it follows no other leader)              removed store stays refused, as in etcd).
+//	                                               A replica whose configuration is older than
+//	                                               the group's (it was cut off while the group
+//	                                               removed it and added it back) must hear the
+//	                                               leader it does not know of to catch up.
 //	 6' a replica without configuration (empty,    it needs only these to be found by its leader
 //	   waiting for a snapshot; or not created      and filled: MsgApp, MsgHeartbeat, MsgSnap,
 //	   yet) accepts from any store, but only       MsgVote, MsgPreVote. A MsgApp at index 0 would
@@ -289,6 +293,23 @@ func (rs *RaftStore) emptyView(group uint64) *view {
 	return v
 }
 
+// laterLeader reports whether m may come from a leader this replica's
+// configuration does not name (rule 6): a replica that was cut off, or
+// down, while the group changed its members (a store removed and added
+// back) holds a configuration older than the group's, and hears from a
+// leader it does not know of. Only a leader's messages to a follower
+// (MsgApp, MsgHeartbeat, MsgSnap), of a later term, or of its term if it
+// follows no other leader; raft then follows that leader, which brings the
+// replica's log and configuration up to date.
+func laterLeader(v *view, from uint64, m *eraftpb.Message) bool {
+	switch m.GetType() {
+	case eraftpb.MsgApp, eraftpb.MsgHeartbeat, eraftpb.MsgSnap:
+	default:
+		return false
+	}
+	return m.GetTerm() > v.term || (m.GetTerm() == v.term && (v.lead == 0 || v.lead == from))
+}
+
 // checkMessage returns nil if m, received from store from, may be stepped
 // into the replica v describes, or why not (the rules above).
 func checkMessage(v *view, from uint64, m *eraftpb.Message) error {
@@ -333,7 +354,7 @@ func checkMessage(v *view, from uint64, m *eraftpb.Message) error {
 		if t == eraftpb.MsgApp && m.GetIndex() == 0 {
 			return reject(errUnconfigured, "MsgApp at index 0")
 		}
-	} else if !slices.Contains(v.members, from) && (v.joining == nil || !v.joining(from)) {
+	} else if !slices.Contains(v.members, from) && (v.joining == nil || !v.joining(from)) && !laterLeader(v, from, m) {
 		return reject(errNotMember, "store %d", from)
 	}
 	// 7-14. Per type.

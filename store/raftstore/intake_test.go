@@ -247,6 +247,8 @@ func intakeCases() []intakeCase {
 		{name: "vote from a store outside the group", node: follower, from: 9,
 			m:    with(msg(eraftpb.MsgVote, 9, 2, 6), func(m *eraftpb.Message) { m.Index, m.LogTerm = new(uint64(10)), new(uint64(5)) }),
 			rule: errNotMember},
+		{name: "heartbeat of a later term from a leader the configuration does not name", node: follower, from: 9, m: hb(9, 2, 6, 5)},
+		{name: "heartbeat of the term from a store outside the group", node: follower, from: 9, m: hb(9, 2, 5, 5), rule: errNotMember},
 		{name: "vote from a store a conf change in the log adds", node: joining, from: 4,
 			m: with(msg(eraftpb.MsgVote, 4, 2, 6), func(m *eraftpb.Message) { m.Index, m.LogTerm = new(uint64(11)), new(uint64(5)) })},
 		{name: "vote from a store no conf change in the log adds", node: joining, from: 5,
