@@ -28,7 +28,10 @@ package raftstore
 // is awake. A store not heard from for an election timeout is down: the
 // sleeping groups it led wake and elect a new leader. A store heard with a
 // new incarnation restarted (its replicas lost their leadership): the
-// groups it led wake too.
+// groups it led wake too. A member on a store that is down does not keep
+// its group awake (it would keep every group it shares awake until PD
+// replaces it); when the store is heard again, the sleeping groups led
+// here that it is a member of wake and catch it up.
 //
 // At start-up a group whose log is all applied sleeps, with no leader
 // known (one with entries past its applied index wakes at once: they may
@@ -40,6 +43,7 @@ package raftstore
 
 import (
 	"encoding/binary"
+	"slices"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -147,7 +151,12 @@ func (rs *RaftStore) idle(g *group) bool {
 	}
 	all := true
 	g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
-		if id != rs.cfg.StoreID && (pr.Match != g.lastIndex || pr.State != tracker.StateReplicate) {
+		if id == rs.cfg.StoreID || rs.storeDown(id) {
+			// A member on a store that is down does not keep the group
+			// awake: the group wakes when the store is heard again.
+			return
+		}
+		if pr.Match != g.lastIndex || pr.State != tracker.StateReplicate {
 			all = false
 		}
 	})
@@ -231,6 +240,13 @@ func (rs *RaftStore) notePeers(cs *eraftpb.ConfState, now time.Time) {
 	}
 }
 
+// storeDown reports whether store id has not been heard from for an
+// election timeout. Loop only.
+func (rs *RaftStore) storeDown(id uint64) bool {
+	p := rs.peers[id]
+	return p != nil && p.down
+}
+
 // heard notes that store from sent something; incarnation is nonzero on a
 // liveness message. Loop only.
 func (rs *RaftStore) heard(from, incarnation uint64, now time.Time) {
@@ -242,7 +258,8 @@ func (rs *RaftStore) heard(from, incarnation uint64, now time.Time) {
 	p.lastHeard = now
 	if p.down {
 		p.down = false
-		rs.log.Info("store is live again", zap.Uint64("store", from))
+		rs.log.Info("store is live again: waking the groups this store leads with it", zap.Uint64("store", from))
+		rs.wakeLeadingWith(from)
 	}
 	if incarnation == 0 {
 		return
@@ -279,6 +296,18 @@ func (rs *RaftStore) checkLiveness(now time.Time) {
 func (rs *RaftStore) wakeLedBy(id uint64) {
 	for _, g := range rs.groups {
 		if g.tickIdx < 0 && g.lead == id {
+			rs.wake(g)
+		}
+	}
+}
+
+// wakeLeadingWith wakes every sleeping group this store leads that has
+// store id as a member: it may have fallen asleep while id was down, with
+// id behind. Loop only; it visits every group, but only when a store comes
+// back.
+func (rs *RaftStore) wakeLeadingWith(id uint64) {
+	for _, g := range rs.groups {
+		if g.tickIdx < 0 && g.isLeader() && slices.Contains(g.members(), id) {
 			rs.wake(g)
 		}
 	}

@@ -169,3 +169,47 @@ func TestRestartedStoreSleepsUntilUsed(t *testing.T) {
 		t.Fatalf("applied %d, below its own write at %d", st.Applied, v.(uint64))
 	}
 }
+
+// TestQuiescesWithAStoreDown: a group whose follower's store is down falls
+// asleep all the same (it would otherwise stay awake until the store is
+// replaced); when the store comes back, the group wakes and catches it up
+// with no call to prompt it.
+func TestQuiescesWithAStoreDown(t *testing.T) {
+	n := newNet()
+	fss := []vfs.FS{vfs.NewMem(), vfs.NewMem(), vfs.NewMem()}
+	nodes := make([]*node, 3)
+	for i := range nodes {
+		nodes[i] = n.start(t, uint64(i+1), fss[i])
+		if err := nodes[i].rs.CreateGroup(ctxT(t, 5*time.Second), 7, []uint64{1, 2, 3}, nil, i == 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitAsleep(t, nodes, 7)
+	st, _ := nodes[0].rs.Status(7)
+	leader := int(st.Leader) - 1
+	down := (leader + 1) % 3
+	nodes[down].stop()
+	v, err := nodes[leader].rs.ProposeRetrying(ctxT(t, 5*time.Second), 7, []byte("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var up []*node
+	for i, nd := range nodes {
+		if i != down {
+			up = append(up, nd)
+		}
+	}
+	waitAsleep(t, up, 7)
+	nd, err := n.open(uint64(down+1), fss[down])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nd.stop)
+	eventually(t, 10*time.Second, func() error {
+		if st, _ := nd.rs.Status(7); st.Applied < v.(uint64) {
+			return fmt.Errorf("store %d applied %d of %d", down+1, st.Applied, v.(uint64))
+		}
+		return nil
+	})
+	waitAsleep(t, append(up, nd), 7)
+}
