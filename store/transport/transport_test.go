@@ -80,8 +80,8 @@ type snapReport struct {
 type fakeRaft struct {
 	mu          sync.Mutex
 	stageBlock  chan struct{} // if set, staging a snapshot's data waits on it
-	discard     bool // count stepped messages without keeping them
-	stepped     int  // messages stepped
+	discard     bool          // count stepped messages without keeping them
+	stepped     int           // messages stepped
 	steps       [][]*storepb.RaftMessage
 	snaps       []snapStep
 	unreachable map[uint64]int
@@ -127,8 +127,8 @@ func (s *memStage) Write(chunk []byte) error {
 	s.data = append(s.data, chunk...)
 	return nil
 }
-func (s *memStage) Finish() ([]byte, error)  { return s.data, nil }
-func (s *memStage) Abort()                   {}
+func (s *memStage) Finish() ([]byte, error) { return s.data, nil }
+func (s *memStage) Abort()                  {}
 
 func (f *fakeRaft) StageSnapshot(uint64, *eraftpb.SnapshotMetadata) (transport.SnapshotStage, error) {
 	f.mu.Lock()
