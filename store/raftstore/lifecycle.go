@@ -416,6 +416,7 @@ func (rs *RaftStore) openGroup(id uint64) (*group, error) {
 		db: rs.db, group: id, hs: lg.hs, conf: func() *eraftpb.ConfState { return g.applied.conf },
 		first: lg.trunc + 1, truncTerm: lg.truncTerm, last: lg.last, lastTerm: lg.lastTerm,
 		snapshot: g.makeSnapshot,
+		hits:     &rs.stats.logHits, reads: &rs.stats.logReads,
 	}
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID:                        rs.cfg.StoreID,

@@ -419,6 +419,9 @@ func (rs *RaftStore) send(g *group, msgs []*eraftpb.Message) {
 			rs.log.Error("marshal raft message", zap.Error(err))
 			continue
 		}
+		if m.GetType() == eraftpb.MsgHeartbeat || m.GetType() == eraftpb.MsgHeartbeatResp {
+			rs.stats.heartbeats.Add(1)
+		}
 		byPeer[m.GetTo()] = append(byPeer[m.GetTo()], &storepb.RaftMessage{GroupId: g.id, Data: data})
 	}
 	for to, ms := range byPeer {

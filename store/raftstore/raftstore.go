@@ -157,12 +157,20 @@ type Stats struct {
 	// SnapshotsReceiving counts snapshot streams being staged now, and
 	// SnapshotBytesReceived the bytes they have taken (snapstage.go).
 	SnapshotsReceiving, SnapshotBytesReceived uint64
+	// Heartbeats counts the heartbeats and responses of awake groups sent;
+	// they travel in the per-peer batches of the round (one stream
+	// message per store pair), never alone.
+	Heartbeats uint64
+	// LogCacheHits and LogReads count the log lookups (entries, terms)
+	// answered by a group's cache of its newest entries, and those read
+	// from the DB.
+	LogCacheHits, LogReads uint64
 }
 
 type stats struct {
 	rounds, synced, written, applied, snapsSent, readIndexes, reads, dropped atomic.Uint64
 	awake, wakeups, quiesced, groups                                         atomic.Uint64
-	snapStaging, snapBytes                                                   atomic.Uint64
+	snapStaging, snapBytes, heartbeats, logHits, logReads                    atomic.Uint64
 }
 
 // Stats returns the loop's counters.
@@ -173,7 +181,8 @@ func (rs *RaftStore) Stats() Stats {
 		EntriesApplied: s.applied.Load(), SnapshotsSent: s.snapsSent.Load(), ReadIndexes: s.readIndexes.Load(), Reads: s.reads.Load(),
 		Dropped: s.dropped.Load(),
 		Groups:  s.groups.Load(), Awake: s.awake.Load(), Wakeups: s.wakeups.Load(), Quiesced: s.quiesced.Load(),
-		SnapshotsReceiving: s.snapStaging.Load(), SnapshotBytesReceived: s.snapBytes.Load(),
+		SnapshotsReceiving: s.snapStaging.Load(), SnapshotBytesReceived: s.snapBytes.Load(), Heartbeats: s.heartbeats.Load(),
+		LogCacheHits: s.logHits.Load(), LogReads: s.logReads.Load(),
 	}
 }
 

@@ -16,6 +16,7 @@ package raftstore
 import (
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
@@ -96,6 +97,15 @@ type groupStorage struct {
 	cache      []*eraftpb.Entry
 	cacheBytes int
 	snapshot   func() (*eraftpb.Snapshot, error)
+	// hits and reads, if set, count the entry lookups the cache answered
+	// and those read from the DB.
+	hits, reads *atomic.Uint64
+}
+
+func count(c *atomic.Uint64) {
+	if c != nil {
+		c.Add(1)
+	}
 }
 
 // entryCacheBytes bounds a group's cache of its newest log entries: enough
@@ -130,8 +140,10 @@ func (s *groupStorage) Term(i uint64) (uint64, error) {
 		return s.lastTerm, nil
 	}
 	if e := s.cached(i); e != nil {
+		count(s.hits)
 		return e.GetTerm(), nil
 	}
+	count(s.reads)
 	e, err := s.read(i)
 	if err != nil {
 		return 0, err
@@ -152,9 +164,11 @@ func (s *groupStorage) Entries(lo, hi, maxSize uint64) ([]*eraftpb.Entry, error)
 		return nil, nil
 	}
 	if len(s.cache) > 0 && lo >= s.cache[0].GetIndex() {
+		count(s.hits)
 		off := lo - s.cache[0].GetIndex()
 		return limitSize(s.cache[off:off+(hi-lo)], maxSize), nil
 	}
+	count(s.reads)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: keys.LogEntry(s.group, lo), UpperBound: keys.LogEntry(s.group, hi)})
 	if err != nil {
 		return nil, err
