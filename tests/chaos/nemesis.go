@@ -180,12 +180,21 @@ func (s *switcher) waitActive(ctx context.Context, mode string) error {
 	return waitMode(ctx, s.c, s.ns, mode)
 }
 
+// waitMode waits until every running store serves ns in mode, active.
+// A store that is down is not asked: a switch does not wait for it (or,
+// to strong, has already waited for its fence), and one that stays down
+// may be gone for good. But at least one store must answer: with every
+// store down (a crash of all of them), nothing says the switch completed,
+// and stores that come back with the switch's row not applied yet still
+// take raw writes, which the window must cover.
 func waitMode(ctx context.Context, c Cluster, ns, mode string) error {
 	err := storetest.Poll(ctx, func() error {
+		asked := 0
 		for i := range c.N() {
 			if !c.Running(i) {
-				continue // a store the test stopped for good
+				continue // down for now, or stopped for good
 			}
+			asked++
 			cctx, cancel := context.WithTimeout(ctx, time.Second)
 			resp, err := raftpb.NewRaftServiceClient(c.Conn(i)).GetMode(cctx, &raftpb.GetModeRequest{Namespace: ns})
 			cancel()
@@ -195,6 +204,9 @@ func waitMode(ctx context.Context, c Cluster, ns, mode string) error {
 			if resp.GetMode() != mode || resp.GetState() != "active" {
 				return fmt.Errorf("store %d: %s is %s (%s)", i+1, ns, resp.GetMode(), resp.GetState())
 			}
+		}
+		if asked == 0 {
+			return fmt.Errorf("no store is running")
 		}
 		return nil
 	})
