@@ -18,6 +18,12 @@ func (s *Store) report(req *pdpb.StoreHeartbeatRequest) {
 					Namespace: rec.GetName(), Version: rec.GetVersion(), State: string(namespace.Active), Releasing: true,
 				})
 			}
+			if gid := rec.GetGroupId(); gid != 0 && s.raft.HasGroup(gid) {
+				// A replica left here until replica collection destroys it:
+				// reported bare (no leader, no members), so that PD does
+				// not count this store empty before it is.
+				req.Groups = append(req.Groups, &pdpb.GroupStatus{GroupId: gid, Namespace: rec.GetName()})
+			}
 			continue // another store's to report
 		}
 		req.Namespaces = append(req.Namespaces, &pdpb.NamespaceApplied{

@@ -149,6 +149,18 @@ func (rs *RaftStore) idle(g *group) bool {
 	if !rs.membershipSettled(g) {
 		return false
 	}
+	// A leader that has lost its quorum stays awake: CheckQuorum steps it
+	// down, and its followers elect once they are back.
+	live := 0
+	voters := g.applied.conf.GetVoters()
+	for _, id := range voters {
+		if id == rs.cfg.StoreID || !rs.storeDown(id) {
+			live++
+		}
+	}
+	if live <= len(voters)/2 {
+		return false
+	}
 	all := true
 	g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
 		if id == rs.cfg.StoreID || rs.storeDown(id) {
