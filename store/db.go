@@ -33,6 +33,14 @@ func openDB(dir string, fs vfs.FS) (*pebble.DB, error) {
 	return db, nil
 }
 
+// dbFS is the file system the store's DB is on.
+func dbFS(fs vfs.FS) vfs.FS {
+	if fs == nil {
+		return vfs.Default
+	}
+	return fs
+}
+
 // quietPebbleLogger drops pebble's informational chatter; errors still
 // reach the caller through returned errors.
 type quietPebbleLogger struct{}

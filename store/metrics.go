@@ -62,6 +62,12 @@ var storeCounters = []struct {
 	{counterDesc("rdb_raft_read_index_total", "ReadIndex requests issued (each serves a batch of reads)."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.ReadIndexes }},
 	{counterDesc("rdb_raft_reads_total", "Linearizable reads served through ReadIndex."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.Reads }},
 	{counterDesc("rdb_raft_messages_dropped_total", "Raft messages from the network dropped by the intake checks."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.Dropped }},
+	{counterDesc("rdb_raft_wakeups_total", "Sleeping Raft groups woken (by a call, a message, or a failed leader store)."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.Wakeups }},
+	{counterDesc("rdb_raft_quiesced_total", "Raft groups put to sleep (idle, fully replicated)."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.Quiesced }},
+	{counterDesc("rdb_raft_heartbeats_total", "Heartbeats (and responses) of awake Raft groups sent, coalesced into one batch per store pair per round."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.Heartbeats }},
+	{counterDesc("rdb_raft_log_cache_hits_total", "Raft log lookups answered by the cache of each group's newest entries."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.LogCacheHits }},
+	{counterDesc("rdb_raft_log_reads_total", "Raft log lookups read from the DB."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.LogReads }},
+	{counterDesc("rdb_raft_snapshot_bytes_received_total", "Snapshot data received and staged on disk."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.SnapshotBytesReceived }},
 	{counterDesc("rdb_lww_pushed_total", "Eventual records pushed to peers."), func(_ raftstore.Stats, l lww.Stats) uint64 { return l.Pushed }},
 	{counterDesc("rdb_lww_dropped_total", "Eventual records not pushed (left to anti-entropy)."), func(_ raftstore.Stats, l lww.Stats) uint64 { return l.Dropped }},
 	{counterDesc("rdb_lww_received_total", "Eventual records received from peers."), func(_ raftstore.Stats, l lww.Stats) uint64 { return l.Received }},
@@ -75,6 +81,8 @@ var storeCounters = []struct {
 var (
 	namespacesDesc = prometheus.NewDesc("rdb_namespaces", "Namespaces in the mode table.", nil, nil)
 	switchingDesc  = prometheus.NewDesc("rdb_namespaces_switching", "Namespaces whose mode switch is under way on this store.", nil, nil)
+	groupsDesc     = prometheus.NewDesc("rdb_raft_groups", "Raft group replicas on this store: awake (ticking) or asleep (quiesced).", []string{"state"}, nil)
+	snapsInDesc    = prometheus.NewDesc("rdb_raft_snapshots_receiving", "Snapshot streams being received (staged) now.", nil, nil)
 )
 
 func counterDesc(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
@@ -88,6 +96,8 @@ func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 	ch <- namespacesDesc
 	ch <- switchingDesc
+	ch <- groupsDesc
+	ch <- snapsInDesc
 }
 
 func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -104,6 +114,9 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(namespacesDesc, prometheus.GaugeValue, float64(len(rows)))
 	ch <- prometheus.MustNewConstMetric(switchingDesc, prometheus.GaugeValue, float64(switching))
+	ch <- prometheus.MustNewConstMetric(groupsDesc, prometheus.GaugeValue, float64(r.Awake), "awake")
+	ch <- prometheus.MustNewConstMetric(groupsDesc, prometheus.GaugeValue, float64(r.Groups-min(r.Awake, r.Groups)), "asleep")
+	ch <- prometheus.MustNewConstMetric(snapsInDesc, prometheus.GaugeValue, float64(r.SnapshotsReceiving))
 }
 
 // unary records every client call's outcome and latency.

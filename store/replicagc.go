@@ -2,8 +2,9 @@ package store
 
 // Replica collection (PD mode). A store removed from a group destroys its
 // replica here, never on the replica's own word (raftstore/members.go says
-// why): for each group it holds whose namespace no longer lists it, or
-// whose replica here knows no leader, it asks another store the row lists
+// why): for each group it holds whose namespace no longer lists it, whose
+// replica here is awake and knows no leader, or refused a message from a
+// store its configuration does not name, it asks another store the row lists
 // for the group's membership, read linearizably; if this store is not in
 // it, and the replica has heard nothing from the group since it asked, the
 // replica is destroyed. A replica that applies its own removal wakes the
@@ -56,6 +57,27 @@ func (s *Store) removedHere(uint64) {
 	}
 }
 
+// refusedMember is raftstore's OnRefusedMember: it runs on the raft loop.
+func (s *Store) refusedMember(group uint64) {
+	s.suspectMu.Lock()
+	if s.suspects == nil {
+		s.suspects = make(map[uint64]struct{})
+	}
+	s.suspects[group] = struct{}{}
+	s.suspectMu.Unlock()
+	s.removedHere(group)
+}
+
+// suspect reports, and forgets, whether group's replica here refused a
+// message from a store it does not count as a member.
+func (s *Store) suspect(group uint64) bool {
+	s.suspectMu.Lock()
+	defer s.suspectMu.Unlock()
+	_, ok := s.suspects[group]
+	delete(s.suspects, group)
+	return ok
+}
+
 // collectReplica destroys this store's replica of group gid if the group
 // says this store is no longer a member.
 func (s *Store) collectReplica(ctx context.Context, gid uint64) {
@@ -75,7 +97,9 @@ func (s *Store) collectReplica(ctx context.Context, gid uint64) {
 	// replica left behind while it was down, whose stale configuration
 	// names none of the group's members any more (it would refuse their
 	// messages for good), may be either.
-	if s.holds(rec) && st.Leader != 0 {
+	// A sleeping replica knows no leader when it has not been used since
+	// start-up: only a refused message makes it worth a call.
+	if s.holds(rec) && (st.Leader != 0 || st.Asleep) && !s.suspect(gid) {
 		return
 	}
 	seen, ok := s.raft.Received(gid)

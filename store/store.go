@@ -29,6 +29,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	eraftpb "go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -169,8 +170,11 @@ type Store struct {
 	// stateChanged is signalled when a group's switch state changes.
 	stateChanged chan struct{}
 	// collectNow wakes replica collection: a replica here applied its own
-	// removal.
+	// removal, or refused a message from a store its configuration does
+	// not name (suspects holds those groups).
 	collectNow chan struct{}
+	suspectMu  sync.Mutex
+	suspects   map[uint64]struct{}
 
 	grpc    *grpc.Server
 	lis     net.Listener
@@ -281,6 +285,7 @@ func (s *Store) open() error {
 			DB: s.db, Table: s.table, Logger: s.log.Named("meta"),
 			Client: s.tr.Client, GroupState: s.groups.State, MaxNamespaces: cfg.MaxNamespaces,
 			LearnClusterID: s.cluster.Learn, ClusterID: s.cluster.ID,
+			OnStoresChanged: func() { s.raft.WakeAll() },
 		})
 		s.auth = s.meta
 	} else {
@@ -313,11 +318,14 @@ func (s *Store) open() error {
 		DesiredVoters:    s.desiredVoters,
 		OnGroupDestroyed: s.groups.Forget,
 		OnRemoved:        s.removedHere,
+		OnRefusedMember:  s.refusedMember,
 		LearnersFirst:    s.pd != nil,
 		OnFatal:          s.fatal,
 		TickInterval:     cfg.TickInterval,
 		ElectionTicks:    cfg.ElectionTicks,
 		CompactThreshold: cfg.CompactThreshold,
+		FS:               dbFS(cfg.FS),
+		StagingDir:       filepath.Join(cfg.DataDir, "snapshots-staging"),
 	})
 	if err != nil {
 		return err
@@ -325,8 +333,19 @@ func (s *Store) open() error {
 	if s.meta != nil {
 		s.meta.SetRaft(s.raft)
 	}
-	s.tr.SetRaft(s.raft)
+	s.tr.SetRaft(transportRaft{s.raft})
 	return nil
+}
+
+// transportRaft is the engine as the transport sees it.
+type transportRaft struct{ *raftstore.RaftStore }
+
+func (r transportRaft) StageSnapshot(group uint64, md *eraftpb.SnapshotMetadata) (transport.SnapshotStage, error) {
+	st, err := r.RaftStore.StageSnapshot(group, md)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 // fatal stops the store after a persistence failure (by default the
@@ -610,7 +629,13 @@ func (s *Store) desiredVoters(group uint64) []uint64 {
 func (s *Store) onTableChange(_, cur *storepb.NamespaceRecord) {
 	s.notePlacement(cur)
 	gid := cur.GetGroupId()
-	if gid == 0 || s.raft.HasGroup(gid) {
+	if gid == 0 {
+		return
+	}
+	if s.raft.HasGroup(gid) {
+		// Its leader may have a membership change to make: a sleeping
+		// group would not look.
+		s.raft.Wake(gid)
 		return
 	}
 	peers := cur.GetGroupPeers()
@@ -624,7 +649,8 @@ func (s *Store) onTableChange(_, cur *storepb.NamespaceRecord) {
 	}
 	// The first of the peers campaigns at once so that a new namespace gets
 	// a leader without waiting for an election timeout (PD puts first the
-	// store that leads fewest groups; the meta group lists them in order).
+	// store that leads fewest groups; the meta group rotates the list by
+	// the group id).
 	campaign := peers[0] == s.cfg.StoreID
 	s.raft.CreateGroupAsync(gid, peers, initial, campaign)
 }

@@ -1183,10 +1183,15 @@ func (x *GroupState) GetConvertedEpoch() uint64 {
 }
 
 type RaftMessage struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	GroupId uint64                 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Raft group; 0 is the sending store itself (liveness): data is then
+	// its incarnation, 8 bytes, big-endian.
+	GroupId uint64 `protobuf:"varint,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
 	// A marshaled go.etcd.io/raft/v3/raftpb.Message.
-	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// Set on a leader's last heartbeat before its group sleeps: a follower
+	// that holds the whole log sleeps too.
+	Quiesce       bool `protobuf:"varint,3,opt,name=quiesce,proto3" json:"quiesce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1233,6 +1238,13 @@ func (x *RaftMessage) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *RaftMessage) GetQuiesce() bool {
+	if x != nil {
+		return x.Quiesce
+	}
+	return false
 }
 
 type RaftBatch struct {
@@ -2421,10 +2433,11 @@ const file_storepb_storepb_proto_rawDesc = "" +
 	"\bfence_ts\x18\x05 \x01(\v2\x16.rdb.storepb.TimestampR\afenceTs\x12\x17\n" +
 	"\aload_id\x18\x06 \x01(\x04R\x06loadId\x12%\n" +
 	"\x0erecords_loaded\x18\a \x01(\x04R\rrecordsLoaded\x12'\n" +
-	"\x0fconverted_epoch\x18\b \x01(\x04R\x0econvertedEpoch\"<\n" +
+	"\x0fconverted_epoch\x18\b \x01(\x04R\x0econvertedEpoch\"V\n" +
 	"\vRaftMessage\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"{\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x18\n" +
+	"\aquiesce\x18\x03 \x01(\bR\aquiesce\"{\n" +
 	"\tRaftBatch\x12\x1d\n" +
 	"\n" +
 	"from_store\x18\x01 \x01(\x04R\tfromStore\x12\x19\n" +

@@ -105,6 +105,15 @@ func groupKey(prefix byte, group uint64, suffix string) []byte {
 	return append(k, suffix...)
 }
 
+// SnapshotMarkSuffix is the suffix of SnapshotMark.
+const SnapshotMarkSuffix = "\x00snap"
+
+// SnapshotMark is s/<group>/\x00snap: the index, term and configuration of
+// the snapshot that last replaced the group's state (raftstore). It sorts
+// before every other key of the state, and no state machine uses a key
+// that starts with a zero byte.
+func SnapshotMark(group uint64) []byte { return groupKey('s', group, SnapshotMarkSuffix) }
+
 // HardState is r/<group>/hs.
 func HardState(group uint64) []byte { return groupKey('r', group, "hs") }
 

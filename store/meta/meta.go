@@ -63,6 +63,10 @@ type Config struct {
 	LearnClusterID func(id uint64) error
 	// ClusterID is this store's cluster id (0: not known yet).
 	ClusterID func() uint64
+	// OnStoresChanged, if set, is called (on the raft loop: it must not
+	// block) after the set of stores changed: every namespace group's
+	// wanted voters changed with it.
+	OnStoresChanged func()
 }
 
 // Meta is the meta group's state machine and the static authority.
@@ -333,14 +337,21 @@ func (m *Meta) writeRow(ac *raftstore.ApplyContext, rec *storepb.NamespaceRecord
 }
 
 // assignGroup gives a namespace that becomes strong its Raft group, whose
-// voters are every store.
+// voters are every store. The first of them campaigns at once: the list
+// starts at a store chosen by the group id, so leaders are spread over the
+// stores rather than all on the lowest id.
 func (m *Meta) assignGroup(ac *raftstore.ApplyContext, rec *storepb.NamespaceRecord) error {
 	m.mu.Lock()
 	rec.GroupId = m.nextGroup
 	m.nextGroup++
 	next := m.nextGroup
 	m.mu.Unlock()
-	rec.GroupPeers = m.storeIDs()
+	ids := m.storeIDs()
+	if n := uint64(len(ids)); n > 0 {
+		k := int(rec.GetGroupId() % n)
+		ids = slices.Concat(ids[k:], ids[:k])
+	}
+	rec.GroupPeers = ids
 	ac.Finally(func(committed bool) {
 		if !committed {
 			m.mu.Lock()
@@ -381,6 +392,7 @@ func (sm *stateMachine) ApplyConfChange(ac *raftstore.ApplyContext, cc *eraftpb.
 			return err
 		}
 		m.log.Info("store joined", zap.Uint64("id", info.GetId()), zap.String("addr", info.GetAddr()))
+		m.storesChanged()
 	case eraftpb.ConfChangeRemoveNode:
 		if err := ac.Batch.Delete(keys.MetaStore(cc.GetNodeId()), nil); err != nil {
 			return err
@@ -388,8 +400,15 @@ func (sm *stateMachine) ApplyConfChange(ac *raftstore.ApplyContext, cc *eraftpb.
 		m.mu.Lock()
 		delete(m.stores, cc.GetNodeId())
 		m.mu.Unlock()
+		m.storesChanged()
 	}
 	return nil
+}
+
+func (m *Meta) storesChanged() {
+	if m.cfg.OnStoresChanged != nil {
+		m.cfg.OnStoresChanged()
+	}
 }
 
 // Restore reloads the meta state a snapshot wrote into ac.Batch.
@@ -405,6 +424,7 @@ func (sm *stateMachine) Restore(ac *raftstore.ApplyContext) error {
 			// cluster cannot get here; say so loudly if one did.
 			m.log.Error("installed a meta snapshot of another cluster", zap.Error(err))
 		}
+		m.storesChanged()
 	})
 	return nil
 }

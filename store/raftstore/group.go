@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"context"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,7 @@ type group struct {
 	durableApplied uint64 // applied index known to be durable
 	trunc          uint64 // last index removed from the log
 	lastIndex      uint64 // last index written to the log
+	logBytes       uint64 // about how many bytes the log holds (since start-up or a snapshot)
 
 	lead  uint64
 	state raft.StateType
@@ -37,6 +39,14 @@ type group struct {
 
 	nextReconcile time.Time
 	snapshots     uint64
+
+	// tickIdx is g's place in rs.ticking, -1 while it sleeps (quiesce.go);
+	// idleTicks counts a leader's consecutive idle ticks. dirty: g is in
+	// rs.dirty, to be handled this round. undurable: g is in rs.undurable.
+	tickIdx   int
+	idleTicks int
+	dirty     bool
+	undurable bool
 
 	// logMoved: an append or a snapshot was stepped this round, so raft's
 	// log may end below the storage's until the round is persisted.
@@ -105,6 +115,7 @@ func (g *group) publishStatus() {
 		IsLeader: hs.RaftState == raft.StateLeader,
 
 		SnapshotsApplied: g.snapshots,
+		Asleep:           g.tickIdx < 0,
 	})
 }
 
@@ -122,6 +133,7 @@ func (g *group) writeEntries(b *pebble.Batch, ents []*eraftpb.Entry) error {
 		if err := b.Set(keys.LogEntry(g.id, e.GetIndex()), data, nil); err != nil {
 			return err
 		}
+		g.logBytes += uint64(len(data))
 	}
 	last := ents[len(ents)-1].GetIndex()
 	if g.lastIndex > last {
@@ -133,25 +145,33 @@ func (g *group) writeEntries(b *pebble.Batch, ents []*eraftpb.Entry) error {
 	return nil
 }
 
-// writeSnapshot replaces the group's state machine keys, applied state and
-// log with a received snapshot. The log is empty after it: the entries of
-// the same Ready, if any, follow the snapshot's index.
+// writeSnapshot replaces the group's state machine keys with a received
+// snapshot's, ingesting its staged file in place of them (snapstage.go),
+// and puts into b the applied state and the empty log that go with it. The
+// entries of the same Ready, if any, follow the snapshot's index. A
+// failure to ingest is a persistence error: it stops the store.
 func (g *group) writeSnapshot(b *pebble.Batch, snap *eraftpb.Snapshot) error {
 	md := snap.GetMetadata()
-	kvs, err := decodeSnapshotData(g.id, snap.GetData())
-	if err != nil {
-		return fmt.Errorf("raftstore: group %d: %w", g.id, err)
+	st, ok := g.rs.takeStaged(snap.GetData(), g.id, md.GetIndex(), md.GetTerm())
+	if !ok {
+		// The intake lets no other MsgSnap through (rule 14), and the
+		// stage lives until it is taken here or the store stops.
+		return fmt.Errorf("raftstore: group %d: snapshot at %d has no staged data", g.id, md.GetIndex())
 	}
+	defer func() { _ = g.rs.cfg.FS.Remove(st.path) }()
 	prefix := keys.StatePrefix(g.id)
-	if err := b.DeleteRange(prefix, keys.PrefixEnd(prefix), nil); err != nil {
-		return err
+	if _, err := g.rs.db.IngestAndExcise(context.Background(), []string{st.path}, nil, nil,
+		pebble.KeyRange{Start: prefix, End: keys.PrefixEnd(prefix)}); err != nil {
+		return fmt.Errorf("raftstore: group %d: ingest snapshot: %w", g.id, err)
 	}
-	for _, kv := range kvs {
-		if err := b.Set(kv.Key, kv.Value, nil); err != nil {
-			return err
-		}
-	}
-	if err := b.DeleteRange(keys.LogPrefix(g.id), keys.PrefixEnd(keys.LogPrefix(g.id)), nil); err != nil {
+	return writeSnapshotRaftState(b, g.id, md)
+}
+
+// writeSnapshotRaftState puts into b the Raft state that goes with a
+// snapshot's state: applied index and configuration, truncation point, an
+// empty log.
+func writeSnapshotRaftState(b *pebble.Batch, group uint64, md *eraftpb.SnapshotMetadata) error {
+	if err := b.DeleteRange(keys.LogPrefix(group), keys.PrefixEnd(keys.LogPrefix(group)), nil); err != nil {
 		return err
 	}
 	applied := appliedState{index: md.GetIndex(), term: md.GetTerm(), conf: md.GetConfState()}
@@ -159,42 +179,26 @@ func (g *group) writeSnapshot(b *pebble.Batch, snap *eraftpb.Snapshot) error {
 	if err != nil {
 		return err
 	}
-	if err := b.Set(keys.Applied(g.id), ab, nil); err != nil {
+	if err := b.Set(keys.Applied(group), ab, nil); err != nil {
 		return err
 	}
-	if err := b.Set(keys.Truncated(g.id), encodeIndexTerm(md.GetIndex(), md.GetTerm()), nil); err != nil {
-		return err
-	}
-	// Set before the Ready's entries are written, never after: they extend
-	// the log past the snapshot, and a later overwrite must know where the
-	// log ends to delete the tail it replaces.
-	g.lastIndex = md.GetIndex()
-	return nil
+	return b.Set(keys.Truncated(group), encodeIndexTerm(md.GetIndex(), md.GetTerm()), nil)
 }
 
 // install makes a persisted Ready visible to Raft through the storage.
 func (g *group) install(rd raft.Ready) error {
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		md := rd.Snapshot.GetMetadata()
-		meta := &eraftpb.Snapshot{Metadata: proto.Clone(md).(*eraftpb.SnapshotMetadata)}
-		if err := g.storage.ApplySnapshot(meta); err != nil {
-			return fmt.Errorf("raftstore: group %d apply snapshot: %w", g.id, err)
-		}
+		g.storage.applySnapshot(md)
 		g.applied = appliedState{index: md.GetIndex(), term: md.GetTerm(), conf: md.GetConfState()}
 		g.trunc = md.GetIndex()
 		g.durableApplied = md.GetIndex()
 		g.snapshots++
 		g.rs.log.Info("installed snapshot", zap.Uint64("group", g.id), zap.Uint64("index", md.GetIndex()))
 	}
-	if len(rd.Entries) > 0 {
-		if err := g.storage.Append(rd.Entries); err != nil {
-			return err
-		}
-	}
+	g.storage.append(rd.Entries)
 	if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
-		if err := g.storage.SetHardState(rd.HardState); err != nil {
-			return err
-		}
+		g.storage.setHardState(rd.HardState)
 	}
 	return nil
 }

@@ -9,15 +9,24 @@ import "sync"
 // inbox is an unbounded queue of functions with a wake-up channel.
 type inbox struct {
 	mu    sync.Mutex
-	fns   []func()
+	fns   []item
 	ready chan struct{}
+}
+
+// item is one queued function; create marks a group creation, which the
+// loop may batch with the creations next to it (lifecycle.go).
+type item struct {
+	fn     func()
+	create bool
 }
 
 func (ib *inbox) init() { ib.ready = make(chan struct{}, 1) }
 
-func (ib *inbox) put(fn func()) {
+func (ib *inbox) put(fn func()) { ib.putItem(item{fn: fn}) }
+
+func (ib *inbox) putItem(it item) {
 	ib.mu.Lock()
-	ib.fns = append(ib.fns, fn)
+	ib.fns = append(ib.fns, it)
 	ib.mu.Unlock()
 	select {
 	case ib.ready <- struct{}{}:
@@ -25,7 +34,7 @@ func (ib *inbox) put(fn func()) {
 	}
 }
 
-func (ib *inbox) take() []func() {
+func (ib *inbox) take() []item {
 	ib.mu.Lock()
 	fns := ib.fns
 	ib.fns = nil

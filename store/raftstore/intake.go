@@ -101,7 +101,10 @@ package raftstore
 //	   term <= Term; a configuration raft can      confchange.Restore and panics on error
 //	   restore, equivalent after restoring, with   (raft.go:1933) or if the result differs
 //	   at most maxMembers members, including this  (raft.go:1936, util.go:325: duplicates, a
-//	   store, not joint; data that decodes         voter also a learner, id 0, AutoLeave).
+//	   store, not joint; data that names a         voter also a learner, id 0, AutoLeave).
+//	   snapshot staged for the group at its index
+//	   and term (snapstage.go: the stage parsed
+//	   and wrote every record as it came)
 //	                                               OnFatal: writeSnapshot decodes the data; rdb
 //	                                               changes one voter at a time, and raft in a
 //	                                               joint configuration proposes ConfChangeV2
@@ -220,6 +223,9 @@ type view struct {
 	// joining, if set, reports whether a conf change in the log, not
 	// applied yet, adds store id.
 	joining func(id uint64) bool
+	// staged reports whether a MsgSnap's data names a snapshot staged for
+	// the group at index and term (snapstage.go); nil: none is.
+	staged func(data []byte, index, term uint64) bool
 }
 
 // view returns the group's view. Loop only.
@@ -235,6 +241,7 @@ func (g *group) view() *view {
 		v.validate = func(cmd []byte) error { return f(g.id, cmd) }
 	}
 	v.joining = func(id uint64) bool { return addedInLog(g.storage, g.applied.index+1, id) }
+	v.staged = func(data []byte, index, term uint64) bool { return g.rs.hasStaged(data, g.id, index, term) }
 	return v
 }
 
@@ -282,6 +289,7 @@ func (rs *RaftStore) emptyView(group uint64) *view {
 	if f := rs.cfg.ValidateCommand; f != nil {
 		v.validate = func(cmd []byte) error { return f(group, cmd) }
 	}
+	v.staged = func(data []byte, index, term uint64) bool { return rs.hasStaged(data, group, index, term) }
 	return v
 }
 
@@ -491,8 +499,8 @@ func checkSnapshot(v *view, m *eraftpb.Message) error {
 	if err := checkConfState(md.GetConfState(), v.self); err != nil {
 		return reject(errSnapshot, "%v", err)
 	}
-	if err := walkSnapshotData(s.GetData(), func(_, _ []byte) {}); err != nil {
-		return reject(errSnapshot, "%v", err)
+	if v.staged == nil || !v.staged(s.GetData(), md.GetIndex(), md.GetTerm()) {
+		return reject(errSnapshot, "data is not a snapshot staged for this group at %d", md.GetIndex())
 	}
 	return nil
 }

@@ -227,8 +227,10 @@ func TestCommitAfterAppendInTheSameRound(t *testing.T) {
 	}
 	// The loop is not started: the test runs its rounds, and steps the
 	// messages as a round's posted work would.
-	if err := rs.createGroup(7, []uint64{1, 2, 3}, nil, false); err != nil {
-		t.Fatal(err)
+	var cerr error
+	rs.createGroup(7, []uint64{1, 2, 3}, nil, false, func(err error) { cerr = err })
+	if err := rs.flushBoots(); err != nil || cerr != nil {
+		t.Fatal(err, cerr)
 	}
 	// A round as run does it: the work posted, then the Ready.
 	endRound := func() {
@@ -241,8 +243,8 @@ func TestCommitAfterAppendInTheSameRound(t *testing.T) {
 		rs.moved = rs.moved[:0]
 	}
 	round := func() {
-		for _, fn := range rs.inbox.take() {
-			fn()
+		for _, it := range rs.inbox.take() {
+			it.fn()
 		}
 		endRound()
 	}
@@ -254,9 +256,9 @@ func TestCommitAfterAppendInTheSameRound(t *testing.T) {
 	app := msg(eraftpb.MsgApp, 1, 2, 6)
 	app.Index, app.LogTerm, app.Commit = new(initIndex), new(initTerm), new(initIndex)
 	app.Entries = ents(6, initIndex+1, initIndex+3) // 6, 7, 8
-	rs.stepRemote(1, 7, app, false)
-	rs.stepRemote(1, 7, hb(initIndex+3), false) // raft's log ends at 8; storage at 5
-	rs.stepRemote(1, 7, hb(initIndex+9), false) // past the log
+	rs.stepRemote(1, 7, app, false, false)
+	rs.stepRemote(1, 7, hb(initIndex+3), false, false) // raft's log ends at 8; storage at 5
+	rs.stepRemote(1, 7, hb(initIndex+9), false, false) // past the log
 	if d := rs.Stats().Dropped; d != 0 {
 		t.Fatalf("dropped %d in the round of the append", d)
 	}

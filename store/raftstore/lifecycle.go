@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
@@ -33,6 +34,8 @@ func Open(cfg Config) (*RaftStore, error) {
 		groups:  make(map[uint64]*group),
 		waiters: make(map[uint64]*waiter),
 		snaps:   make(map[uint64]*pendingSnapshot),
+		staged:  make(map[uint64]*stagedSnapshot),
+		peers:   make(map[uint64]*peerLiveness),
 		stopc:   make(chan struct{}),
 		donec:   make(chan struct{}),
 	}
@@ -41,13 +44,29 @@ func Open(cfg Config) (*RaftStore, error) {
 	_, _ = rand.Read(seed[:])
 	rs.reqSeq.Store(binary.BigEndian.Uint64(seed[:8]) >> 1)
 	rs.readSeq = binary.BigEndian.Uint64(seed[8:])
+	rs.incarnation = binary.BigEndian.AppendUint64(nil, rs.reqSeq.Load()|1)
+	// Ingesting a snapshot in place of a group's state (IngestAndExcise)
+	// needs virtual SSTs.
+	if cfg.DB.FormatMajorVersion() < pebble.FormatVirtualSSTables {
+		if err := cfg.DB.RatchetFormatMajorVersion(pebble.FormatVirtualSSTables); err != nil {
+			return nil, fmt.Errorf("raftstore: upgrade the DB's format: %w", err)
+		}
+	}
+	if err := rs.clearStaging(); err != nil {
+		return nil, fmt.Errorf("raftstore: clear the snapshot staging directory: %w", err)
+	}
 	ids, err := listGroups(cfg.DB)
 	if err != nil {
 		return nil, err
 	}
 	for _, id := range ids {
-		if _, err := rs.openGroup(id); err != nil {
+		g, err := rs.openGroup(id)
+		if err != nil {
 			return nil, fmt.Errorf("raftstore: open group %d: %w", id, err)
+		}
+		if g.lastIndex > g.applied.index {
+			// Entries it may not know committed: it needs a leader now.
+			rs.wake(g)
 		}
 	}
 	return rs, nil
@@ -73,6 +92,10 @@ func (rs *RaftStore) Stop() {
 		_ = ps.snap.Close()
 		delete(rs.snaps, t)
 	}
+	for t, s := range rs.staged {
+		_ = rs.cfg.FS.Remove(s.path)
+		delete(rs.staged, t)
+	}
 	rs.snapMu.Unlock()
 }
 
@@ -82,8 +105,18 @@ func (rs *RaftStore) Stop() {
 func (rs *RaftStore) Step(from uint64, msgs []*storepb.RaftMessage) {
 	decoded := make([]*eraftpb.Message, 0, len(msgs))
 	groups := make([]uint64, 0, len(msgs))
+	var quiesce []bool
 	undecodable := 0
+	var incarnation uint64
 	for _, m := range msgs {
+		if m.GetGroupId() == livenessGroup {
+			if inc, ok := decodeIncarnation(m.GetData()); ok {
+				incarnation = inc
+			} else {
+				undecodable++
+			}
+			continue
+		}
 		em := &eraftpb.Message{}
 		if err := proto.Unmarshal(m.GetData(), em); err != nil {
 			undecodable++
@@ -91,8 +124,17 @@ func (rs *RaftStore) Step(from uint64, msgs []*storepb.RaftMessage) {
 		}
 		decoded = append(decoded, em)
 		groups = append(groups, m.GetGroupId())
+		if m.GetQuiesce() {
+			if quiesce == nil {
+				quiesce = make([]bool, len(decoded)-1, len(msgs))
+			}
+		}
+		if quiesce != nil {
+			quiesce = append(quiesce, m.GetQuiesce())
+		}
 	}
 	rs.post(func() {
+		rs.heard(from, incarnation, time.Now())
 		for range undecodable {
 			rs.drop(from, 0, nil, errUndecodable)
 		}
@@ -102,7 +144,7 @@ func (rs *RaftStore) Step(from uint64, msgs []*storepb.RaftMessage) {
 				rs.drop(from, groups[i], m, errSnapOffStream)
 				continue
 			}
-			rs.stepRemote(from, groups[i], m, false)
+			rs.stepRemote(from, groups[i], m, quiesce != nil && quiesce[i], false)
 		}
 	})
 }
@@ -115,7 +157,8 @@ func (rs *RaftStore) StepSnapshot(from, group uint64, m *eraftpb.Message) {
 			rs.drop(from, group, m, errNotSnap)
 			return
 		}
-		rs.stepRemote(from, group, m, false)
+		rs.heard(from, 0, time.Now())
+		rs.stepRemote(from, group, m, false, false)
 	})
 }
 
@@ -123,7 +166,11 @@ func (rs *RaftStore) StepSnapshot(from, group uint64, m *eraftpb.Message) {
 // group, creating an empty replica if the message may create one. A
 // message that cannot be judged until the round's log changes are
 // persisted is tried once more after the round (retried).
-func (rs *RaftStore) stepRemote(from, group uint64, m *eraftpb.Message, retried bool) {
+//
+// Any message wakes a sleeping group but a quiesce heartbeat (which may put
+// a follower to sleep) and a heartbeat response to a sleeping leader
+// (quiesce.go).
+func (rs *RaftStore) stepRemote(from, group uint64, m *eraftpb.Message, quiesce, retried bool) {
 	g := rs.groups[group]
 	if g == nil {
 		if err := checkMessage(rs.emptyView(group), from, m); err != nil {
@@ -140,18 +187,31 @@ func (rs *RaftStore) stepRemote(from, group uint64, m *eraftpb.Message, retried 
 			return
 		}
 		rs.log.Info("created empty replica", zap.Uint64("group", group), zap.Uint64("from", from))
+		rs.wake(g)
 	}
 	if err := checkMessage(g.view(), from, m); err != nil {
 		if !retried && errors.Is(err, errLogMoved) {
-			rs.post(func() { rs.stepRemote(from, group, m, true) })
+			rs.post(func() { rs.stepRemote(from, group, m, quiesce, true) })
 			return
 		}
 		rs.drop(from, group, m, err)
+		if errors.Is(err, errNotMember) && rs.cfg.OnRefusedMember != nil {
+			rs.cfg.OnRefusedMember(group)
+		}
 		return
 	}
 	g.received.Add(1)
+	quiesce = quiesce && m.GetType() == eraftpb.MsgHeartbeat
+	if g.tickIdx >= 0 || !(quiesce || m.GetType() == eraftpb.MsgHeartbeatResp) {
+		rs.wake(g)
+	} else {
+		rs.markDirty(g)
+	}
 	if err := g.rn.Step(m); err != nil {
 		rs.log.Debug("step", zap.Uint64("group", group), zap.Error(err))
+	}
+	if quiesce {
+		rs.followerQuiesce(g, from, m)
 	}
 	if (m.GetType() == eraftpb.MsgApp && len(m.GetEntries()) > 0) || m.GetType() == eraftpb.MsgSnap {
 		// Raft's log may now end below the storage's: see intake.go.
@@ -165,8 +225,8 @@ func (rs *RaftStore) stepRemote(from, group uint64, m *eraftpb.Message, retried 
 // ReportUnreachable tells every group that a store could not be reached.
 func (rs *RaftStore) ReportUnreachable(to uint64) {
 	rs.post(func() {
-		for _, g := range rs.order {
-			g.rn.ReportUnreachable(to)
+		for _, g := range rs.ticking {
+			g.rn.ReportUnreachable(to) // a sleeping group sends nothing
 		}
 	})
 }
@@ -179,6 +239,7 @@ func (rs *RaftStore) ReportSnapshot(group, to uint64, ok bool) {
 	}
 	rs.post(func() {
 		if g := rs.groups[group]; g != nil {
+			rs.wake(g)
 			g.rn.ReportSnapshot(to, st)
 		}
 	})
@@ -192,7 +253,7 @@ func (rs *RaftStore) ReportSnapshot(group, to uint64, ok bool) {
 // the new replica start an election at once.
 func (rs *RaftStore) CreateGroup(ctx context.Context, group uint64, voters []uint64, initial []KV, campaign bool) error {
 	done := make(chan error, 1)
-	rs.post(func() { done <- rs.createGroup(group, voters, initial, campaign) })
+	rs.inbox.putItem(item{create: true, fn: func() { rs.createGroup(group, voters, initial, campaign, func(err error) { done <- err }) }})
 	select {
 	case err := <-done:
 		return err
@@ -206,16 +267,32 @@ func (rs *RaftStore) CreateGroup(ctx context.Context, group uint64, voters []uin
 // CreateGroupAsync is CreateGroup without waiting: work queued after it
 // (proposals, reads) finds the group. Safe to call from the loop itself.
 func (rs *RaftStore) CreateGroupAsync(group uint64, voters []uint64, initial []KV, campaign bool) {
-	rs.post(func() {
-		if err := rs.createGroup(group, voters, initial, campaign); err != nil {
-			rs.log.Error("create group", zap.Uint64("group", group), zap.Error(err))
-		}
-	})
+	rs.inbox.putItem(item{create: true, fn: func() {
+		rs.createGroup(group, voters, initial, campaign, func(err error) {
+			if err != nil {
+				rs.log.Error("create group", zap.Uint64("group", group), zap.Error(err))
+			}
+		})
+	}})
 }
 
-func (rs *RaftStore) createGroup(group uint64, voters []uint64, initial []KV, campaign bool) error {
-	if rs.groups[group] != nil {
-		return nil
+// boot is a group bootstrap waiting for the loop's next flush.
+type boot struct {
+	group    uint64
+	voters   []uint64
+	initial  []KV
+	campaign bool
+	done     func(error)
+}
+
+// createGroup creates group's replica, and calls done. A bootstrap is
+// queued (rs.boots) and written with the others queued next to it in one
+// synced batch (flushBoots): creating many namespaces at once costs one
+// fsync per round, not one per group. Loop only.
+func (rs *RaftStore) createGroup(group uint64, voters []uint64, initial []KV, campaign bool, done func(error)) {
+	if rs.groups[group] != nil || rs.booting[group] {
+		done(nil)
+		return
 	}
 	member := slices.Contains(voters, rs.cfg.StoreID)
 	if member {
@@ -226,26 +303,65 @@ func (rs *RaftStore) createGroup(group uint64, voters []uint64, initial []KV, ca
 			_ = closer.Close()
 			member = false
 		} else if !errors.Is(err, pebble.ErrNotFound) {
-			return fmt.Errorf("raftstore: read tombstone of group %d: %w", group, err)
+			done(fmt.Errorf("raftstore: read tombstone of group %d: %w", group, err))
+			return
 		}
 	}
 	if member {
-		b := rs.db.NewBatch()
-		err := writeBootstrap(b, group, slices.Sorted(slices.Values(voters)), initial)
-		if err == nil {
-			err = b.Commit(pebble.Sync)
+		if rs.booting == nil {
+			rs.booting = make(map[uint64]bool)
 		}
-		_ = b.Close()
-		if err != nil {
-			return fmt.Errorf("raftstore: bootstrap group %d: %w", group, err)
-		}
+		rs.booting[group] = true
+		rs.boots = append(rs.boots, boot{group: group, voters: slices.Sorted(slices.Values(voters)), initial: initial, campaign: campaign, done: done})
+		return
 	}
 	g, err := rs.openGroup(group)
 	if err != nil {
+		done(err)
+		return
+	}
+	rs.wake(g)
+	done(nil)
+}
+
+// flushBoots writes the queued bootstraps in one synced batch and opens
+// their groups. A failed write stops the loop, like any other. Loop only.
+func (rs *RaftStore) flushBoots() error {
+	if len(rs.boots) == 0 {
+		return nil
+	}
+	boots := rs.boots
+	rs.boots = nil
+	clear(rs.booting)
+	b := rs.db.NewBatch()
+	var err error
+	for _, bt := range boots {
+		if err = writeBootstrap(b, bt.group, bt.voters, bt.initial); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = b.Commit(pebble.Sync)
+	}
+	_ = b.Close()
+	if err != nil {
+		err = fmt.Errorf("raftstore: bootstrap %d groups: %w", len(boots), err)
+		for _, bt := range boots {
+			bt.done(err)
+		}
 		return err
 	}
-	if campaign && member {
-		_ = g.rn.Campaign()
+	for _, bt := range boots {
+		g, err := rs.openGroup(bt.group)
+		if err != nil {
+			bt.done(err)
+			continue
+		}
+		rs.wake(g)
+		if bt.campaign {
+			_ = g.rn.Campaign()
+		}
+		bt.done(nil)
 	}
 	return nil
 }
@@ -293,11 +409,15 @@ func (rs *RaftStore) openGroup(id uint64) (*group, error) {
 		trunc:          lg.trunc,
 		durableApplied: lg.applied.index,
 		reads:          make(map[string]*readBatch),
+		tickIdx:        -1,
 	}
-	if last, err := lg.ms.LastIndex(); err == nil {
-		g.lastIndex = last
+	g.lastIndex = lg.last
+	g.storage = &groupStorage{
+		db: rs.db, group: id, hs: lg.hs, conf: func() *eraftpb.ConfState { return g.applied.conf },
+		first: lg.trunc + 1, truncTerm: lg.truncTerm, last: lg.last, lastTerm: lg.lastTerm,
+		snapshot: g.makeSnapshot,
+		hits:     &rs.stats.logHits, reads: &rs.stats.logReads,
 	}
-	g.storage = &groupStorage{MemoryStorage: lg.ms, snapshot: g.makeSnapshot}
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID:                        rs.cfg.StoreID,
 		ElectionTick:              rs.cfg.ElectionTicks,
@@ -306,8 +426,9 @@ func (rs *RaftStore) openGroup(id uint64) (*group, error) {
 		Applied:                   lg.applied.index,
 		MaxSizePerMsg:             1 << 20,
 		MaxCommittedSizePerReady:  8 << 20,
-		MaxUncommittedEntriesSize: 256 << 20,
+		MaxUncommittedEntriesSize: 64 << 20,
 		MaxInflightMsgs:           512,
+		MaxInflightBytes:          32 << 20,
 		CheckQuorum:               true,
 		PreVote:                   true,
 		ReadOnlyOption:            raft.ReadOnlySafe,
@@ -323,6 +444,9 @@ func (rs *RaftStore) openGroup(id uint64) (*group, error) {
 	rs.mu.Lock()
 	rs.groups[id] = g
 	rs.mu.Unlock()
-	rs.order = append(rs.order, g)
+	rs.stats.groups.Add(1)
+	rs.notePeers(lg.applied.conf, time.Now())
+	// Its committed entries not applied yet are applied in the first round.
+	rs.markDirty(g)
 	return g, nil
 }

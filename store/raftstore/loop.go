@@ -20,7 +20,6 @@ package raftstore
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -48,8 +47,23 @@ func (rs *RaftStore) run() {
 			rs.tick(now)
 		case <-rs.inbox.ready:
 		}
-		for _, fn := range rs.inbox.take() {
-			fn()
+		var err error
+		for _, it := range rs.inbox.take() {
+			if !it.create {
+				// Work queued after a creation finds the group.
+				if err = rs.flushBoots(); err != nil {
+					break // callers still waiting learn the loop stopped
+				}
+			}
+			it.fn()
+		}
+		if err == nil {
+			err = rs.flushBoots()
+		}
+		if err != nil {
+			rs.log.Error("raft loop stops: persistence failed", zap.Error(err))
+			rs.cfg.OnFatal(err)
+			return
 		}
 		rs.issueReads()
 		if err := rs.handleReady(); err != nil {
@@ -72,15 +86,21 @@ type ready struct {
 }
 
 // handleReady carries out one round for every group with work.
+//
+// Only the groups touched since the last round (rs.dirty) can have work: a
+// sleeping group that nothing touched is not looked at.
 func (rs *RaftStore) handleReady() error {
 	var rds []*ready
-	for _, g := range rs.order {
+	for _, g := range rs.dirty {
+		g.dirty = false
 		if g.rn.HasReady() {
 			rd := g.rn.Ready()
 			g.noteSoftState(rd.SoftState)
 			rds = append(rds, &ready{g: g, rd: rd})
 		}
 	}
+	clear(rs.dirty)
+	rs.dirty = rs.dirty[:0]
 	if len(rds) == 0 {
 		return nil
 	}
@@ -105,6 +125,13 @@ func (rs *RaftStore) handleReady() error {
 	for _, r := range rds {
 		r.g.rn.Advance(r.rd)
 		r.g.publishStatus()
+		if r.g.rn.HasReady() {
+			// More committed entries than one Ready carries: another round.
+			rs.markDirty(r.g)
+		}
+	}
+	if len(rs.dirty) > 0 {
+		rs.post(func() {})
 	}
 	return nil
 }
@@ -131,6 +158,11 @@ func (rs *RaftStore) persist(rds []*ready) error {
 			if err := g.writeSnapshot(b, rd.Snapshot); err != nil {
 				return err
 			}
+			// Before the Ready's entries are written, never after: they
+			// extend the log past the snapshot, and a later overwrite must
+			// know where the log ends to delete the tail it replaces.
+			g.lastIndex = rd.Snapshot.GetMetadata().GetIndex()
+			g.logBytes = 0
 			if err := g.sm.Restore(ac); err != nil {
 				return fmt.Errorf("raftstore: group %d: restore snapshot: %w", g.id, err)
 			}
@@ -167,9 +199,12 @@ func (rs *RaftStore) persist(rds []*ready) error {
 	committed = true
 	if mustSync {
 		// Every apply batch committed before this synced batch is durable.
-		for _, g := range rs.order {
+		for _, g := range rs.undurable {
 			g.durableApplied = g.applied.index
+			g.undurable = false
 		}
+		clear(rs.undurable)
+		rs.undurable = rs.undurable[:0]
 	}
 	for _, r := range rds {
 		if err := r.g.install(r.rd); err != nil {
@@ -178,6 +213,7 @@ func (rs *RaftStore) persist(rds []*ready) error {
 	}
 	ac.Done(true)
 	for _, g := range restored {
+		rs.notePeers(g.applied.conf, time.Now())
 		g.appliedIdx.Store(g.applied.index)
 		g.publishStatus()
 		g.notifyReads()
@@ -225,6 +261,10 @@ func (rs *RaftStore) apply(rds []*ready) error {
 			return err
 		}
 		touched = append(touched, g)
+		if !g.undurable {
+			g.undurable = true
+			rs.undurable = append(rs.undurable, g)
+		}
 	}
 	if !b.Empty() {
 		// Unsynced: the entries are durable in the log; after a crash they
@@ -287,6 +327,7 @@ func (rs *RaftStore) applyEntry(ac *ApplyContext, g *group, e *eraftpb.Entry) (f
 			return func() { rs.deliver(id, result{err: err}) }, nil
 		}
 		g.applied.conf = g.rn.ApplyConfChange(cc)
+		rs.notePeers(g.applied.conf, time.Now())
 		if err := g.sm.ApplyConfChange(ac, cc); err != nil {
 			return nil, err
 		}
@@ -302,12 +343,24 @@ func (rs *RaftStore) applyEntry(ac *ApplyContext, g *group, e *eraftpb.Entry) (f
 	}
 }
 
-// maybeCompact truncates the log below a durable applied index.
+// maybeCompact truncates the log below a durable applied index, when the
+// log holds more than CompactThreshold entries or CompactBytes bytes.
 func (rs *RaftStore) maybeCompact(g *group) error {
-	if g.durableApplied <= g.trunc+rs.cfg.CompactThreshold {
+	var to uint64
+	switch n := g.lastIndex - g.trunc; {
+	case g.durableApplied > g.trunc+rs.cfg.CompactThreshold:
+		to = g.durableApplied - rs.cfg.CompactKeep
+	case g.logBytes > rs.cfg.CompactBytes && n > 0 && g.durableApplied > g.trunc:
+		// Keep about a quarter of the budget's worth of entries, at the
+		// log's mean entry size.
+		keep := max(1, n*(rs.cfg.CompactBytes/4)/g.logBytes)
+		if g.durableApplied <= g.trunc+keep {
+			return nil
+		}
+		to = g.durableApplied - keep
+	default:
 		return nil
 	}
-	to := g.durableApplied - rs.cfg.CompactKeep
 	term, err := g.storage.Term(to)
 	if err != nil {
 		return nil // already compacted in memory; try after the next round
@@ -324,9 +377,10 @@ func (rs *RaftStore) maybeCompact(g *group) error {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("raftstore: compact: %w", err)
 	}
-	if err := g.storage.Compact(to); err != nil && !errors.Is(err, raft.ErrCompacted) {
-		return err
+	if n := g.lastIndex - g.trunc; n > 0 {
+		g.logBytes = g.logBytes * (g.lastIndex - to) / n
 	}
+	g.storage.compact(to, term)
 	g.trunc = to
 	return nil
 }
@@ -365,6 +419,9 @@ func (rs *RaftStore) send(g *group, msgs []*eraftpb.Message) {
 			rs.log.Error("marshal raft message", zap.Error(err))
 			continue
 		}
+		if m.GetType() == eraftpb.MsgHeartbeat || m.GetType() == eraftpb.MsgHeartbeatResp {
+			rs.stats.heartbeats.Add(1)
+		}
 		byPeer[m.GetTo()] = append(byPeer[m.GetTo()], &storepb.RaftMessage{GroupId: g.id, Data: data})
 	}
 	for to, ms := range byPeer {
@@ -374,12 +431,21 @@ func (rs *RaftStore) send(g *group, msgs []*eraftpb.Message) {
 
 // tick advances every group's logical clock and does the loop's periodic
 // work.
+// Only awake groups tick (quiesce.go); a leader idle long enough puts its
+// group to sleep here. Backwards: a group put to sleep swaps places with
+// the last, which was already visited.
 func (rs *RaftStore) tick(now time.Time) {
-	for _, g := range rs.order {
+	for i := len(rs.ticking) - 1; i >= 0; i-- {
+		g := rs.ticking[i]
+		if g.isLeader() && rs.maybeQuiesce(g) {
+			continue
+		}
 		g.rn.Tick()
+		rs.markDirty(g)
 		g.retryStaleReads(now)
 		rs.reconcileMembers(g, now)
 	}
+	rs.checkLiveness(now)
 	rs.gcSnapshots(now)
 	rs.drops.flush(rs.log, now)
 }

@@ -151,6 +151,7 @@ func (rs *RaftStore) TransferLeader(group, to uint64) {
 			return
 		}
 		rs.log.Info("transferring leadership", zap.Uint64("group", group), zap.Uint64("to", to))
+		rs.wake(g)
 		g.rn.TransferLeader(to)
 	})
 }
@@ -229,7 +230,10 @@ func (rs *RaftStore) destroy(g *group, why string) error {
 	rs.mu.Lock()
 	delete(rs.groups, g.id)
 	rs.mu.Unlock()
-	rs.order = slices.DeleteFunc(rs.order, func(x *group) bool { return x == g })
+	rs.sleep(g)
+	rs.stats.groups.Add(^uint64(0))
+	rs.dirty = slices.DeleteFunc(rs.dirty, func(x *group) bool { return x == g })
+	rs.undurable = slices.DeleteFunc(rs.undurable, func(x *group) bool { return x == g })
 	rs.moved = slices.DeleteFunc(rs.moved, func(x *group) bool { return x == g })
 	g.failReads(ErrGroupRemoved)
 	rs.log.Info("replica destroyed", zap.Uint64("group", g.id), zap.String("why", why))

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	eraftpb "go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 
@@ -70,6 +71,11 @@ type Config struct {
 	// OnGroupDestroyed is called, on the loop, after a replica was
 	// destroyed because its store left the group.
 	OnGroupDestroyed func(group uint64)
+	// OnRefusedMember is called, on the loop (it must not block), when a
+	// message to an existing replica is dropped because its sender is not
+	// a member of the replica's configuration (intake rule 6): the replica
+	// may be one left behind with a configuration the group has moved past.
+	OnRefusedMember func(group uint64)
 	// OnRemoved is called, on the loop (it must not block), when this
 	// store's replica applies its own removal. The replica is not destroyed
 	// then: entries after the removal in its log may add the store back,
@@ -88,6 +94,17 @@ type Config struct {
 	// followers. Defaults 10000 and 5000.
 	CompactThreshold uint64
 	CompactKeep      uint64
+	// FS and StagingDir are where received snapshots are staged as SST
+	// files before they are ingested (snapstage.go): the DB's file system
+	// (default: the OS's), and a directory on it that the engine owns (it
+	// is emptied at start-up). Without a StagingDir no snapshot can be
+	// received.
+	FS         vfs.FS
+	StagingDir string
+	// CompactBytes: the log is also truncated when it holds more than
+	// this many bytes, keeping about a quarter of them: a follower further
+	// behind gets a snapshot. Default 64 MiB.
+	CompactBytes uint64
 }
 
 func (c *Config) setDefaults() {
@@ -102,6 +119,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.CompactThreshold == 0 {
 		c.CompactThreshold = 10000
+	}
+	if c.FS == nil {
+		c.FS = vfs.Default
+	}
+	if c.CompactBytes == 0 {
+		c.CompactBytes = 64 << 20
 	}
 	if c.CompactKeep == 0 || c.CompactKeep > c.CompactThreshold {
 		c.CompactKeep = c.CompactThreshold / 2
@@ -128,10 +151,26 @@ type Stats struct {
 	// (intake.go): undecodable, for a group this store has no replica of
 	// and should not create, or failing a check.
 	Dropped uint64
+	// Groups is how many replicas this store holds, Awake how many of them
+	// tick (quiesce.go); Wakeups and Quiesced count the transitions.
+	Groups, Awake, Wakeups, Quiesced uint64
+	// SnapshotsReceiving counts snapshot streams being staged now, and
+	// SnapshotBytesReceived the bytes they have taken (snapstage.go).
+	SnapshotsReceiving, SnapshotBytesReceived uint64
+	// Heartbeats counts the heartbeats and responses of awake groups sent;
+	// they travel in the per-peer batches of the round (one stream
+	// message per store pair), never alone.
+	Heartbeats uint64
+	// LogCacheHits and LogReads count the log lookups (entries, terms)
+	// answered by a group's cache of its newest entries, and those read
+	// from the DB.
+	LogCacheHits, LogReads uint64
 }
 
 type stats struct {
 	rounds, synced, written, applied, snapsSent, readIndexes, reads, dropped atomic.Uint64
+	awake, wakeups, quiesced, groups                                         atomic.Uint64
+	snapStaging, snapBytes, heartbeats, logHits, logReads                    atomic.Uint64
 }
 
 // Stats returns the loop's counters.
@@ -141,6 +180,9 @@ func (rs *RaftStore) Stats() Stats {
 		Rounds: s.rounds.Load(), SyncedBatches: s.synced.Load(), EntriesWritten: s.written.Load(),
 		EntriesApplied: s.applied.Load(), SnapshotsSent: s.snapsSent.Load(), ReadIndexes: s.readIndexes.Load(), Reads: s.reads.Load(),
 		Dropped: s.dropped.Load(),
+		Groups:  s.groups.Load(), Awake: s.awake.Load(), Wakeups: s.wakeups.Load(), Quiesced: s.quiesced.Load(),
+		SnapshotsReceiving: s.snapStaging.Load(), SnapshotBytesReceived: s.snapBytes.Load(), Heartbeats: s.heartbeats.Load(),
+		LogCacheHits: s.logHits.Load(), LogReads: s.logReads.Load(),
 	}
 }
 
@@ -156,6 +198,9 @@ type Status struct {
 	IsLeader bool
 	// SnapshotsApplied counts snapshots this replica installed since start.
 	SnapshotsApplied uint64
+	// Asleep: the group does not tick (quiesce.go). A replica asleep since
+	// start-up knows no leader until it is used.
+	Asleep bool
 }
 
 // RaftStore is the multi-Raft engine of one store.
@@ -166,9 +211,22 @@ type RaftStore struct {
 
 	mu     sync.RWMutex // guards groups for readers outside the loop
 	groups map[uint64]*group
-	order  []*group // loop-owned, stable iteration order
 	moved  []*group // loop-owned: groups whose log an append or snapshot changed this round
 	drops  dropLog  // loop-owned
+
+	// Loop-owned (quiesce.go): the groups that tick; those to handle this
+	// round; those whose applied index is not known durable yet; the
+	// liveness of the stores this one shares groups with.
+	ticking      []*group
+	dirty        []*group
+	undurable    []*group
+	peers        map[uint64]*peerLiveness
+	incarnation  []byte
+	livenessSent time.Time
+	// boots are the bootstraps queued this round (createGroup), booting
+	// their groups.
+	boots   []boot
+	booting map[uint64]bool
 
 	inbox   inbox
 	waitMu  sync.Mutex
@@ -176,6 +234,7 @@ type RaftStore struct {
 
 	snapMu   sync.Mutex
 	snaps    map[uint64]*pendingSnapshot
+	staged   map[uint64]*stagedSnapshot
 	nextSnap uint64
 
 	reqSeq  atomic.Uint64

@@ -55,6 +55,9 @@ type net struct {
 	// tap, if set, sees every message delivered (snapshots with their
 	// data), before the receiver does.
 	tap func(from, to, group uint64, m *eraftpb.Message)
+	// dropQuiesce, if set, drops the quiesce heartbeats to store to for
+	// which it returns true.
+	dropQuiesce func(to uint64) bool
 }
 
 type netEnd struct {
@@ -64,13 +67,25 @@ type netEnd struct {
 
 func (e netEnd) Send(to uint64, msgs []*storepb.RaftMessage) {
 	e.n.mu.Lock()
-	dst, down, tap := e.n.rs[to], e.n.cut[to] || e.n.cut[e.from], e.n.tap
+	dst, down, tap, dropQ := e.n.rs[to], e.n.cut[to] || e.n.cut[e.from], e.n.tap, e.n.dropQuiesce
 	e.n.mu.Unlock()
 	if dst == nil || down {
 		return
 	}
+	if dropQ != nil {
+		kept := make([]*storepb.RaftMessage, 0, len(msgs))
+		for _, rm := range msgs {
+			if !rm.GetQuiesce() || !dropQ(to) {
+				kept = append(kept, rm)
+			}
+		}
+		msgs = kept
+	}
 	if tap != nil {
 		for _, rm := range msgs {
+			if rm.GetGroupId() == livenessGroup {
+				continue
+			}
 			m := &eraftpb.Message{}
 			if proto.Unmarshal(rm.GetData(), m) == nil {
 				tap(e.from, to, rm.GetGroupId(), m)
@@ -87,15 +102,35 @@ func (e netEnd) SendSnapshot(to, group uint64, m *eraftpb.Message) {
 	e.n.snaps.Add(1)
 	go func() {
 		defer e.n.snaps.Done()
-		var data []byte
-		err := src.StreamSnapshot(m.GetSnapshot().GetData(), func(chunk []byte) error { data = append(data, chunk...); return nil })
-		if err == nil && dst != nil {
-			m = proto.Clone(m).(*eraftpb.Message)
-			m.Snapshot.Data = data
-			if tap != nil {
-				tap(e.from, to, group, m)
+		// As the transport does: the receiver stages the data as it
+		// comes, and steps the message with its token.
+		var st *SnapshotStage
+		var err error
+		if dst != nil {
+			st, err = dst.StageSnapshot(group, m.GetSnapshot().GetMetadata())
+		}
+		if err == nil {
+			err = src.StreamSnapshot(m.GetSnapshot().GetData(), func(chunk []byte) error {
+				if st == nil {
+					return errors.New("no receiver")
+				}
+				return st.Write(chunk)
+			})
+		} else {
+			_ = src.StreamSnapshot(m.GetSnapshot().GetData(), func([]byte) error { return err })
+		}
+		if err == nil {
+			var token []byte
+			if token, err = st.Finish(); err == nil {
+				m = proto.Clone(m).(*eraftpb.Message)
+				m.Snapshot.Data = token
+				if tap != nil {
+					tap(e.from, to, group, m)
+				}
+				dst.StepSnapshot(e.from, group, m)
 			}
-			dst.StepSnapshot(e.from, group, m)
+		} else if st != nil {
+			st.Abort()
 		}
 		src.ReportSnapshot(group, to, err == nil)
 	}()
@@ -127,7 +162,7 @@ func (n *net) open(id uint64, fs vfs.FS, tune ...func(*Config)) (*node, error) {
 	}
 	nd := &node{db: db, fatal: make(chan error, 1), sms: map[uint64]*kvSM{}}
 	cfg := Config{
-		StoreID: id, DB: db, Transport: netEnd{n: n, from: id},
+		StoreID: id, DB: db, Transport: netEnd{n: n, from: id}, FS: fs, StagingDir: "staging",
 		NewStateMachine: func(g uint64) (StateMachine, error) { sm := &kvSM{group: g}; nd.sms[g] = sm; return sm, nil },
 		WantReplica:     func(uint64) bool { return true },
 		OnFatal: func(err error) {

@@ -109,6 +109,11 @@ func (rs *RaftStore) propose(ctx context.Context, gid, id uint64, hand func(g *g
 	defer rs.removeWaiter(id)
 	rs.post(func() {
 		g := rs.groups[gid]
+		if g != nil {
+			// A sleeping replica that knows no leader (since start-up)
+			// finds one once awake: the caller retries.
+			rs.use(g)
+		}
 		switch {
 		case g == nil:
 			rs.deliver(id, result{err: ErrGroupNotFound})
@@ -157,6 +162,7 @@ func (rs *RaftStore) ReadIndex(ctx context.Context, group uint64) error {
 			return
 		}
 		g.pendingReads = append(g.pendingReads, w)
+		rs.use(g)
 	})
 	select {
 	case err := <-w.ch:
@@ -172,7 +178,8 @@ func (rs *RaftStore) ReadIndex(ctx context.Context, group uint64) error {
 // this round. Each attempt gets a new request id (a reused one can match a
 // stale ReadState after a pause).
 func (rs *RaftStore) issueReads() {
-	for _, g := range rs.order {
+	for _, g := range rs.dirty { // a read wakes its group
+
 		if len(g.pendingReads) == 0 {
 			continue
 		}
@@ -197,6 +204,7 @@ func (rs *RaftStore) issueReads() {
 func (rs *RaftStore) Campaign(group uint64) {
 	rs.post(func() {
 		if g := rs.groups[group]; g != nil {
+			rs.wake(g)
 			_ = g.rn.Campaign()
 		}
 	})

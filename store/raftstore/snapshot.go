@@ -3,8 +3,9 @@ package raftstore
 // Snapshots are built on demand, from a pebble snapshot taken in the Raft
 // loop at the group's applied index, so they always describe exactly the
 // state after the applied entry. The MsgSnap that Raft emits carries only a
-// token; the transport streams the data from the pebble snapshot and the
-// receiver reassembles it before stepping the message.
+// token; the transport streams the data from the pebble snapshot, and the
+// receiver stages it into an SST file as it comes (snapstage.go) before
+// stepping the message with a token of its own.
 //
 // Data format: a sequence of (uvarint key length, key relative to the
 // group's s/<g>/ prefix, uvarint value length, value).
@@ -61,7 +62,11 @@ func (rs *RaftStore) StreamSnapshot(data []byte, fn func(chunk []byte) error) er
 		return err
 	}
 	buf := make([]byte, 0, snapshotChunkBytes+64)
+	mark := keys.SnapshotMark(ps.group)
 	for it.First(); it.Valid(); it.Next() {
+		if string(it.Key()) == string(mark) {
+			continue // the receiver writes its own
+		}
 		k := it.Key()[len(prefix):]
 		v, err := it.ValueAndErr()
 		if err != nil {
@@ -88,43 +93,6 @@ func (rs *RaftStore) StreamSnapshot(data []byte, fn func(chunk []byte) error) er
 	return fn(buf)
 }
 
-// decodeSnapshotData parses reassembled snapshot data into state machine
-// keys of group.
-func decodeSnapshotData(group uint64, data []byte) ([]KV, error) {
-	prefix := keys.StatePrefix(group)
-	var out []KV
-	err := walkSnapshotData(data, func(k, v []byte) {
-		out = append(out, KV{Key: append(append([]byte(nil), prefix...), k...), Value: v[:len(v):len(v)]})
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// walkSnapshotData calls fn with each key (relative to the state prefix)
-// and value of snapshot data, in order, and says if the data is malformed
-// (fn may have been called for the entries before the fault).
-func walkSnapshotData(data []byte, fn func(k, v []byte)) error {
-	for len(data) > 0 {
-		kl, n := binary.Uvarint(data)
-		if n <= 0 || kl > uint64(len(data)-n) {
-			return errors.New("raftstore: snapshot data: bad key length")
-		}
-		data = data[n:]
-		k := data[:kl]
-		data = data[kl:]
-		vl, n := binary.Uvarint(data)
-		if n <= 0 || vl > uint64(len(data)-n) {
-			return errors.New("raftstore: snapshot data: bad value length")
-		}
-		data = data[n:]
-		fn(k, data[:vl])
-		data = data[vl:]
-	}
-	return nil
-}
-
 // gcSnapshots releases snapshots that were never streamed.
 func (rs *RaftStore) gcSnapshots(now time.Time) {
 	rs.snapMu.Lock()
@@ -133,6 +101,12 @@ func (rs *RaftStore) gcSnapshots(now time.Time) {
 		if now.Sub(ps.created) > 10*time.Minute {
 			_ = ps.snap.Close()
 			delete(rs.snaps, t)
+		}
+	}
+	for t, s := range rs.staged {
+		if now.Sub(s.created) > 10*time.Minute {
+			_ = rs.cfg.FS.Remove(s.path)
+			delete(rs.staged, t)
 		}
 	}
 }

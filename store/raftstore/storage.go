@@ -1,6 +1,7 @@
 package raftstore
 
 // What Raft keeps of a group in pebble, and how it is loaded at start-up.
+// Raft reads the log from pebble too (groupStorage), not from memory.
 //
 // Invariants:
 //   - Log entries and the HardState are written in the round's persist
@@ -15,6 +16,7 @@ package raftstore
 import (
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
@@ -75,28 +77,296 @@ func decodeIndexTerm(b []byte) (uint64, uint64, error) {
 	return binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:]), nil
 }
 
-// groupStorage is raft.Storage for one group: the log lives in memory (as
-// raft.MemoryStorage, loaded from pebble at start-up) and on disk. Its
-// Snapshot is built on demand from the applied state, so the log can be
-// truncated freely below the applied index.
+// groupStorage is raft.Storage for one group over pebble: the log is read
+// from the DB (r/<g>/log/<index>), behind a small cache of the newest
+// entries, so an idle group keeps no entry in memory. Its Snapshot is built
+// on demand from the applied state, so the log can be truncated freely
+// below the applied index. Loop only: raft calls it from the loop, and the
+// loop updates it (install, compact) after each persisted round.
 type groupStorage struct {
-	*raft.MemoryStorage
-	snapshot func() (*eraftpb.Snapshot, error)
+	db    *pebble.DB
+	group uint64
+	hs    *eraftpb.HardState
+	conf  func() *eraftpb.ConfState
+	// The log holds first..last; first-1 (truncTerm) is the truncation
+	// point. lastTerm is the term of last.
+	first, truncTerm uint64
+	last, lastTerm   uint64
+	// cache holds the newest entries, contiguous, ending at last;
+	// cacheBytes their size.
+	cache      []*eraftpb.Entry
+	cacheBytes int
+	snapshot   func() (*eraftpb.Snapshot, error)
+	// hits and reads, if set, count the entry lookups the cache answered
+	// and those read from the DB.
+	hits, reads *atomic.Uint64
 }
 
+func count(c *atomic.Uint64) {
+	if c != nil {
+		c.Add(1)
+	}
+}
+
+// entryCacheBytes bounds a group's cache of its newest log entries: enough
+// for every follower that keeps up, and for the entries not applied yet.
+const entryCacheBytes = 1 << 20
+
+func (s *groupStorage) InitialState() (*eraftpb.HardState, *eraftpb.ConfState, error) {
+	hs := &eraftpb.HardState{}
+	if s.hs != nil {
+		hs = proto.Clone(s.hs).(*eraftpb.HardState)
+	}
+	cs := &eraftpb.ConfState{}
+	if c := s.conf(); c != nil {
+		cs = proto.Clone(c).(*eraftpb.ConfState)
+	}
+	return hs, cs, nil
+}
+
+func (s *groupStorage) FirstIndex() (uint64, error)          { return s.first, nil }
+func (s *groupStorage) LastIndex() (uint64, error)           { return s.last, nil }
 func (s *groupStorage) Snapshot() (*eraftpb.Snapshot, error) { return s.snapshot() }
 
-// loadedGroup is everything read back for a group at start-up.
-type loadedGroup struct {
-	ms      *raft.MemoryStorage
-	applied appliedState
-	trunc   uint64
-	exists  bool // any Raft state at all
+func (s *groupStorage) Term(i uint64) (uint64, error) {
+	switch {
+	case i == s.first-1:
+		return s.truncTerm, nil
+	case i < s.first-1:
+		return 0, raft.ErrCompacted
+	case i > s.last:
+		return 0, raft.ErrUnavailable
+	case i == s.last:
+		return s.lastTerm, nil
+	}
+	if e := s.cached(i); e != nil {
+		count(s.hits)
+		return e.GetTerm(), nil
+	}
+	count(s.reads)
+	e, err := s.read(i)
+	if err != nil {
+		return 0, err
+	}
+	return e.GetTerm(), nil
 }
 
-// loadGroup reads a group's Raft state from pebble.
+// Entries returns entries lo..hi-1, at most maxSize bytes of them (at least
+// one).
+func (s *groupStorage) Entries(lo, hi, maxSize uint64) ([]*eraftpb.Entry, error) {
+	if lo < s.first {
+		return nil, raft.ErrCompacted
+	}
+	if hi > s.last+1 {
+		return nil, fmt.Errorf("raftstore: group %d: entries up to %d, beyond the log's last index %d", s.group, hi-1, s.last)
+	}
+	if lo >= hi {
+		return nil, nil
+	}
+	if len(s.cache) > 0 && lo >= s.cache[0].GetIndex() {
+		count(s.hits)
+		off := lo - s.cache[0].GetIndex()
+		return limitSize(s.cache[off:off+(hi-lo)], maxSize), nil
+	}
+	count(s.reads)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: keys.LogEntry(s.group, lo), UpperBound: keys.LogEntry(s.group, hi)})
+	if err != nil {
+		return nil, err
+	}
+	var out []*eraftpb.Entry
+	var size uint64
+	next := lo
+	for it.First(); it.Valid(); it.Next() {
+		e := &eraftpb.Entry{}
+		if err := proto.Unmarshal(it.Value(), e); err != nil {
+			_ = it.Close()
+			return nil, fmt.Errorf("raftstore: group %d entry: %w", s.group, err)
+		}
+		if e.GetIndex() != next {
+			_ = it.Close()
+			return nil, fmt.Errorf("raftstore: group %d log has a gap: want index %d, found %d", s.group, next, e.GetIndex())
+		}
+		size += uint64(proto.Size(e))
+		if len(out) > 0 && size > maxSize {
+			break
+		}
+		out = append(out, e)
+		next++
+	}
+	if err := it.Close(); err != nil {
+		return nil, err
+	}
+	if len(out) == 0 || (next < hi && size <= maxSize) {
+		return nil, fmt.Errorf("raftstore: group %d log ends at %d, want entries %d..%d", s.group, next-1, lo, hi-1)
+	}
+	return out, nil
+}
+
+// limitSize keeps the entries whose total size is within maxSize (at least
+// one).
+func limitSize(ents []*eraftpb.Entry, maxSize uint64) []*eraftpb.Entry {
+	if len(ents) == 0 {
+		return ents
+	}
+	size := uint64(proto.Size(ents[0]))
+	n := 1
+	for ; n < len(ents); n++ {
+		size += uint64(proto.Size(ents[n]))
+		if size > maxSize {
+			break
+		}
+	}
+	return ents[:n:n]
+}
+
+func (s *groupStorage) cached(i uint64) *eraftpb.Entry {
+	if len(s.cache) == 0 || i < s.cache[0].GetIndex() || i > s.last {
+		return nil
+	}
+	return s.cache[i-s.cache[0].GetIndex()]
+}
+
+// read reads entry i from the DB.
+func (s *groupStorage) read(i uint64) (*eraftpb.Entry, error) {
+	b, ok, err := kvread.Get(s.db, keys.LogEntry(s.group, i))
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("raftstore: group %d: log entry %d missing (log %d..%d)", s.group, i, s.first, s.last)
+	}
+	e := &eraftpb.Entry{}
+	if err := proto.Unmarshal(b, e); err != nil {
+		return nil, fmt.Errorf("raftstore: group %d entry %d: %w", s.group, i, err)
+	}
+	return e, nil
+}
+
+// append makes persisted entries visible: they replace any entries from
+// their first index on. Loop only, after the round's batch is committed.
+func (s *groupStorage) append(ents []*eraftpb.Entry) {
+	if len(ents) == 0 {
+		return
+	}
+	first := ents[0].GetIndex()
+	if len(s.cache) > 0 {
+		c0 := s.cache[0].GetIndex()
+		switch {
+		case first <= c0:
+			s.dropCache()
+		case first <= s.cache[len(s.cache)-1].GetIndex()+1:
+			keep := int(first - c0)
+			for _, e := range s.cache[keep:] {
+				s.cacheBytes -= proto.Size(e)
+			}
+			clear(s.cache[keep:])
+			s.cache = s.cache[:keep]
+		default:
+			s.dropCache()
+		}
+	}
+	if len(s.cache) == 0 && first != s.last+1 && first <= s.last {
+		// Overwriting older entries than the cache holds: start anew.
+		s.dropCache()
+	}
+	for _, e := range ents {
+		s.cache = append(s.cache, e)
+		s.cacheBytes += proto.Size(e)
+	}
+	last := ents[len(ents)-1]
+	s.last, s.lastTerm = last.GetIndex(), last.GetTerm()
+	s.trimCache(entryCacheBytes)
+}
+
+// trimCache drops the oldest cached entries until the cache holds at most
+// budget bytes.
+func (s *groupStorage) trimCache(budget int) {
+	n := 0
+	for n < len(s.cache) && s.cacheBytes > budget {
+		s.cacheBytes -= proto.Size(s.cache[n])
+		n++
+	}
+	if n > 0 {
+		clear(s.cache[:n])
+		s.cache = s.cache[n:]
+		if len(s.cache) == 0 {
+			s.cache = nil
+		}
+	}
+}
+
+func (s *groupStorage) dropCache() { s.cache, s.cacheBytes = nil, 0 }
+
+// setHardState records the persisted hard state.
+func (s *groupStorage) setHardState(hs *eraftpb.HardState) {
+	s.hs = proto.Clone(hs).(*eraftpb.HardState)
+}
+
+// applySnapshot records an installed snapshot: the log is empty after it.
+func (s *groupStorage) applySnapshot(md *eraftpb.SnapshotMetadata) {
+	s.first, s.truncTerm = md.GetIndex()+1, md.GetTerm()
+	s.last, s.lastTerm = md.GetIndex(), md.GetTerm()
+	s.dropCache()
+	if s.hs == nil || s.hs.GetCommit() < md.GetIndex() {
+		hs := &eraftpb.HardState{}
+		if s.hs != nil {
+			hs = proto.Clone(s.hs).(*eraftpb.HardState)
+		}
+		hs.Commit = new(md.GetIndex())
+		if hs.GetTerm() < md.GetTerm() {
+			hs.Term = new(md.GetTerm())
+		}
+		s.hs = hs
+	}
+}
+
+// compact records that the log was truncated up to index to, whose term is
+// term.
+func (s *groupStorage) compact(to, term uint64) {
+	if to < s.first {
+		return
+	}
+	s.first, s.truncTerm = to+1, term
+	if len(s.cache) > 0 && s.cache[0].GetIndex() <= to {
+		n := int(min(to-s.cache[0].GetIndex()+1, uint64(len(s.cache))))
+		for _, e := range s.cache[:n] {
+			s.cacheBytes -= proto.Size(e)
+		}
+		clear(s.cache[:n])
+		s.cache = s.cache[n:]
+		if len(s.cache) == 0 {
+			s.cache = nil
+		}
+	}
+}
+
+// releaseCache frees the cached entries (the group fell asleep: its
+// followers hold the whole log).
+func (s *groupStorage) releaseCache() { s.dropCache() }
+
+// loadedGroup is what is read back for a group at start-up: its state, not
+// its log (which stays on disk).
+type loadedGroup struct {
+	applied          appliedState
+	hs               *eraftpb.HardState
+	trunc, truncTerm uint64
+	last, lastTerm   uint64
+	exists           bool // any Raft state at all
+}
+
+// loadGroup reads a group's Raft state from pebble: the applied state, the
+// truncation point, the hard state and the log's last entry. Entries past
+// the commit index (the only ones a later leader may overwrite) are checked
+// for gaps and for terms that decrease: such a log kept a tail an overwrite
+// should have removed.
+//
+// A snapshot whose state was ingested but whose Raft state was not
+// committed (the store stopped in between, snapstage.go) is finished first.
 func loadGroup(db *pebble.DB, group uint64) (*loadedGroup, error) {
-	lg := &loadedGroup{ms: raft.NewMemoryStorage(), applied: appliedState{conf: &eraftpb.ConfState{}}}
+	if err := finishInstall(db, group); err != nil {
+		return nil, err
+	}
+	lg := &loadedGroup{applied: appliedState{conf: &eraftpb.ConfState{}}}
 	if b, ok, err := kvread.Get(db, keys.Applied(group)); err != nil {
 		return nil, err
 	} else if ok {
@@ -105,28 +375,13 @@ func loadGroup(db *pebble.DB, group uint64) (*loadedGroup, error) {
 		}
 		lg.exists = true
 	}
-	var truncTerm uint64
 	if b, ok, err := kvread.Get(db, keys.Truncated(group)); err != nil {
 		return nil, err
 	} else if ok {
-		if lg.trunc, truncTerm, err = decodeIndexTerm(b); err != nil {
+		if lg.trunc, lg.truncTerm, err = decodeIndexTerm(b); err != nil {
 			return nil, err
 		}
 		lg.exists = true
-	}
-	if lg.trunc > 0 {
-		snap := &eraftpb.Snapshot{Metadata: &eraftpb.SnapshotMetadata{
-			Index: new(lg.trunc), Term: new(truncTerm), ConfState: lg.applied.conf,
-		}}
-		if err := lg.ms.ApplySnapshot(snap); err != nil {
-			return nil, fmt.Errorf("raftstore: group %d: %w", group, err)
-		}
-	} else if len(lg.applied.conf.GetVoters()) > 0 {
-		// The conf state must be visible through InitialState even if the
-		// log was never truncated.
-		if err := lg.ms.ApplySnapshot(&eraftpb.Snapshot{Metadata: &eraftpb.SnapshotMetadata{ConfState: lg.applied.conf}}); err != nil {
-			return nil, err
-		}
 	}
 	if b, ok, err := kvread.Get(db, keys.HardState(group)); err != nil {
 		return nil, err
@@ -135,20 +390,42 @@ func loadGroup(db *pebble.DB, group uint64) (*loadedGroup, error) {
 		if err := proto.Unmarshal(b, hs); err != nil {
 			return nil, fmt.Errorf("raftstore: group %d hard state: %w", group, err)
 		}
-		if err := lg.ms.SetHardState(hs); err != nil {
-			return nil, err
-		}
+		lg.hs = hs
 		lg.exists = true
 	}
+	lg.last, lg.lastTerm = lg.trunc, lg.truncTerm
+	// The tail from the commit index (or the truncation point) on.
+	from := max(lg.trunc, lg.hs.GetCommit())
+	if from > lg.trunc {
+		b, ok, err := kvread.Get(db, keys.LogEntry(group, from))
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			// The log ends below the commit index: a crash lost the tail of
+			// an unsynced round that only moved the commit index. Read
+			// from the truncation point.
+			from = lg.trunc
+		} else {
+			e := &eraftpb.Entry{}
+			if err := proto.Unmarshal(b, e); err != nil {
+				return nil, fmt.Errorf("raftstore: group %d entry: %w", group, err)
+			}
+			lg.last, lg.lastTerm = e.GetIndex(), e.GetTerm()
+			lg.exists = true
+		}
+	}
 	it, err := db.NewIter(&pebble.IterOptions{
-		LowerBound: keys.LogEntry(group, lg.trunc+1),
+		LowerBound: keys.LogEntry(group, from+1),
 		UpperBound: keys.PrefixEnd(keys.LogPrefix(group)),
 	})
 	if err != nil {
 		return nil, err
 	}
-	var ents []*eraftpb.Entry
-	next, term := lg.trunc+1, truncTerm
+	next, term := from+1, lg.lastTerm
+	if from == lg.trunc {
+		term = lg.truncTerm
+	}
 	for it.First(); it.Valid(); it.Next() {
 		e := &eraftpb.Entry{}
 		if err := proto.Unmarshal(it.Value(), e); err != nil {
@@ -159,26 +436,73 @@ func loadGroup(db *pebble.DB, group uint64) (*loadedGroup, error) {
 			_ = it.Close()
 			return nil, fmt.Errorf("raftstore: group %d log has a gap: want index %d, found %d", group, next, e.GetIndex())
 		}
-		// Raft never appends an entry of an older term after a newer one: a
-		// log whose terms decrease kept a tail an overwrite should have
-		// removed.
 		if e.GetTerm() < term {
 			_ = it.Close()
 			return nil, fmt.Errorf("raftstore: group %d log: entry %d has term %d after term %d", group, e.GetIndex(), e.GetTerm(), term)
 		}
 		next, term = next+1, e.GetTerm()
-		ents = append(ents, e)
+		lg.last, lg.lastTerm = e.GetIndex(), e.GetTerm()
+		lg.exists = true
 	}
 	if err := it.Close(); err != nil {
 		return nil, err
 	}
-	if err := lg.ms.Append(ents); err != nil {
-		return nil, err
-	}
-	if len(ents) > 0 {
-		lg.exists = true
-	}
 	return lg, nil
+}
+
+// finishInstall completes the install of a snapshot whose state is in
+// place (its mark is above the applied index) but whose Raft state is not:
+// applied index, truncation point, empty log, and a hard state whose
+// commit index reaches the snapshot (its term and vote are kept).
+func finishInstall(db *pebble.DB, group uint64) error {
+	b, ok, err := kvread.Get(db, keys.SnapshotMark(group))
+	if err != nil || !ok {
+		return err
+	}
+	mark, err := decodeApplied(b)
+	if err != nil {
+		return fmt.Errorf("raftstore: group %d snapshot mark: %w", group, err)
+	}
+	var applied uint64
+	if ab, ok, err := kvread.Get(db, keys.Applied(group)); err != nil {
+		return err
+	} else if ok {
+		a, err := decodeApplied(ab)
+		if err != nil {
+			return err
+		}
+		applied = a.index
+	}
+	if mark.index <= applied {
+		return nil
+	}
+	hs := &eraftpb.HardState{}
+	if hb, ok, err := kvread.Get(db, keys.HardState(group)); err != nil {
+		return err
+	} else if ok {
+		if err := proto.Unmarshal(hb, hs); err != nil {
+			return fmt.Errorf("raftstore: group %d hard state: %w", group, err)
+		}
+	}
+	hs.Commit = new(max(hs.GetCommit(), mark.index))
+	hs.Term = new(max(hs.GetTerm(), mark.term))
+	hb, err := proto.Marshal(hs)
+	if err != nil {
+		return err
+	}
+	batch := db.NewBatch()
+	defer batch.Close()
+	md := &eraftpb.SnapshotMetadata{Index: new(mark.index), Term: new(mark.term), ConfState: mark.conf}
+	if err := writeSnapshotRaftState(batch, group, md); err != nil {
+		return err
+	}
+	if err := batch.Set(keys.HardState(group), hb, nil); err != nil {
+		return err
+	}
+	if err := batch.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("raftstore: group %d: finish a snapshot install: %w", group, err)
+	}
+	return nil
 }
 
 // writeBootstrap writes the first state of a group with the given voters:

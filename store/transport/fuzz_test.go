@@ -37,8 +37,11 @@ func (r *snapRecorder) StepSnapshot(from, group uint64, m *eraftpb.Message) {
 	r.steps = append(r.steps, recordedSnap{from, group, m})
 }
 func (r *snapRecorder) StreamSnapshot([]byte, func([]byte) error) error { return nil }
-func (r *snapRecorder) ReportUnreachable(uint64)                        {}
-func (r *snapRecorder) ReportSnapshot(uint64, uint64, bool)             {}
+func (r *snapRecorder) StageSnapshot(uint64, *eraftpb.SnapshotMetadata) (transport.SnapshotStage, error) {
+	return &memStage{}, nil
+}
+func (r *snapRecorder) ReportUnreachable(uint64)            {}
+func (r *snapRecorder) ReportSnapshot(uint64, uint64, bool) {}
 
 func (r *snapRecorder) take() []recordedSnap {
 	r.mu.Lock()

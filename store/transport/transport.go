@@ -35,12 +35,30 @@ import (
 type Raft interface {
 	// Step delivers the messages of a batch store from sent.
 	Step(from uint64, msgs []*storepb.RaftMessage)
-	// StepSnapshot delivers a reassembled MsgSnap store from sent.
+	// StageSnapshot starts receiving the data of a snapshot of group (the
+	// MsgSnap's metadata md); the transport writes each chunk to it as it
+	// arrives, then steps the MsgSnap with the token Finish returns.
+	StageSnapshot(group uint64, md *eraftpb.SnapshotMetadata) (SnapshotStage, error)
+	// StepSnapshot delivers a MsgSnap store from sent, whose data is the
+	// token of its stage.
 	StepSnapshot(from, group uint64, m *eraftpb.Message)
 	StreamSnapshot(data []byte, fn func(chunk []byte) error) error
 	ReportUnreachable(to uint64)
 	ReportSnapshot(group, to uint64, ok bool)
 }
+
+// SnapshotStage receives one snapshot's data, chunk by chunk, without
+// holding it in memory.
+type SnapshotStage interface {
+	Write(chunk []byte) error
+	Finish() (token []byte, err error)
+	Abort()
+}
+
+// SnapshotIdleTimeout is how long a snapshot stream may make no progress
+// (no chunk sent or received) before it is cut: a transfer that stalls is
+// retried, one that progresses slowly is never cut off.
+var SnapshotIdleTimeout = 30 * time.Second
 
 // LinkFault describes what happens to traffic on one link. The zero value
 // is a healthy link. Used by fault-injection tests only.
@@ -395,8 +413,12 @@ func (t *Transport) sendSnapshot(to, group uint64, m *eraftpb.Message) error {
 	if err != nil {
 		return fail(err)
 	}
-	ctx, cancel := context.WithTimeout(t.ctx, 5*time.Minute)
+	// No fixed deadline: the stream is cut only when a chunk makes no
+	// progress for SnapshotIdleTimeout.
+	ctx, cancel := context.WithCancel(t.ctx)
 	defer cancel()
+	watchdog := time.AfterFunc(SnapshotIdleTimeout, cancel)
+	defer watchdog.Stop()
 	stream, err := p.client.Snapshot(ctx)
 	if err != nil {
 		return fail(err)
@@ -409,7 +431,11 @@ func (t *Transport) sendSnapshot(to, group uint64, m *eraftpb.Message) error {
 		}
 		first = nil
 		c.Data = chunk
-		return stream.Send(c)
+		if err := stream.Send(c); err != nil {
+			return err
+		}
+		watchdog.Reset(SnapshotIdleTimeout)
+		return nil
 	}); err != nil {
 		return err
 	}
@@ -500,17 +526,28 @@ func (t *Transport) HandleRaft(stream storepb.StoreInternal_RaftServer) error {
 	}
 }
 
-// MaxSnapshotBytes bounds a snapshot a store reassembles in memory (the
-// whole state of one namespace's group).
-const MaxSnapshotBytes = 1 << 30
+// MaxSnapshotBytes bounds the data of one snapshot stream (the whole state
+// of one namespace's group). It is staged on disk as it arrives, never
+// held in memory.
+const MaxSnapshotBytes = 64 << 30
 
-// HandleSnapshot reassembles one snapshot and steps its message.
+// HandleSnapshot receives one snapshot: the first chunk carries the
+// MsgSnap, whose stage takes every chunk's data as it arrives; the message
+// is stepped once the stream ends. A stream that makes no progress for
+// SnapshotIdleTimeout is cut.
 func (t *Transport) HandleSnapshot(stream storepb.StoreInternal_SnapshotServer) error {
 	var header *storepb.RaftMessage
-	var from uint64
-	var data []byte
+	var m *eraftpb.Message
+	var from, total uint64
+	var stage SnapshotStage
+	defer func() {
+		if stage != nil {
+			stage.Abort()
+		}
+	}()
+	recv := idleRecv(stream.Context(), SnapshotIdleTimeout, stream.Recv)
 	for {
-		c, err := stream.Recv()
+		c, err := recv()
 		if err == io.EOF {
 			break
 		}
@@ -522,25 +559,63 @@ func (t *Transport) HandleSnapshot(stream storepb.StoreInternal_SnapshotServer) 
 		}
 		if header == nil {
 			header, from = c.GetMessage(), c.GetFromStore()
+			m = &eraftpb.Message{}
+			if err := proto.Unmarshal(header.GetData(), m); err != nil {
+				return status.Errorf(codes.InvalidArgument, "snapshot message: %v", err)
+			}
+			if m.GetType() != eraftpb.MsgSnap || m.GetSnapshot() == nil {
+				return status.Errorf(codes.InvalidArgument, "snapshot stream carries a %v, not a MsgSnap", m.GetType())
+			}
+			if stage, err = t.raft.StageSnapshot(header.GetGroupId(), m.GetSnapshot().GetMetadata()); err != nil {
+				return status.Errorf(codes.Internal, "stage snapshot: %v", err)
+			}
 		} else if c.GetFromStore() != from || c.GetMessage() != nil {
 			return status.Error(codes.InvalidArgument, "a snapshot stream carries one message, from one store")
 		}
-		if len(data)+len(c.GetData()) > MaxSnapshotBytes {
-			return status.Errorf(codes.ResourceExhausted, "snapshot of more than %d bytes", MaxSnapshotBytes)
+		if total += uint64(len(c.GetData())); total > MaxSnapshotBytes {
+			return status.Errorf(codes.ResourceExhausted, "snapshot of more than %d bytes", uint64(MaxSnapshotBytes))
 		}
-		data = append(data, c.GetData()...)
+		if err := stage.Write(c.GetData()); err != nil {
+			return status.Errorf(codes.InvalidArgument, "snapshot data: %v", err)
+		}
 	}
 	if header == nil {
 		return status.Error(codes.InvalidArgument, "snapshot stream without a message")
 	}
-	m := &eraftpb.Message{}
-	if err := proto.Unmarshal(header.GetData(), m); err != nil {
-		return status.Errorf(codes.InvalidArgument, "snapshot message: %v", err)
+	token, err := stage.Finish()
+	stage = nil
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "snapshot data: %v", err)
 	}
-	if m.GetType() != eraftpb.MsgSnap || m.GetSnapshot() == nil {
-		return status.Errorf(codes.InvalidArgument, "snapshot stream carries a %v, not a MsgSnap", m.GetType())
-	}
-	m.Snapshot.Data = data
+	m.Snapshot.Data = token
 	t.raft.StepSnapshot(from, header.GetGroupId(), m)
 	return stream.SendAndClose(&storepb.SnapshotDone{})
+}
+
+// idleRecv wraps a stream's Recv so that a wait longer than idle for the
+// next message fails it (the stream is then cut by its handler returning).
+func idleRecv[T any](ctx context.Context, idle time.Duration, recv func() (T, error)) func() (T, error) {
+	type res struct {
+		v   T
+		err error
+	}
+	return func() (T, error) {
+		ch := make(chan res, 1)
+		go func() {
+			v, err := recv()
+			ch <- res{v, err}
+		}()
+		t := time.NewTimer(idle)
+		defer t.Stop()
+		select {
+		case r := <-ch:
+			return r.v, r.err
+		case <-t.C:
+			var zero T
+			return zero, status.Errorf(codes.DeadlineExceeded, "no progress for %v", idle)
+		case <-ctx.Done():
+			var zero T
+			return zero, status.FromContextError(ctx.Err()).Err()
+		}
+	}
 }

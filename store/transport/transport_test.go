@@ -79,8 +79,9 @@ type snapReport struct {
 
 type fakeRaft struct {
 	mu          sync.Mutex
-	discard     bool // count stepped messages without keeping them
-	stepped     int  // messages stepped
+	stageBlock  chan struct{} // if set, staging a snapshot's data waits on it
+	discard     bool          // count stepped messages without keeping them
+	stepped     int           // messages stepped
 	steps       [][]*storepb.RaftMessage
 	snaps       []snapStep
 	unreachable map[uint64]int
@@ -110,6 +111,29 @@ func (f *fakeRaft) StepSnapshot(_, group uint64, m *eraftpb.Message) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.snaps = append(f.snaps, snapStep{group, m})
+}
+
+// memStage keeps a snapshot's data in memory; its token is the data.
+// block, if set, is waited on before each write.
+type memStage struct {
+	data  []byte
+	block chan struct{}
+}
+
+func (s *memStage) Write(chunk []byte) error {
+	if s.block != nil {
+		<-s.block
+	}
+	s.data = append(s.data, chunk...)
+	return nil
+}
+func (s *memStage) Finish() ([]byte, error) { return s.data, nil }
+func (s *memStage) Abort()                  {}
+
+func (f *fakeRaft) StageSnapshot(uint64, *eraftpb.SnapshotMetadata) (transport.SnapshotStage, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &memStage{block: f.stageBlock}, nil
 }
 
 func (f *fakeRaft) StreamSnapshot(data []byte, fn func(chunk []byte) error) error {
@@ -1297,4 +1321,70 @@ func TestSendBurstOfLargeMessages(t *testing.T) {
 			t.Logf("transport log: %s: %v", e.Message, e.ContextMap()["error"])
 		}
 	}
+}
+
+// TestSnapshotProgressTimeout: a snapshot stream is cut only when it makes
+// no progress for SnapshotIdleTimeout, never for its total length: one that
+// sends a chunk every 100ms for well over the timeout arrives whole; one
+// that stalls is cut, and reported failed (raft sends it again).
+func TestSnapshotProgressTimeout(t *testing.T) {
+	old := transport.SnapshotIdleTimeout
+	transport.SnapshotIdleTimeout = 400 * time.Millisecond
+	t.Cleanup(func() { transport.SnapshotIdleTimeout = old })
+
+	t.Run("slow", func(t *testing.T) {
+		dir := newDirectory()
+		n1 := newNode(t, dir, 1, nodeOpts{})
+		n2 := newNode(t, dir, 2, nodeOpts{})
+		n1.raft.setStream(func(_ []byte, fn func([]byte) error) error {
+			for i := range 12 { // 1.2s in all, three idle timeouts
+				time.Sleep(100 * time.Millisecond)
+				if err := fn([]byte{byte(i)}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		n1.tr.SendSnapshot(2, 7, snapMsg(2, 1, []byte("rdbsnap:token-01")))
+		eventually(t, 10*time.Second, "ReportSnapshot", func() bool { return len(n1.raft.snapReports()) > 0 })
+		if r := n1.raft.snapReports(); !r[0].ok {
+			t.Fatalf("a slow snapshot was cut off: %+v", r)
+		}
+		if steps := n2.raft.snapSteps(); len(steps) != 1 || len(steps[0].m.GetSnapshot().GetData()) != 12 {
+			t.Fatalf("receiver stepped %d snapshots", len(steps))
+		}
+	})
+	t.Run("stalled", func(t *testing.T) {
+		dir := newDirectory()
+		n1 := newNode(t, dir, 1, nodeOpts{})
+		n2 := newNode(t, dir, 2, nodeOpts{})
+		// The receiver stops taking data (its disk hangs): the sender's
+		// stream fills up and makes no progress.
+		release := make(chan struct{})
+		n2.raft.mu.Lock()
+		n2.raft.stageBlock = release
+		n2.raft.mu.Unlock()
+		defer close(release)
+		big := bytes.Repeat([]byte{'x'}, 1<<20)
+		n1.raft.setStream(func(_ []byte, fn func([]byte) error) error {
+			for range 64 {
+				if err := fn(big); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		start := time.Now()
+		n1.tr.SendSnapshot(2, 7, snapMsg(2, 1, []byte("rdbsnap:token-01")))
+		eventually(t, 10*time.Second, "ReportSnapshot", func() bool { return len(n1.raft.snapReports()) > 0 })
+		if r := n1.raft.snapReports(); r[0].ok {
+			t.Fatalf("a stalled snapshot was reported sent: %+v", r)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("the stall was noticed after %v", d)
+		}
+		if steps := n2.raft.snapSteps(); len(steps) != 0 {
+			t.Fatalf("receiver stepped a snapshot from a stalled stream")
+		}
+	})
 }

@@ -1,0 +1,335 @@
+package raftstore
+
+// Quiescence: an idle group costs nothing.
+//
+// A group ticks only while it is awake. Its leader puts it to sleep once it
+// has been idle for quiesceTicks ticks: nothing proposed or read pending,
+// every entry committed and applied, every member holding the whole log,
+// no leadership transfer, and (PD mode) the membership its owner wants. It
+// then sends each member one last heartbeat marked quiesce (RaftMessage
+// .quiesce) and stops ticking. A follower that steps such a heartbeat from
+// its leader, holding the leader's whole log, stops ticking too. A
+// sleeping group does no loop work at all: the loop ticks, reads and
+// handles Ready only for the groups that are awake or were touched in the
+// round (rs.ticking, rs.dirty).
+//
+// Anything wakes a group: a proposal, a read, a membership change its owner
+// asks for, a leadership transfer, or any message from another store but
+// the two that keep it asleep (the quiesce heartbeat on a follower, the
+// heartbeat response on a leader). A follower that missed the quiesce
+// heartbeat keeps ticking and campaigns; its pre-vote wakes the others,
+// which refuse it (they heard from their leader within the election
+// timeout) and the leader heartbeats again, then sleeps again.
+//
+// Sleeping followers cannot see their leader fail through the group's own
+// heartbeats, so stores watch each other instead (store liveness): every
+// store sends every store it shares a group with a small message (group 0,
+// the store's incarnation) every heartbeat tick, whether or not any group
+// is awake. A store not heard from for an election timeout is down: the
+// sleeping groups it led wake and elect a new leader. A store heard with a
+// new incarnation restarted (its replicas lost their leadership): the
+// groups it led wake too. A member on a store that is down does not keep
+// its group awake (it would keep every group it shares awake until PD
+// replaces it); when the store is heard again, the sleeping groups led
+// here that it is a member of wake and catch it up.
+//
+// At start-up a group whose log is all applied sleeps, with no leader
+// known (one with entries past its applied index wakes at once: they may
+// need a leader to commit), so a restarted store with 100,000 groups does
+// not hold 100,000 elections. A group wakes on first use (or when a peer
+// calls); a replica that knows no leader campaigns after an election
+// timeout, and a sleeping leader woken by its pre-vote heartbeats at once,
+// so the first call waits one or two election timeouts.
+
+import (
+	"encoding/binary"
+	"slices"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	eraftpb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rdb-project/rdb/proto/storepb"
+)
+
+// quiesceTicks is how many consecutive idle ticks a leader waits before it
+// puts its group to sleep.
+const quiesceTicks = 3
+
+// livenessGroup is the group id of store liveness messages: no Raft group
+// has id 0.
+const livenessGroup uint64 = 0
+
+// peerLiveness is what a store knows of another's liveness. Loop only.
+type peerLiveness struct {
+	lastHeard   time.Time
+	incarnation uint64
+	down        bool
+}
+
+// markDirty queues g for this round's Ready handling. Loop only.
+func (rs *RaftStore) markDirty(g *group) {
+	if !g.dirty {
+		g.dirty = true
+		rs.dirty = append(rs.dirty, g)
+	}
+}
+
+// wake makes g tick again and queues it for this round. Loop only.
+func (rs *RaftStore) wake(g *group) {
+	rs.markDirty(g)
+	if g.tickIdx >= 0 {
+		return
+	}
+	g.idleTicks = 0
+	g.tickIdx = len(rs.ticking)
+	rs.ticking = append(rs.ticking, g)
+	rs.stats.wakeups.Add(1)
+	rs.stats.awake.Add(1)
+	g.publishStatus()
+}
+
+// sleep stops g ticking. Loop only.
+func (rs *RaftStore) sleep(g *group) {
+	if g.tickIdx < 0 {
+		return
+	}
+	last := rs.ticking[len(rs.ticking)-1]
+	rs.ticking[g.tickIdx] = last
+	last.tickIdx = g.tickIdx
+	rs.ticking = rs.ticking[:len(rs.ticking)-1]
+	g.tickIdx = -1
+	g.idleTicks = 0
+	g.storage.releaseCache() // every member holds the whole log
+	rs.stats.awake.Add(^uint64(0))
+	rs.stats.quiesced.Add(1)
+	g.publishStatus()
+}
+
+// use wakes g for a call (a proposal, a read): its leader starts counting
+// idle ticks again. Loop only.
+func (rs *RaftStore) use(g *group) {
+	rs.wake(g)
+	g.idleTicks = 0
+}
+
+// Wake wakes this store's replica of group (its owner wants a membership
+// change, or a leadership transfer).
+func (rs *RaftStore) Wake(group uint64) {
+	rs.post(func() {
+		if g := rs.groups[group]; g != nil {
+			rs.wake(g)
+		}
+	})
+}
+
+// WakeAll wakes every group (the wanted voters of all of them changed: a
+// store joined or left the static cluster). It does not block.
+func (rs *RaftStore) WakeAll() {
+	rs.post(func() {
+		for _, g := range rs.groups {
+			rs.wake(g)
+		}
+	})
+}
+
+// idle reports whether g's leader may put the group to sleep: nothing
+// pending anywhere, every member holding the whole log.
+func (rs *RaftStore) idle(g *group) bool {
+	if !g.isLeader() || len(g.pendingReads) > 0 || len(g.reads) > 0 || len(g.readWait) > 0 || g.rn.HasReady() {
+		return false
+	}
+	bs := g.rn.BasicStatus()
+	if bs.LeadTransferee != raft.None || bs.HardState.GetCommit() != g.lastIndex || g.applied.index != g.lastIndex {
+		return false
+	}
+	if !rs.membershipSettled(g) {
+		return false
+	}
+	// A leader that has lost its quorum stays awake: CheckQuorum steps it
+	// down, and its followers elect once they are back.
+	live := 0
+	voters := g.applied.conf.GetVoters()
+	for _, id := range voters {
+		if id == rs.cfg.StoreID || !rs.storeDown(id) {
+			live++
+		}
+	}
+	if live <= len(voters)/2 {
+		return false
+	}
+	all := true
+	g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+		if id == rs.cfg.StoreID || rs.storeDown(id) {
+			// A member on a store that is down does not keep the group
+			// awake: the group wakes when the store is heard again.
+			return
+		}
+		if pr.Match != g.lastIndex || pr.State != tracker.StateReplicate {
+			all = false
+		}
+	})
+	return all
+}
+
+// membershipSettled reports whether g's members are those its owner wants
+// (always, without DesiredVoters).
+func (rs *RaftStore) membershipSettled(g *group) bool {
+	if rs.cfg.DesiredVoters == nil {
+		return true
+	}
+	want := rs.cfg.DesiredVoters(g.id)
+	if len(want) == 0 {
+		return true
+	}
+	voters := g.applied.conf.GetVoters()
+	return len(g.applied.conf.GetLearners()) == 0 && len(voters) == len(want) && containsAll(voters, want)
+}
+
+// maybeQuiesce puts a leader's group to sleep once it has been idle for
+// quiesceTicks ticks, telling its members, and reports whether it did.
+// Loop only, before the group's tick (whose heartbeats are work).
+func (rs *RaftStore) maybeQuiesce(g *group) bool {
+	if !rs.idle(g) {
+		g.idleTicks = 0
+		return false
+	}
+	g.idleTicks++
+	if g.idleTicks < quiesceTicks {
+		return false
+	}
+	bs := g.rn.BasicStatus()
+	term, commit := bs.HardState.GetTerm(), bs.HardState.GetCommit()
+	for _, id := range g.members() {
+		if id == rs.cfg.StoreID {
+			continue
+		}
+		m := &eraftpb.Message{Type: eraftpb.MsgHeartbeat.Enum(), To: new(id), From: new(rs.cfg.StoreID), Term: new(term), Commit: new(commit)}
+		data, err := proto.Marshal(m)
+		if err != nil {
+			rs.log.Error("marshal quiesce heartbeat", zap.Error(err))
+			return false
+		}
+		rs.cfg.Transport.Send(id, []*storepb.RaftMessage{{GroupId: g.id, Data: data, Quiesce: true}})
+	}
+	rs.sleep(g)
+	return true
+}
+
+// followerQuiesce puts a follower's group to sleep after it stepped a
+// quiesce heartbeat from its leader, if it holds the leader's whole log and
+// has nothing pending. Loop only.
+func (rs *RaftStore) followerQuiesce(g *group, from uint64, m *eraftpb.Message) {
+	bs := g.rn.BasicStatus()
+	if bs.RaftState != raft.StateFollower || bs.Lead != from || bs.HardState.GetTerm() != m.GetTerm() ||
+		m.GetCommit() != g.lastIndex || bs.HardState.GetCommit() != g.lastIndex ||
+		len(g.pendingReads) > 0 || len(g.reads) > 0 || len(g.readWait) > 0 {
+		return
+	}
+	rs.sleep(g)
+}
+
+// members lists g's voters and learners.
+func (g *group) members() []uint64 {
+	cs := g.applied.conf
+	out := make([]uint64, 0, len(cs.GetVoters())+len(cs.GetLearners()))
+	out = append(out, cs.GetVoters()...)
+	return append(out, cs.GetLearners()...)
+}
+
+// notePeers adds a configuration's members to the stores this one watches.
+// Loop only.
+func (rs *RaftStore) notePeers(cs *eraftpb.ConfState, now time.Time) {
+	for _, ids := range [][]uint64{cs.GetVoters(), cs.GetVotersOutgoing(), cs.GetLearners()} {
+		for _, id := range ids {
+			if id != rs.cfg.StoreID && rs.peers[id] == nil {
+				rs.peers[id] = &peerLiveness{lastHeard: now}
+			}
+		}
+	}
+}
+
+// storeDown reports whether store id has not been heard from for an
+// election timeout. Loop only.
+func (rs *RaftStore) storeDown(id uint64) bool {
+	p := rs.peers[id]
+	return p != nil && p.down
+}
+
+// heard notes that store from sent something; incarnation is nonzero on a
+// liveness message. Loop only.
+func (rs *RaftStore) heard(from, incarnation uint64, now time.Time) {
+	p := rs.peers[from]
+	if p == nil {
+		p = &peerLiveness{}
+		rs.peers[from] = p
+	}
+	p.lastHeard = now
+	if p.down {
+		p.down = false
+		rs.log.Info("store is live again: waking the groups this store leads with it", zap.Uint64("store", from))
+		rs.wakeLeadingWith(from)
+	}
+	if incarnation == 0 {
+		return
+	}
+	if p.incarnation != 0 && p.incarnation != incarnation {
+		rs.log.Info("store restarted: waking the groups it led", zap.Uint64("store", from))
+		rs.wakeLedBy(from)
+	}
+	p.incarnation = incarnation
+}
+
+// checkLiveness sends this store's liveness to every store it shares a
+// group with, and wakes the sleeping groups led by a store not heard from
+// for an election timeout. Loop only, every tick.
+func (rs *RaftStore) checkLiveness(now time.Time) {
+	if now.Sub(rs.livenessSent) >= time.Duration(rs.cfg.HeartbeatTicks)*rs.cfg.TickInterval {
+		rs.livenessSent = now
+		for id := range rs.peers {
+			rs.cfg.Transport.Send(id, []*storepb.RaftMessage{{GroupId: livenessGroup, Data: rs.incarnation}})
+		}
+	}
+	timeout := time.Duration(rs.cfg.ElectionTicks) * rs.cfg.TickInterval
+	for id, p := range rs.peers {
+		if !p.down && now.Sub(p.lastHeard) > timeout {
+			p.down = true
+			rs.log.Info("store not heard from for an election timeout: waking the groups it led", zap.Uint64("store", id))
+			rs.wakeLedBy(id)
+		}
+	}
+}
+
+// wakeLedBy wakes every sleeping group whose leader is store id. Loop only;
+// it visits every group, but only when a store fails or restarts.
+func (rs *RaftStore) wakeLedBy(id uint64) {
+	for _, g := range rs.groups {
+		if g.tickIdx < 0 && g.lead == id {
+			rs.wake(g)
+		}
+	}
+}
+
+// wakeLeadingWith wakes every sleeping group this store leads that has
+// store id as a member: it may have fallen asleep while id was down, with
+// id behind. Loop only; it visits every group, but only when a store comes
+// back.
+func (rs *RaftStore) wakeLeadingWith(id uint64) {
+	for _, g := range rs.groups {
+		if g.tickIdx < 0 && g.isLeader() && slices.Contains(g.members(), id) {
+			rs.wake(g)
+		}
+	}
+}
+
+// decodeIncarnation reads a liveness message's incarnation.
+func decodeIncarnation(b []byte) (uint64, bool) {
+	if len(b) != 8 {
+		return 0, false
+	}
+	v := binary.BigEndian.Uint64(b)
+	return v, v != 0
+}

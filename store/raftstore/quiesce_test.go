@@ -1,0 +1,215 @@
+package raftstore
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// waitAsleep waits until every node's replica of group sleeps.
+func waitAsleep(t *testing.T, nodes []*node, group uint64) {
+	t.Helper()
+	eventually(t, 10*time.Second, func() error {
+		for i, nd := range nodes {
+			if st, ok := nd.rs.Status(group); !ok || !st.Asleep {
+				return fmt.Errorf("store %d's replica is awake (%+v)", i+1, st)
+			}
+		}
+		return nil
+	})
+}
+
+// TestQuiescedGroupWakesAndServes: an idle group falls asleep on every
+// replica and then does no loop work at all; a write on a follower wakes
+// it, and a read on another replica after it sees it.
+func TestQuiescedGroupWakesAndServes(t *testing.T) {
+	_, nodes, leader := threeStores(t)
+	if _, err := nodes[leader].rs.ProposeRetrying(ctxT(t, 5*time.Second), 7, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	waitAsleep(t, nodes, 7)
+	before := make([]Stats, len(nodes))
+	for i, nd := range nodes {
+		before[i] = nd.rs.Stats()
+	}
+	// Fifty ticks (the test ticks every 10ms) and election timeouts pass.
+	time.Sleep(500 * time.Millisecond)
+	for i, nd := range nodes {
+		after := nd.rs.Stats()
+		if after.Rounds != before[i].Rounds || after.Awake != 0 {
+			t.Fatalf("store %d worked while its only group slept: rounds %d -> %d, awake %d", i+1, before[i].Rounds, after.Rounds, after.Awake)
+		}
+		if st, _ := nd.rs.Status(7); st.Term != 0 && !st.Asleep {
+			t.Fatalf("store %d woke with nothing to do", i+1)
+		}
+	}
+	follower, other := (leader+1)%3, (leader+2)%3
+	v, err := nodes[follower].rs.ProposeRetrying(ctxT(t, 5*time.Second), 7, []byte("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[other].rs.ReadIndexRetrying(ctxT(t, 5*time.Second), 7); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := nodes[other].rs.Status(7); st.Applied < v.(uint64) {
+		t.Fatalf("read on store %d after the write at %d: applied %d", other+1, v.(uint64), st.Applied)
+	}
+	if w := nodes[leader].rs.Stats().Wakeups; w == before[leader].Wakeups {
+		t.Fatal("the leader served the write without waking")
+	}
+	waitAsleep(t, nodes, 7)
+}
+
+// TestQuiescedGroupElectsWhenItsLeaderDies: the leader of a sleeping group
+// stops; the followers learn it from store liveness, wake, and elect a
+// new leader with no call to prompt them.
+func TestQuiescedGroupElectsWhenItsLeaderDies(t *testing.T) {
+	_, nodes, leader := threeStores(t)
+	if _, err := nodes[leader].rs.ProposeRetrying(ctxT(t, 5*time.Second), 7, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	waitAsleep(t, nodes, 7)
+	old, _ := nodes[leader].rs.Status(7)
+	nodes[leader].stop()
+	var rest []*node
+	for i, nd := range nodes {
+		if i != leader {
+			rest = append(rest, nd)
+		}
+	}
+	eventually(t, 10*time.Second, func() error {
+		for _, nd := range rest {
+			if st, _ := nd.rs.Status(7); st.IsLeader && st.Term > old.Term {
+				return nil
+			}
+		}
+		return errors.New("no new leader")
+	})
+	if _, err := rest[0].rs.ProposeRetrying(ctxT(t, 5*time.Second), 7, []byte("b")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMissedQuiesceHeartbeat: a follower that never got the quiesce
+// heartbeat keeps ticking and campaigns; the others refuse it (their
+// leader is alive), the leader wakes and heartbeats, and the group ends
+// asleep under the same leader.
+func TestMissedQuiesceHeartbeat(t *testing.T) {
+	var dropped atomic.Int32
+	n, nodes, leader := threeStores(t)
+	victim := uint64((leader+1)%3 + 1)
+	n.mu.Lock()
+	n.dropQuiesce = func(to uint64) bool {
+		return to == victim && dropped.Add(1) == 1
+	}
+	n.mu.Unlock()
+	if _, err := nodes[leader].rs.ProposeRetrying(ctxT(t, 5*time.Second), 7, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := nodes[leader].rs.Status(7)
+	waitAsleep(t, nodes, 7)
+	if dropped.Load() == 0 {
+		t.Fatal("no quiesce heartbeat was dropped")
+	}
+	after, _ := nodes[leader].rs.Status(7)
+	if !after.IsLeader || after.Term != before.Term {
+		t.Fatalf("leader changed: %+v -> %+v", before, after)
+	}
+}
+
+// TestRestartedStoreSleepsUntilUsed: a store restarted while its group
+// slept holds no election (its replica sleeps, knowing no leader, and the
+// others stay asleep); the first call on it wakes the group and is served.
+func TestRestartedStoreSleepsUntilUsed(t *testing.T) {
+	n := newNet()
+	fss := []vfs.FS{vfs.NewMem(), vfs.NewMem(), vfs.NewMem()}
+	nodes := make([]*node, 3)
+	for i := range nodes {
+		nodes[i] = n.start(t, uint64(i+1), fss[i])
+		if err := nodes[i].rs.CreateGroup(ctxT(t, 5*time.Second), 7, []uint64{1, 2, 3}, nil, i == 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := nodes[0].rs.ProposeRetrying(ctxT(t, 5*time.Second), 7, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	waitAsleep(t, nodes, 7)
+	lead, _ := nodes[0].rs.Status(7)
+	follower := 1
+	if lead.Leader == 2 {
+		follower = 2
+	}
+	nodes[follower].stop()
+	nd, err := n.open(uint64(follower+1), fss[follower])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nd.stop)
+	nodes[follower] = nd
+	st, _ := nd.rs.Status(7)
+	if !st.Asleep || st.Leader != 0 {
+		t.Fatalf("restarted replica: %+v; want asleep, with no leader known", st)
+	}
+	// A few election timeouts (10 ticks of 10ms): nobody campaigns.
+	time.Sleep(300 * time.Millisecond)
+	for i, x := range nodes {
+		if st, _ := x.rs.Status(7); !st.Asleep || st.Term != lead.Term {
+			t.Fatalf("store %d after the restart: %+v; want asleep in term %d", i+1, st, lead.Term)
+		}
+	}
+	v, err := nd.rs.ProposeRetrying(ctxT(t, 5*time.Second), 7, []byte("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := nd.rs.Status(7); st.Applied < v.(uint64) {
+		t.Fatalf("applied %d, below its own write at %d", st.Applied, v.(uint64))
+	}
+}
+
+// TestQuiescesWithAStoreDown: a group whose follower's store is down falls
+// asleep all the same (it would otherwise stay awake until the store is
+// replaced); when the store comes back, the group wakes and catches it up
+// with no call to prompt it.
+func TestQuiescesWithAStoreDown(t *testing.T) {
+	n := newNet()
+	fss := []vfs.FS{vfs.NewMem(), vfs.NewMem(), vfs.NewMem()}
+	nodes := make([]*node, 3)
+	for i := range nodes {
+		nodes[i] = n.start(t, uint64(i+1), fss[i])
+		if err := nodes[i].rs.CreateGroup(ctxT(t, 5*time.Second), 7, []uint64{1, 2, 3}, nil, i == 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitAsleep(t, nodes, 7)
+	st, _ := nodes[0].rs.Status(7)
+	leader := int(st.Leader) - 1
+	down := (leader + 1) % 3
+	nodes[down].stop()
+	v, err := nodes[leader].rs.ProposeRetrying(ctxT(t, 5*time.Second), 7, []byte("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var up []*node
+	for i, nd := range nodes {
+		if i != down {
+			up = append(up, nd)
+		}
+	}
+	waitAsleep(t, up, 7)
+	nd, err := n.open(uint64(down+1), fss[down])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nd.stop)
+	eventually(t, 10*time.Second, func() error {
+		if st, _ := nd.rs.Status(7); st.Applied < v.(uint64) {
+			return fmt.Errorf("store %d applied %d of %d", down+1, st.Applied, v.(uint64))
+		}
+		return nil
+	})
+	waitAsleep(t, append(up, nd), 7)
+}

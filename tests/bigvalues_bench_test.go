@@ -1,0 +1,119 @@
+package tests
+
+// What large values cost a store's memory, on three static-mode
+// rdb-server processes: the peak RSS of each store while 500 CAS writes of
+// 1 MiB go into one namespace, and the peak RSS and time of a store that
+// was down while a namespace grew by -big.gib GiB and catches up (by
+// snapshot: the log is compacted by bytes long before).
+//
+//   go test -run XXX -bench BigValues -benchtime 1x ./tests/ -args -big.gib=2
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rdb-project/rdb/proto/kvrpc"
+)
+
+var bigGiB = flag.Float64("big.gib", 2, "GiB BenchmarkBigValues writes while a store is down")
+
+func BenchmarkBigValues(b *testing.B) {
+	bin := binaries(b) + "/rdb-server"
+	dir := b.TempDir()
+	addrs := []string{freePort(b), freePort(b), freePort(b)}
+	var procs []*proc
+	for i, a := range addrs {
+		args := []string{"--store-id", strconv.Itoa(i + 1), "--addr", a, "--data-dir", fmt.Sprintf("%s/s%d", dir, i+1), "--log-level", "warn"}
+		if i > 0 {
+			args = append(args, "--peer", "1="+addrs[0])
+		}
+		procs = append(procs, startProc(b, dir, bin, args...))
+	}
+	var cs []clients
+	for _, a := range addrs {
+		c := clientsOf(b, a)
+		waitActive(b, c, "default")
+		cs = append(cs, c)
+	}
+	val := strings.Repeat("v", 1<<20)
+	write := func(prefix string, n int, c clients) {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for {
+					i := next.Add(1) - 1
+					if i >= int64(n) {
+						return
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+					r, err := c.cas.CompareAndSwap(ctx, &kvrpc.CasRequest{Namespace: "big", Key: fmt.Sprintf("%s%06d", prefix, i), Value: val})
+					cancel()
+					if err != nil || !r.GetSuccess() {
+						b.Errorf("cas %s%d: %v %v", prefix, i, r, err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if b.Failed() {
+			b.FailNow()
+		}
+	}
+	waitActive(b, cs[0], "big")
+	start := time.Now()
+	write("a", 500, cs[0])
+	b.ReportMetric(500/time.Since(start).Seconds(), "MiB/s")
+	var peak float64
+	for _, p := range procs {
+		peak = max(peak, peakRSS(b, p.cmd.Process.Pid))
+	}
+	b.ReportMetric(peak, "peak-rss-500MiB-MiB")
+
+	// Store 3 down while the namespace grows; then it catches up.
+	procs[2].kill(syscall.SIGKILL)
+	n := int(*bigGiB * 1024)
+	write("b", n, cs[0])
+	restarted := time.Now()
+	procs[2].restart(b)
+	last := fmt.Sprintf("b%06d", n-1)
+	eventually(b, 30*time.Minute, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		// A raw read on a strong namespace is refused; a linearizable Get
+		// through store 3 is served once its replica has the key.
+		r, err := cs[2].cas.Get(ctx, &kvrpc.GetRequest{Namespace: "big", Key: last})
+		if err == nil && !r.GetFound() {
+			err = fmt.Errorf("%s not found", last)
+		}
+		return err
+	}, "store 3 caught up")
+	b.ReportMetric(time.Since(restarted).Seconds(), "catch-up-s")
+	b.ReportMetric(peakRSS(b, procs[2].cmd.Process.Pid), "peak-rss-catch-up-MiB")
+}
+
+// peakRSS is a process's peak resident memory (VmHWM), in MiB.
+func peakRSS(b *testing.B, pid int) float64 {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	b.Fatal("no VmHWM")
+	return 0
+}

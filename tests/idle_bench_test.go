@@ -1,0 +1,194 @@
+package tests
+
+// What many idle namespaces cost, on three static-mode rdb-server
+// processes: how fast they are created, the CPU and memory each store
+// spends while they sit idle, CAS latency on a namespace in use beside
+// them, and how soon a restarted store serves a CAS on one of them.
+//
+//   go test -run XXX -bench IdleNamespaces -benchtime 1x ./tests/ -args -idle.namespaces=100000
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rdb-project/rdb/proto/kvrpc"
+	"github.com/rdb-project/rdb/proto/raftpb"
+)
+
+var (
+	idleNamespaces = flag.Int("idle.namespaces", 5000, "strong namespaces BenchmarkIdleNamespaces creates")
+	idleWindow     = flag.Duration("idle.window", 20*time.Second, "how long BenchmarkIdleNamespaces measures idle CPU")
+)
+
+// BenchmarkIdleNamespaces reports namespaces created per second, idle CPU
+// (percent of one core) and RSS (MiB) of the busiest store, CAS p50/p99 on
+// "default" with the namespaces idle, and the seconds a SIGKILLed and
+// restarted store takes to serve a CAS on a random namespace.
+func BenchmarkIdleNamespaces(b *testing.B) {
+	n := *idleNamespaces
+	seed := uint64(time.Now().UnixNano())
+	b.Logf("%d namespaces, seed %d", n, seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	bin := binaries(b) + "/rdb-server"
+	dir := b.TempDir()
+	addrs := []string{freePort(b), freePort(b), freePort(b)}
+	var procs []*proc
+	for i, a := range addrs {
+		args := []string{"--store-id", strconv.Itoa(i + 1), "--addr", a, "--data-dir", fmt.Sprintf("%s/s%d", dir, i+1), "--log-level", "warn"}
+		if i > 0 {
+			args = append(args, "--peer", "1="+addrs[0])
+		}
+		procs = append(procs, startProc(b, dir, bin, args...))
+	}
+	var cs []clients
+	for _, a := range addrs {
+		c := clientsOf(b, a)
+		waitActive(b, c, "default")
+		cs = append(cs, c)
+	}
+	empty := casLatency(b, cs[0], "default", 2000)
+
+	// Create: 64 clients spread over the stores, each GetMode creating a
+	// strong namespace.
+	start := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for w := range 64 {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				_, err := cs[w%3].modes.GetMode(ctx, &raftpb.GetModeRequest{Namespace: fmt.Sprintf("ns%06d", i)})
+				cancel()
+				if err != nil {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	created := time.Since(start)
+	if failed.Load() > 0 {
+		b.Fatalf("%d of %d creations failed", failed.Load(), n)
+	}
+	b.ReportMetric(float64(n)/created.Seconds(), "created/s")
+
+	// Every group formed (a CAS on the last namespace is served), then
+	// left alone.
+	waitActive(b, cs[0], fmt.Sprintf("ns%06d", n-1))
+	time.Sleep(5 * time.Second) // let the groups fall asleep before measuring
+	var cpu, rss float64
+	for _, p := range procs {
+		c, r := idleUsage(b, p.cmd.Process.Pid, *idleWindow)
+		cpu, rss = max(cpu, c), max(rss, r)
+	}
+	b.ReportMetric(cpu, "idle-cpu-%")
+	b.ReportMetric(rss, "rss-MiB")
+
+	busy := casLatency(b, cs[0], "default", 2000)
+	b.ReportMetric(float64(empty[0].Microseconds())/1000, "empty-p50-ms")
+	b.ReportMetric(float64(empty[1].Microseconds())/1000, "empty-p99-ms")
+	b.ReportMetric(float64(busy[0].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(busy[1].Microseconds())/1000, "p99-ms")
+
+	// Restart store 2 and time a CAS on a random namespace through it.
+	procs[1].kill(syscall.SIGKILL)
+	restarted := time.Now()
+	procs[1].restart(b)
+	ns := fmt.Sprintf("ns%06d", rng.IntN(n))
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		r, err := cs[1].cas.CompareAndSwap(ctx, &kvrpc.CasRequest{Namespace: ns, Key: "k", Value: "v"})
+		cancel()
+		if err == nil && r.GetSuccess() {
+			break
+		}
+		if time.Since(restarted) > 5*time.Minute {
+			b.Fatalf("restarted store serves no CAS on %s after 5m: %v", ns, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.ReportMetric(time.Since(restarted).Seconds(), "restart-to-cas-s")
+}
+
+// waitActive waits until ns is active through c.
+func waitActive(b *testing.B, c clients, ns string) {
+	eventually(b, 5*time.Minute, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		m, err := c.modes.GetMode(ctx, &raftpb.GetModeRequest{Namespace: ns})
+		if err == nil && m.GetState() != "active" {
+			err = fmt.Errorf("%s is %s", ns, m.GetState())
+		}
+		return err
+	}, "%s active", ns)
+}
+
+// casLatency runs count CASes one after another on ns and returns the
+// median and 99th percentile.
+func casLatency(b *testing.B, c clients, ns string, count int) [2]time.Duration {
+	lat := make([]time.Duration, 0, count)
+	run := time.Now().UnixNano()
+	for i := range count {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		t0 := time.Now()
+		r, err := c.cas.CompareAndSwap(ctx, &kvrpc.CasRequest{Namespace: ns, Key: fmt.Sprintf("lat-%d-%d", run, i), Value: "v"})
+		cancel()
+		if err != nil || !r.GetSuccess() {
+			b.Fatalf("cas on %s: %v %v", ns, r, err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	slices.Sort(lat)
+	return [2]time.Duration{lat[len(lat)/2], lat[len(lat)*99/100]}
+}
+
+// idleUsage measures a process's CPU (percent of one core) over window and
+// its resident memory (MiB) at the end.
+func idleUsage(b *testing.B, pid int, window time.Duration) (float64, float64) {
+	t0, c0 := time.Now(), cpuTicks(b, pid)
+	time.Sleep(window)
+	t1, c1 := time.Now(), cpuTicks(b, pid)
+	const hz = 100 // USER_HZ
+	cpu := float64(c1-c0) / hz / t1.Sub(t0).Seconds() * 100
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var rss float64
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			rss = kb / 1024
+		}
+	}
+	return cpu, rss
+}
+
+// cpuTicks is utime+stime of a process, in clock ticks.
+func cpuTicks(b *testing.B, pid int) uint64 {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name (which may hold spaces), from field 3.
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	u, _ := strconv.ParseUint(f[11], 10, 64)
+	s, _ := strconv.ParseUint(f[12], 10, 64)
+	return u + s
+}
