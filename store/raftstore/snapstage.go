@@ -226,6 +226,17 @@ func (st *SnapshotStage) Abort() {
 // takeStaged removes and returns the staged snapshot a token names, if it
 // is of group at index and term.
 func (rs *RaftStore) takeStaged(data []byte, group, index, term uint64) (*stagedSnapshot, bool) {
+	return rs.lookupStaged(data, group, index, term, true)
+}
+
+// hasStaged reports whether a token names a staged snapshot of group at
+// index and term (intake rule 14).
+func (rs *RaftStore) hasStaged(data []byte, group, index, term uint64) bool {
+	_, ok := rs.lookupStaged(data, group, index, term, false)
+	return ok
+}
+
+func (rs *RaftStore) lookupStaged(data []byte, group, index, term uint64, take bool) (*stagedSnapshot, bool) {
 	token, ok := decodeStageToken(data)
 	if !ok {
 		return nil, false
@@ -236,21 +247,10 @@ func (rs *RaftStore) takeStaged(data []byte, group, index, term uint64) (*staged
 	if s == nil || s.group != group || s.index != index || s.term != term {
 		return nil, false
 	}
-	delete(rs.staged, token)
-	return s, true
-}
-
-// hasStaged reports whether a token names a staged snapshot of group at
-// index and term (intake rule 14).
-func (rs *RaftStore) hasStaged(data []byte, group, index, term uint64) bool {
-	token, ok := decodeStageToken(data)
-	if !ok {
-		return false
+	if take {
+		delete(rs.staged, token)
 	}
-	rs.snapMu.Lock()
-	defer rs.snapMu.Unlock()
-	s := rs.staged[token]
-	return s != nil && s.group == group && s.index == index && s.term == term
+	return s, true
 }
 
 // encodeSnapshotMark is the value of keys.SnapshotMark: index, term and
