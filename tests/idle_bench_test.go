@@ -1,11 +1,12 @@
 package tests
 
 // What many idle namespaces cost, on three static-mode rdb-server
-// processes: how fast they are created, the CPU and memory each store
+// processes (or, with -idle.pd, a pd-server and three PD-mode stores): how fast they are created, the CPU and memory each store
 // spends while they sit idle, CAS latency on a namespace in use beside
 // them, and how soon a restarted store serves a CAS on one of them.
 //
 //   go test -run XXX -bench IdleNamespaces -benchtime 1x ./tests/ -args -idle.namespaces=100000
+//   go test -run XXX -bench IdleNamespaces -benchtime 1x ./tests/ -args -idle.namespaces=100000 -idle.pd
 
 import (
 	"context"
@@ -29,6 +30,8 @@ import (
 var (
 	idleNamespaces = flag.Int("idle.namespaces", 5000, "strong namespaces BenchmarkIdleNamespaces creates")
 	idleWindow     = flag.Duration("idle.window", 20*time.Second, "how long BenchmarkIdleNamespaces measures idle CPU")
+	idlePD         = flag.Bool("idle.pd", false, "BenchmarkIdleNamespaces runs a placement driver and PD-mode stores")
+	idleKeep       = flag.Bool("idle.keep", false, "BenchmarkIdleNamespaces keeps its data directories (and says where)")
 )
 
 // BenchmarkIdleNamespaces reports namespaces created per second, idle CPU
@@ -42,14 +45,32 @@ func BenchmarkIdleNamespaces(b *testing.B) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	bin := binaries(b) + "/rdb-server"
 	dir := b.TempDir()
+	if *idleKeep {
+		var err error
+		if dir, err = os.MkdirTemp("", "rdb-idle-"); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("data directories kept in %s", dir)
+	}
 	addrs := []string{freePort(b), freePort(b), freePort(b)}
 	var procs []*proc
-	for i, a := range addrs {
-		args := []string{"--store-id", strconv.Itoa(i + 1), "--addr", a, "--data-dir", fmt.Sprintf("%s/s%d", dir, i+1), "--log-level", "warn"}
-		if i > 0 {
-			args = append(args, "--peer", "1="+addrs[0])
+	var pd *proc
+	if *idlePD {
+		pdAddr := freePort(b)
+		pd = startProc(b, dir, binaries(b)+"/pd-server", "--name", "pd1", "--data-dir", dir+"/pd1",
+			"--client-urls", "http://"+pdAddr, "--peer-urls", "http://"+freePort(b), "--form-settle", "1s", "--log-level", "warn", "--enable-pprof")
+		for i, a := range addrs {
+			procs = append(procs, startProc(b, dir, bin, "--store-id", strconv.Itoa(i+1), "--addr", a,
+				"--data-dir", fmt.Sprintf("%s/s%d", dir, i+1), "--pd", pdAddr, "--log-level", "warn"))
 		}
-		procs = append(procs, startProc(b, dir, bin, args...))
+	} else {
+		for i, a := range addrs {
+			args := []string{"--store-id", strconv.Itoa(i + 1), "--addr", a, "--data-dir", fmt.Sprintf("%s/s%d", dir, i+1), "--log-level", "warn"}
+			if i > 0 {
+				args = append(args, "--peer", "1="+addrs[0])
+			}
+			procs = append(procs, startProc(b, dir, bin, args...))
+		}
 	}
 	var cs []clients
 	for _, a := range addrs {
@@ -99,6 +120,11 @@ func BenchmarkIdleNamespaces(b *testing.B) {
 	}
 	b.ReportMetric(cpu, "idle-cpu-%")
 	b.ReportMetric(rss, "rss-MiB")
+	if pd != nil {
+		c, r := idleUsage(b, pd.cmd.Process.Pid, *idleWindow)
+		b.ReportMetric(c, "pd-idle-cpu-%")
+		b.ReportMetric(r, "pd-rss-MiB")
+	}
 
 	busy := casLatency(b, cs[0], "default", 2000)
 	b.ReportMetric(float64(empty[0].Microseconds())/1000, "empty-p50-ms")
@@ -113,9 +139,11 @@ func BenchmarkIdleNamespaces(b *testing.B) {
 	ns := fmt.Sprintf("ns%06d", rng.IntN(n))
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		r, err := cs[1].cas.CompareAndSwap(ctx, &kvrpc.CasRequest{Namespace: ns, Key: "k", Value: "v"})
+		_, err := cs[1].cas.CompareAndSwap(ctx, &kvrpc.CasRequest{Namespace: ns, Key: "k", Value: "v"})
 		cancel()
-		if err == nil && r.GetSuccess() {
+		if err == nil {
+			// Served: an answer, success or not (a CAS retried after a
+			// timeout may find its own first write).
 			break
 		}
 		if time.Since(restarted) > 5*time.Minute {

@@ -34,8 +34,15 @@ type Cluster interface {
 	// Namespace returns one namespace with its rollout status; NotFound if
 	// it does not exist.
 	Namespace(ctx context.Context, name string) (*pdpb.NamespaceStatus, error)
-	// Stores returns every registered store as of the last heartbeats.
+	// Stores returns every registered store as of the last heartbeats,
+	// without their reports (see GroupReports and NamespaceReports).
 	Stores() []*pdpb.StoreStatus
+	// GroupReports returns what each store last reported of a group, by
+	// store id.
+	GroupReports(group uint64) map[uint64]*pdpb.GroupStatus
+	// NamespaceReports returns what each store last reported of a
+	// namespace, by store id.
+	NamespaceReports(name string) map[uint64]*pdpb.NamespaceApplied
 	// UpdateNamespace rewrites one row: fn gets the current record (nil if
 	// the namespace does not exist) and returns the next one, or ErrNoChange.
 	// The write holds only if this term still leads and the row did not
@@ -60,14 +67,26 @@ type leaderCluster struct {
 }
 
 func (c *leaderCluster) Namespaces(ctx context.Context) ([]*pdpb.NamespaceStatus, uint64, error) {
-	return c.s.namespaceStatuses(ctx)
+	recs, rev, err := c.l.table.records(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	return c.s.namespaceStatuses(recs), uint64(rev), nil
 }
 
 func (c *leaderCluster) Namespace(ctx context.Context, name string) (*pdpb.NamespaceStatus, error) {
 	return c.s.namespaceStatusOf(ctx, c.l, name, false)
 }
 
-func (c *leaderCluster) Stores() []*pdpb.StoreStatus { return c.s.stores.statuses(time.Now()) }
+func (c *leaderCluster) Stores() []*pdpb.StoreStatus { return c.s.stores.states(time.Now()) }
+
+func (c *leaderCluster) GroupReports(group uint64) map[uint64]*pdpb.GroupStatus {
+	return c.s.stores.groupReports(group)
+}
+
+func (c *leaderCluster) NamespaceReports(name string) map[uint64]*pdpb.NamespaceApplied {
+	return c.s.stores.namespaceReports(name)
+}
 
 func (c *leaderCluster) Credentials() credentials.TransportCredentials { return c.s.creds }
 
@@ -78,5 +97,5 @@ func (c *leaderCluster) UpdateNamespace(ctx context.Context, name string, fn Upd
 	if err != nil || rec == nil {
 		return nil, changed, err
 	}
-	return namespaceStatus(rec, c.Stores()), changed, nil
+	return c.s.stores.rollout(rec, time.Now()), changed, nil
 }

@@ -82,6 +82,9 @@ type Config struct {
 	// MaxNamespaces bounds the namespaces PD creates (ResourceExhausted
 	// past it).
 	MaxNamespaces int
+	// EnablePprof serves Go's profiler under /debug/pprof/ on the client
+	// URLs (as etcd's --enable-pprof).
+	EnablePprof bool
 
 	// Driver, when set, runs on the leader only (see Driver).
 	Driver Driver
@@ -150,6 +153,7 @@ func ParseFlags(args []string, output io.Writer) (Config, error) {
 	fs.StringVar(&cfg.PeerTLS.KeyFile, "peer-key-file", "", "peer port: the certificate's key")
 	fs.StringVar(&cfg.PeerTLS.TrustedCAFile, "peer-trusted-ca-file", "", "peer port: the CA that signs the members' peer certificates")
 	fs.IntVar(&cfg.MaxNamespaces, "max-namespaces", cfg.MaxNamespaces, "the most namespaces PD creates")
+	fs.BoolVar(&cfg.EnablePprof, "enable-pprof", false, "serve Go's profiler under /debug/pprof/ on the client URLs")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(output)

@@ -28,6 +28,7 @@ const formInterval = 250 * time.Millisecond
 
 // runFormation forms pending groups until term l ends.
 func (s *Server) runFormation(l *leadership) {
+	s.formHint.Store(true) // a former leader may have left groups pending
 	tick := time.NewTicker(formInterval)
 	defer tick.Stop()
 	var nextSchedule time.Time
@@ -51,12 +52,18 @@ func (s *Server) runFormation(l *leadership) {
 	}
 }
 
-// formPending gives every pending group its voters.
+// formPending gives every pending group its voters. It reads the table
+// only when a group may be pending (formHint), and sets the hint again for
+// the next round if one still is.
 func (s *Server) formPending(l *leadership) {
+	if !s.formHint.Swap(false) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(l.ctx, requestTimeout)
 	defer cancel()
-	recs, _, err := s.readTable(ctx)
+	recs, _, err := l.table.records(ctx)
 	if err != nil {
+		s.formHint.Store(true)
 		if l.ctx.Err() == nil {
 			s.lg.Warn("group formation: read namespaces", zap.Error(err))
 		}
@@ -66,11 +73,17 @@ func (s *Server) formPending(l *leadership) {
 		if !pendingGroup(rec) {
 			continue
 		}
-		if _, _, err := s.updateNamespace(ctx, l, rec.GetName(), s.formGroup); err != nil {
+		after, _, err := s.updateNamespace(ctx, l, rec.GetName(), s.formGroup)
+		if err != nil {
+			s.formHint.Store(true)
 			if l.ctx.Err() != nil {
 				return // the term ended: the next leader forms it
 			}
 			s.lg.Warn("group formation failed; retrying", zap.String("namespace", rec.GetName()), zap.Error(err))
+			continue
+		}
+		if pendingGroup(after) {
+			s.formHint.Store(true) // not formable yet (a store arrived): next round
 		}
 	}
 }

@@ -42,6 +42,12 @@ type leadership struct {
 	// formDone is closed when the group formation loop of this term has
 	// returned.
 	formDone chan struct{}
+	// groupIDs hands out the group ids this term reserved.
+	groupIDs groupIDBlock
+	// table is this term's copy of the mode table; tableDone is closed
+	// when the loop keeping it has returned.
+	table     *tableCache
+	tableDone chan struct{}
 }
 
 func (l *leadership) valid(now time.Time) bool {
@@ -192,10 +198,14 @@ func (s *Server) campaign(ctx context.Context) error {
 		return nil // another member won: follow it
 	}
 
-	l := &leadership{createRev: resp.Header.Revision, lease: grant.ID}
+	l := &leadership{createRev: resp.Header.Revision, lease: grant.ID, table: newTableCache(), tableDone: make(chan struct{})}
 	l.expire.Store(start.Add(time.Duration(grant.TTL) * time.Second).UnixNano())
 	l.ctx, l.cancel = context.WithCancel(ctx)
 	defer s.stepDown(l)
+	go func() {
+		defer close(l.tableDone)
+		s.runTableCache(l.ctx, l.table)
+	}()
 
 	// A new leader reloads what it keeps in memory before serving: the
 	// registered stores (the namespace table is always read from etcd),
@@ -293,6 +303,7 @@ func (s *Server) stepDown(l *leadership) {
 	if l.formDone != nil {
 		<-l.formDone
 	}
+	<-l.tableDone
 	if !s.killed.Load() {
 		s.revoke(l.lease)
 	}

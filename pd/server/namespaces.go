@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -77,35 +78,6 @@ func encodeNamespace(rec *storepb.NamespaceRecord) (string, error) {
 	return string(b), err
 }
 
-// namespaceStatus says how far rec has rolled out over the up stores. A store
-// has applied rec when the table revision it has applied reaches rec.version.
-func namespaceStatus(rec *storepb.NamespaceRecord, stores []*pdpb.StoreStatus) *pdpb.NamespaceStatus {
-	st := &pdpb.NamespaceStatus{Record: rec, State: StateActive}
-	for _, s := range stores {
-		if !s.GetUp() {
-			continue
-		}
-		st.UpStores++
-		applied := s.GetAppliedRevision() >= rec.GetVersion()
-		if applied {
-			st.AppliedStores++
-		}
-		if !applied || reportsSwitching(s, rec.GetName()) {
-			st.State = StateSwitching
-		}
-	}
-	return st
-}
-
-func reportsSwitching(s *pdpb.StoreStatus, ns string) bool {
-	for _, n := range s.GetNamespaces() {
-		if n.GetNamespace() == ns {
-			return n.GetState() == StateSwitching
-		}
-	}
-	return false
-}
-
 // readNamespace reads one row (linearizably); nil if it does not exist.
 func (s *Server) readNamespace(ctx context.Context, name string) (*storepb.NamespaceRecord, error) {
 	resp, err := s.client.Get(ctx, NamespaceKey(name))
@@ -161,17 +133,13 @@ func (s *Server) updateNamespace(ctx context.Context, l *leadership, name string
 	}
 	key := NamespaceKey(name)
 	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
-		// One read at one revision: the row and the group counter.
-		snap, err := s.client.Txn(ctx).Then(
-			clientv3.OpGet(key),
-			clientv3.OpGet(nextGroupIDKey),
-		).Commit()
+		snap, err := s.client.Get(ctx, key)
 		if err != nil {
 			return nil, false, etcdError(ctx, "read namespace", err)
 		}
 		var cur *storepb.NamespaceRecord
 		var curModRev int64
-		if kvs := snap.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+		if kvs := snap.Kvs; len(kvs) > 0 {
 			curModRev = kvs[0].ModRevision
 			if cur, err = decodeNamespace(key, kvs[0].Value, curModRev); err != nil {
 				return nil, false, internalError("%v", err)
@@ -211,17 +179,9 @@ func (s *Server) updateNamespace(ctx context.Context, l *leadership, name string
 		cmps := append(s.fence(l), clientv3.Compare(clientv3.ModRevision(key), "=", curModRev))
 		var ops []clientv3.Op
 		if next.GetMode() == ModeStrong && next.GetGroupId() == 0 {
-			counter := snap.Responses[1].GetResponseRange().GetKvs()
-			id, counterModRev := firstGroupID, int64(0)
-			if len(counter) > 0 {
-				counterModRev = counter[0].ModRevision
-				if id, err = parseGroupCounter(counter[0].Value); err != nil {
-					return nil, false, internalError("%v", err)
-				}
+			if next.GroupId, err = s.groupID(ctx, l); err != nil {
+				return nil, false, err
 			}
-			next.GroupId = id
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(nextGroupIDKey), "=", counterModRev))
-			ops = append(ops, clientv3.OpPut(nextGroupIDKey, formatGroupCounter(id+1)))
 		}
 		if next.GetMode() == ModeStrong && len(next.GetGroupPeers()) == 0 {
 			// Otherwise the group waits, with its id and no voter.
@@ -246,6 +206,13 @@ func (s *Server) updateNamespace(ctx context.Context, l *leadership, name string
 		}
 		if resp.Succeeded {
 			next.Version = uint64(resp.Header.Revision)
+			l.table.written(resp.Header.Revision)
+			if cur == nil {
+				s.count.created()
+			}
+			if pendingGroup(next) {
+				s.formHint.Store(true)
+			}
 			s.lg.Info("namespace written", zap.String("namespace", name), zap.String("mode", next.GetMode()),
 				zap.Bool("from-default", next.GetFromDefault()), zap.Uint64("version", next.GetVersion()),
 				zap.Uint64("epoch", next.GetEpoch()), zap.Uint64("group", next.GetGroupId()),
@@ -298,12 +265,99 @@ func createDefaultFunc(cur *storepb.NamespaceRecord) (*storepb.NamespaceRecord, 
 // Creations that race may pass it by a few; the limit is a guard against
 // a client creating namespaces without end, not an exact quota.
 func (s *Server) checkNamespaceLimit(ctx context.Context) error {
-	resp, err := s.client.Get(ctx, namespacePrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil {
-		return etcdError(ctx, "count namespaces", err)
+	return s.count.check(ctx, s.cfg.MaxNamespaces, func(ctx context.Context) (int64, error) {
+		resp, err := s.client.Get(ctx, namespacePrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			return 0, etcdError(ctx, "count namespaces", err)
+		}
+		return resp.Count, nil
+	})
+}
+
+// namespaceCount keeps the number of namespaces without counting the
+// table (100,000 keys) at every creation: the count read from etcd at most
+// a second ago, plus the creations of this member since. The limit is
+// counted again, exactly, whenever the running count nears it.
+type namespaceCount struct {
+	mu      sync.Mutex
+	counted int64     // the count read from etcd
+	at      time.Time // when; zero: never
+	since   int64     // namespaces this member created since
+}
+
+// recountEvery is how old a count may be before it is read again.
+const recountEvery = time.Second
+
+func (c *namespaceCount) check(ctx context.Context, limit int, count func(context.Context) (int64, error)) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at.IsZero() || time.Since(c.at) > recountEvery || c.counted+c.since >= int64(limit)-1 {
+		n, err := count(ctx)
+		if err != nil {
+			return err
+		}
+		c.counted, c.at, c.since = n, time.Now(), 0
 	}
-	if resp.Count >= int64(s.cfg.MaxNamespaces) {
-		return errTooManyNamespaces(s.cfg.MaxNamespaces)
+	if c.counted+c.since >= int64(limit) {
+		return errTooManyNamespaces(limit)
 	}
 	return nil
+}
+
+// created counts a namespace this member created.
+func (c *namespaceCount) created() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.since++
+}
+
+// groupIDBlock is a range of group ids a term reserved in etcd, handed out
+// from memory: one write per groupIDBlockSize strong namespaces, rather
+// than one contended counter in every creation. Ids a term does not hand
+// out are never used.
+type groupIDBlock struct {
+	mu        sync.Mutex
+	next, end uint64 // [next, end) are still free
+}
+
+const groupIDBlockSize = 1024
+
+// groupID returns a group id no namespace has had.
+func (s *Server) groupID(ctx context.Context, l *leadership) (uint64, error) {
+	b := &l.groupIDs
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.next < b.end {
+		id := b.next
+		b.next++
+		return id, nil
+	}
+	for range maxUpdateAttempts {
+		resp, err := s.client.Get(ctx, nextGroupIDKey)
+		if err != nil {
+			return 0, etcdError(ctx, "read the group id counter", err)
+		}
+		id, modRev := firstGroupID, int64(0)
+		if len(resp.Kvs) > 0 {
+			modRev = resp.Kvs[0].ModRevision
+			if id, err = parseGroupCounter(resp.Kvs[0].Value); err != nil {
+				return 0, internalError("%v", err)
+			}
+		}
+		cmps := append(s.fence(l), clientv3.Compare(clientv3.ModRevision(nextGroupIDKey), "=", modRev))
+		txn, err := s.client.Txn(ctx).If(cmps...).
+			Then(clientv3.OpPut(nextGroupIDKey, formatGroupCounter(id+groupIDBlockSize))).
+			Else(clientv3.OpGet(leaderKey)).Commit()
+		if err != nil {
+			return 0, etcdError(ctx, "reserve group ids", err)
+		}
+		if txn.Succeeded {
+			b.next, b.end = id+1, id+groupIDBlockSize
+			return id, nil
+		}
+		if !s.stillLeader(l, txn.Responses[0].GetResponseRange().GetKvs()) {
+			return 0, errLostLeader
+		}
+	}
+	return 0, errContention(nextGroupIDKey)
 }

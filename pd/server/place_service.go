@@ -86,12 +86,13 @@ func (s *Server) RemoveStore(ctx context.Context, req *pdpb.RemoveStoreRequest) 
 // GetClusterStatus reports what placement has left to do.
 func (s *Server) GetClusterStatus(ctx context.Context, req *pdpb.GetClusterStatusRequest) (*pdpb.GetClusterStatusResponse, error) {
 	return leaderOnly(ctx, s, req, func(ctx context.Context, _ *leadership, _ *pdpb.GetClusterStatusRequest) (*pdpb.GetClusterStatusResponse, error) {
-		list, _, err := s.namespaceStatuses(ctx)
+		recs, _, err := s.readTable(ctx)
 		if err != nil {
 			return nil, err
 		}
+		list := s.namespaceStatuses(recs)
 		out := &pdpb.GetClusterStatusResponse{Namespaces: uint32(len(list)), ReplicationFactor: uint32(s.cfg.ReplicationFactor)}
-		for _, st := range s.stores.statuses(time.Now()) {
+		for _, st := range s.stores.states(time.Now()) {
 			if st.GetState() == StoreUp {
 				out.StoresUp++
 			}

@@ -67,25 +67,14 @@ type groupView struct {
 	reportingReplicas []uint64 // stores that report holding a replica
 }
 
-// groupViews collects the leaders' reports of every group.
-func groupViews(stores []*pdpb.StoreStatus) map[uint64]*groupView {
-	out := map[uint64]*groupView{}
-	for _, st := range stores {
-		for _, g := range st.GetGroups() {
-			v := out[g.GetGroupId()]
-			if v == nil {
-				v = &groupView{}
-				out[g.GetGroupId()] = v
-			}
-			v.reportingReplicas = append(v.reportingReplicas, st.GetId())
-			if g.GetLeader() == st.GetId() && st.GetUp() && (!v.reportedByLeader || g.GetTerm() > v.term) {
-				v.leader, v.term, v.reportedByLeader = st.GetId(), g.GetTerm(), true
-				v.voters = sortedCopy(g.GetVoters())
-				v.learners = sortedCopy(g.GetLearners())
-			}
-		}
+// add counts one store's report of the group: up is whether that store is.
+func (v *groupView) add(store uint64, up bool, g *pdpb.GroupStatus) {
+	v.reportingReplicas = append(v.reportingReplicas, store)
+	if g.GetLeader() == store && up && (!v.reportedByLeader || g.GetTerm() > v.term) {
+		v.leader, v.term, v.reportedByLeader = store, g.GetTerm(), true
+		v.voters = sortedCopy(g.GetVoters())
+		v.learners = sortedCopy(g.GetLearners())
 	}
-	return out
 }
 
 func sortedCopy(ids []uint64) []uint64 {

@@ -74,22 +74,23 @@ const maxLeaderTransfers = 16
 func (s *Server) scheduleOnce(l *leadership) {
 	ctx, cancel := context.WithTimeout(l.ctx, requestTimeout)
 	defer cancel()
-	recs, _, err := s.readTable(ctx)
+	recs, _, err := l.table.records(ctx)
 	if err != nil {
 		if l.ctx.Err() == nil {
 			s.lg.Warn("schedule: read namespaces", zap.Error(err))
 		}
 		return
 	}
-	stores := s.stores.statuses(time.Now())
-	views := groupViews(stores)
+	now := time.Now()
+	stores := s.stores.states(now)
+	views := s.stores.groupViews(now)
 	p := newPlanner(stores, recs, views, s.cfg.ReplicationFactor, s.cfg.MaxConcurrentMoves)
 	s.publishCounts(p, views)
 
 	// Repair and removal first, then balance with what budget is left.
 	var settledRecs []*storepb.NamespaceRecord
 	for _, rec := range recs {
-		if !placed(rec) && rec.GetMode() == ModeEventual && !s.switching(rec, stores) {
+		if !placed(rec) && rec.GetMode() == ModeEventual && !s.switching(rec, now) {
 			// On every store since before any store was up: place it.
 			// The stores left out hand their records to a replica first.
 			if ids := p.choose(rec.GetName(), replicationFactor(rec, p.defaultRF), nil); len(ids) > 0 && p.budget > 0 {
@@ -101,10 +102,10 @@ func (s *Server) scheduleOnce(l *leadership) {
 			}
 			continue
 		}
-		if !placed(rec) || s.switching(rec, stores) {
+		if !placed(rec) || s.switching(rec, now) {
 			continue
 		}
-		if done := filledReplicas(rec, stores); len(done) > 0 {
+		if done := s.stores.filled(rec); len(done) > 0 {
 			s.writeFilled(ctx, l, rec, done)
 			continue
 		}
@@ -130,23 +131,6 @@ func (s *Server) scheduleOnce(l *leadership) {
 	s.finishRemovals(ctx, l, recs, stores)
 }
 
-// filledReplicas lists the replicas of rec still filling that report they
-// have filled.
-func filledReplicas(rec *storepb.NamespaceRecord, stores []*pdpb.StoreStatus) []uint64 {
-	var out []uint64
-	for _, st := range stores {
-		if !slices.Contains(rec.GetFilling(), st.GetId()) {
-			continue
-		}
-		for _, n := range st.GetNamespaces() {
-			if n.GetNamespace() == rec.GetName() && n.GetFilled() && n.GetVersion() >= rec.GetVersion() {
-				out = append(out, st.GetId())
-			}
-		}
-	}
-	return out
-}
-
 // writeFilled takes replicas that have filled off a row's filling list.
 func (s *Server) writeFilled(ctx context.Context, l *leadership, rec *storepb.NamespaceRecord, done []uint64) {
 	_, wrote, err := s.updateNamespace(ctx, l, rec.GetName(), func(cur *storepb.NamespaceRecord) (*storepb.NamespaceRecord, error) {
@@ -168,8 +152,8 @@ func (s *Server) writeFilled(ctx context.Context, l *leadership, rec *storepb.Na
 
 // switching: the namespace's mode is being switched somewhere; moves wait
 // for the switch to finish.
-func (s *Server) switching(rec *storepb.NamespaceRecord, stores []*pdpb.StoreStatus) bool {
-	return namespaceStatus(rec, stores).GetState() == StateSwitching
+func (s *Server) switching(rec *storepb.NamespaceRecord, now time.Time) bool {
+	return s.stores.rollout(rec, now).GetState() == StateSwitching
 }
 
 // publishCounts keeps the round's counts for namespaces created before the
@@ -213,7 +197,7 @@ func (s *Server) finishRemovals(ctx context.Context, l *leadership, recs []*stor
 		if st.GetState() != StoreRemoving {
 			continue
 		}
-		if st.GetUp() && (len(st.GetGroups()) > 0 || slices.ContainsFunc(st.GetNamespaces(), (*pdpb.NamespaceApplied).GetReleasing)) {
+		if st.GetUp() && s.stores.holding(st.GetId()) {
 			continue // it still holds replicas, or records to hand over
 		}
 		listed := slices.ContainsFunc(recs, func(rec *storepb.NamespaceRecord) bool {

@@ -63,6 +63,12 @@ type Server struct {
 	place   *placeState   // valid while leader
 	storeMu sync.Mutex    // serialises the leader's store writes
 	fwd     forwarder
+	// formHint is set when a group may be waiting for its voters: the
+	// formation loop reads the table only then.
+	formHint atomic.Bool
+	// count is the leader's running count of namespaces, for
+	// --max-namespaces.
+	count namespaceCount
 
 	mu     sync.RWMutex
 	leader *pdpb.Member // the PD leader as this member knows it
@@ -197,6 +203,7 @@ func (s *Server) etcdConfig(lg *zap.Logger) (*embed.Config, error) {
 	ecfg.LogLevel = c.LogLevel
 	ecfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg.Named("etcd").With(zap.String("member", c.Name)))
 	ecfg.WatchProgressNotifyInterval = c.WatchProgressInterval
+	ecfg.EnablePprof = c.EnablePprof
 	// Keep the last 10,000 revisions: a store that was away for less than
 	// that resumes its watch; one away longer reloads the whole table.
 	ecfg.AutoCompactionMode = embed.CompactorModeRevision

@@ -152,9 +152,10 @@ func (s *Server) storeHeartbeat(ctx context.Context, l *leadership, req *pdpb.St
 			return nil, err
 		}
 	}
-	s.stores.heartbeat(req, time.Now())
+	applied := s.stores.heartbeat(req, time.Now())
 	return &pdpb.StoreHeartbeatResponse{
-		Stores: s.stores.infos(), ClusterId: s.ClusterID(),
+		FullReportWanted: !applied,
+		Stores:           s.stores.infos(), ClusterId: s.ClusterID(),
 		TransferLeaders:    s.place.takeTransfers(req.GetStoreId()),
 		MaxStoreDownTimeMs: s.cfg.MaxStoreDownTime.Milliseconds(),
 	}, nil
@@ -196,36 +197,36 @@ func (s *Server) namespaceStatusOf(ctx context.Context, l *leadership, name stri
 	if rec == nil {
 		return nil, errNamespaceNotFound(name)
 	}
-	stores := s.stores.statuses(time.Now())
-	views := groupViews(stores)
-	p := newPlanner(stores, nil, views, s.cfg.ReplicationFactor, 0)
-	return s.placementStatus(namespaceStatus(rec, stores), p, views), nil
+	now := time.Now()
+	views := map[uint64]*groupView{}
+	if v := s.stores.groupView(rec.GetGroupId(), now); v != nil {
+		views[rec.GetGroupId()] = v
+	}
+	p := newPlanner(s.stores.states(now), nil, views, s.cfg.ReplicationFactor, 0)
+	return s.placementStatus(s.stores.rollout(rec, now), p, views), nil
 }
 
 // ListNamespaces returns every namespace with its rollout status.
 func (s *Server) ListNamespaces(ctx context.Context, req *pdpb.ListNamespacesRequest) (*pdpb.ListNamespacesResponse, error) {
 	return leaderOnly(ctx, s, req, func(ctx context.Context, _ *leadership, _ *pdpb.ListNamespacesRequest) (*pdpb.ListNamespacesResponse, error) {
-		list, rev, err := s.namespaceStatuses(ctx)
+		recs, rev, err := s.readTable(ctx)
 		if err != nil {
 			return nil, err
 		}
-		return &pdpb.ListNamespacesResponse{Namespaces: list, Revision: rev}, nil
+		return &pdpb.ListNamespacesResponse{Namespaces: s.namespaceStatuses(recs), Revision: uint64(rev)}, nil
 	}, pdpb.PDClient.ListNamespaces)
 }
 
-func (s *Server) namespaceStatuses(ctx context.Context) ([]*pdpb.NamespaceStatus, uint64, error) {
-	recs, rev, err := s.readTable(ctx)
-	if err != nil {
-		return nil, 0, err
-	}
-	stores := s.stores.statuses(time.Now())
-	views := groupViews(stores)
-	p := newPlanner(stores, nil, views, s.cfg.ReplicationFactor, 0)
+// namespaceStatuses is the rollout status of each of recs.
+func (s *Server) namespaceStatuses(recs []*storepb.NamespaceRecord) []*pdpb.NamespaceStatus {
+	now := time.Now()
+	views := s.stores.groupViews(now)
+	p := newPlanner(s.stores.states(now), nil, views, s.cfg.ReplicationFactor, 0)
 	list := make([]*pdpb.NamespaceStatus, len(recs))
 	for i, rec := range recs {
-		list[i] = s.placementStatus(namespaceStatus(rec, stores), p, views)
+		list[i] = s.placementStatus(s.stores.rollout(rec, now), p, views)
 	}
-	return list, uint64(rev), nil
+	return list
 }
 
 // SetNamespaceMode sets a namespace's mode (see setModeFunc for the rules).

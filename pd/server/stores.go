@@ -2,12 +2,12 @@ package server
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
+	"github.com/rdb-project/rdb/pd/report"
 	"github.com/rdb-project/rdb/proto/pdpb"
 	"github.com/rdb-project/rdb/proto/storepb"
 )
@@ -46,7 +46,8 @@ type trackedStore struct {
 	// member becoming leader (a new leader counts a store's down time from
 	// its own start).
 	seen time.Time
-	last *pdpb.StoreHeartbeatRequest
+	// report is what the store last reported, indexed.
+	report report.Receiver
 }
 
 func newStoreTracker(downAfter, maxDownTime time.Duration) *storeTracker {
@@ -160,17 +161,19 @@ func (t *storeTracker) formationPeers(now time.Time, settle time.Duration) ([]ui
 	return peers, true
 }
 
-// heartbeat records what a registered store reports.
-func (t *storeTracker) heartbeat(req *pdpb.StoreHeartbeatRequest, now time.Time) {
+// heartbeat records what a registered store reports. It returns false when
+// the heartbeat's changes could not be applied, and the store must send its
+// full report (its liveness counts all the same).
+func (t *storeTracker) heartbeat(req *pdpb.StoreHeartbeatRequest, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st, ok := t.stores[req.GetStoreId()]
 	if !ok {
-		return
+		return true
 	}
 	st.lastHeartbeat = now
 	st.seen = now
-	st.last = proto.Clone(req).(*pdpb.StoreHeartbeatRequest)
+	return st.report.Apply(req)
 }
 
 // infos returns every registered store, by id.
@@ -185,8 +188,19 @@ func (t *storeTracker) infos() []*storepb.StoreInfo {
 	return out
 }
 
-// statuses returns every registered store's status at now, by id.
+// statuses returns every registered store's status at now, by id, with the
+// groups and namespaces each reports (by id and by name).
 func (t *storeTracker) statuses(now time.Time) []*pdpb.StoreStatus {
+	return t.list(now, true)
+}
+
+// states is statuses without the reports: what placement needs of every
+// store, at a cost that does not grow with the namespaces.
+func (t *storeTracker) states(now time.Time) []*pdpb.StoreStatus {
+	return t.list(now, false)
+}
+
+func (t *storeTracker) list(now time.Time, reports bool) []*pdpb.StoreStatus {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]*pdpb.StoreStatus, 0, len(t.stores))
@@ -201,13 +215,149 @@ func (t *storeTracker) statuses(now time.Time) []*pdpb.StoreStatus {
 		if !st.lastHeartbeat.IsZero() {
 			s.LastHeartbeatUnixNano = st.lastHeartbeat.UnixNano()
 		}
-		if st.last != nil {
-			s.AppliedRevision = st.last.GetAppliedRevision()
-			s.Groups = st.last.GetGroups()
-			s.Namespaces = st.last.GetNamespaces()
+		s.AppliedRevision = st.report.AppliedRevision
+		if reports {
+			s.Groups = slices.SortedFunc(maps.Values(st.report.Groups), func(a, b *pdpb.GroupStatus) int {
+				return cmp.Compare(a.GetGroupId(), b.GetGroupId())
+			})
+			s.Namespaces = slices.SortedFunc(maps.Values(st.report.Namespaces), func(a, b *pdpb.NamespaceApplied) int {
+				return cmp.Compare(a.GetNamespace(), b.GetNamespace())
+			})
 		}
 		out = append(out, s)
 	}
 	slices.SortFunc(out, func(a, b *pdpb.StoreStatus) int { return cmp.Compare(a.GetId(), b.GetId()) })
+	return out
+}
+
+// rollout says how far rec has rolled out over the up stores: a store has
+// applied rec when the table revision it has applied reaches rec.version,
+// and rec is switching while a store has not, or reports it switching.
+func (t *storeTracker) rollout(rec *storepb.NamespaceRecord, now time.Time) *pdpb.NamespaceStatus {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := &pdpb.NamespaceStatus{Record: rec, State: StateActive}
+	for _, st := range t.stores {
+		if st.info.GetState() == StoreRemoved || !t.up(st, now) {
+			continue
+		}
+		out.UpStores++
+		applied := st.report.AppliedRevision >= rec.GetVersion()
+		if applied {
+			out.AppliedStores++
+		}
+		if n := st.report.Namespaces[rec.GetName()]; !applied || (n != nil && n.GetState() == StateSwitching) {
+			out.State = StateSwitching
+		}
+	}
+	return out
+}
+
+// groupViews collects the leaders' reports of every group.
+func (t *storeTracker) groupViews(now time.Time) map[uint64]*groupView {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[uint64]*groupView{}
+	for _, st := range t.sortedLocked() {
+		up := st.info.GetState() != StoreRemoved && t.up(st, now)
+		for _, g := range st.report.Groups {
+			v := out[g.GetGroupId()]
+			if v == nil {
+				v = &groupView{}
+				out[g.GetGroupId()] = v
+			}
+			v.add(st.info.GetId(), up, g)
+		}
+	}
+	return out
+}
+
+// groupView collects the leaders' reports of one group (nil if no store
+// reports it).
+func (t *storeTracker) groupView(id uint64, now time.Time) *groupView {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var v *groupView
+	for _, st := range t.sortedLocked() {
+		g := st.report.Groups[id]
+		if g == nil {
+			continue
+		}
+		if v == nil {
+			v = &groupView{}
+		}
+		v.add(st.info.GetId(), st.info.GetState() != StoreRemoved && t.up(st, now), g)
+	}
+	return v
+}
+
+// sortedLocked is the tracked stores by id.
+func (t *storeTracker) sortedLocked() []*trackedStore {
+	out := slices.Collect(maps.Values(t.stores))
+	slices.SortFunc(out, func(a, b *trackedStore) int { return cmp.Compare(a.info.GetId(), b.info.GetId()) })
+	return out
+}
+
+// filled lists the replicas of rec still filling that report they have
+// filled it.
+func (t *storeTracker) filled(rec *storepb.NamespaceRecord) []uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []uint64
+	for _, id := range rec.GetFilling() {
+		st := t.stores[id]
+		if st == nil {
+			continue
+		}
+		if n := st.report.Namespaces[rec.GetName()]; n.GetFilled() && n.GetVersion() >= rec.GetVersion() {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// holding tells whether a store reports a replica, or records it has yet to
+// hand over.
+func (t *storeTracker) holding(id uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.stores[id]
+	if st == nil {
+		return false
+	}
+	if len(st.report.Groups) > 0 {
+		return true
+	}
+	for _, n := range st.report.Namespaces {
+		if n.GetReleasing() {
+			return true
+		}
+	}
+	return false
+}
+
+// groupReports returns what each store last reported of a group, by store.
+func (t *storeTracker) groupReports(id uint64) map[uint64]*pdpb.GroupStatus {
+	return reportsOf(t, func(r *report.Receiver) map[uint64]*pdpb.GroupStatus { return r.Groups }, id)
+}
+
+// namespaceReports returns what each store last reported of a namespace,
+// by store.
+func (t *storeTracker) namespaceReports(name string) map[uint64]*pdpb.NamespaceApplied {
+	return reportsOf(t, func(r *report.Receiver) map[string]*pdpb.NamespaceApplied { return r.Namespaces }, name)
+}
+
+// reportsOf returns each store's entry under key of the report map pick
+// chooses, by store.
+func reportsOf[K comparable, V comparable](t *storeTracker, pick func(*report.Receiver) map[K]V, key K) map[uint64]V {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[uint64]V{}
+	var none V
+	for sid, st := range t.stores {
+		if e := pick(&st.report)[key]; e != none {
+			out[sid] = e
+		}
+	}
 	return out
 }

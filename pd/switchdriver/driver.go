@@ -6,6 +6,7 @@ package switchdriver
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -90,14 +91,13 @@ func (p *pdCluster) Holders(rec *storepb.NamespaceRecord) []*storepb.StoreInfo {
 		return p.Stores()
 	}
 	var out []*storepb.StoreInfo
+	reports := p.c.NamespaceReports(rec.GetName())
 	for _, st := range p.c.Stores() {
 		if st.GetState() == server.StoreDown || st.GetState() == server.StoreRemoved {
 			continue
 		}
-		hold := slices.Contains(rec.GetReplicas(), st.GetId()) || st.GetAppliedRevision() < rec.GetVersion()
-		for _, n := range st.GetNamespaces() {
-			hold = hold || (n.GetNamespace() == rec.GetName() && n.GetReleasing())
-		}
+		hold := slices.Contains(rec.GetReplicas(), st.GetId()) || st.GetAppliedRevision() < rec.GetVersion() ||
+			reports[st.GetId()].GetReleasing()
 		if hold {
 			out = append(out, &storepb.StoreInfo{Id: st.GetId(), Addr: st.GetAddr()})
 		}
@@ -110,16 +110,15 @@ func (p *pdCluster) Holders(rec *storepb.NamespaceRecord) []*storepb.StoreInfo {
 // grow along it, so the greatest of each is one replica's real state.
 func (p *pdCluster) KnownState(group uint64) (*storepb.GroupState, bool) {
 	var best *storepb.GroupState
-	for _, st := range p.c.Stores() {
-		for _, g := range st.GetGroups() {
-			if g.GetGroupId() != group || g.GetState() == nil {
-				continue
-			}
-			s := g.GetState()
-			if best == nil || s.GetActiveEpoch() > best.GetActiveEpoch() ||
-				(s.GetActiveEpoch() == best.GetActiveEpoch() && s.GetFencedEpoch() > best.GetFencedEpoch()) {
-				best = s
-			}
+	reports := p.c.GroupReports(group)
+	for _, id := range slices.Sorted(maps.Keys(reports)) {
+		s := reports[id].GetState()
+		if s == nil {
+			continue
+		}
+		if best == nil || s.GetActiveEpoch() > best.GetActiveEpoch() ||
+			(s.GetActiveEpoch() == best.GetActiveEpoch() && s.GetFencedEpoch() > best.GetFencedEpoch()) {
+			best = s
 		}
 	}
 	return best, best != nil

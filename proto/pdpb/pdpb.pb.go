@@ -484,8 +484,24 @@ type StoreHeartbeatRequest struct {
 	AppliedRevision uint64              `protobuf:"varint,3,opt,name=applied_revision,json=appliedRevision,proto3" json:"applied_revision,omitempty"`
 	Groups          []*GroupStatus      `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
 	Namespaces      []*NamespaceApplied `protobuf:"bytes,5,rep,name=namespaces,proto3" json:"namespaces,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Reports are sent as changes. report_session is chosen at random when
+	// the store starts, and report_seq grows with each heartbeat of that
+	// session. A heartbeat with full_report (or with report_session 0) holds
+	// every group and namespace the store reports. Any other holds only the
+	// groups and namespaces whose status changed since the last heartbeat PD
+	// acknowledged, and names those the store no longer reports in
+	// gone_groups and gone_namespaces; report_base is that acknowledged
+	// heartbeat's report_seq, and PD applies the changes only to that report.
+	// PD ignores the report of a heartbeat whose report_seq is not past the
+	// last one it applied in that session.
+	ReportSession  uint64   `protobuf:"varint,6,opt,name=report_session,json=reportSession,proto3" json:"report_session,omitempty"`
+	ReportSeq      uint64   `protobuf:"varint,7,opt,name=report_seq,json=reportSeq,proto3" json:"report_seq,omitempty"`
+	FullReport     bool     `protobuf:"varint,8,opt,name=full_report,json=fullReport,proto3" json:"full_report,omitempty"`
+	GoneGroups     []uint64 `protobuf:"varint,9,rep,packed,name=gone_groups,json=goneGroups,proto3" json:"gone_groups,omitempty"`
+	GoneNamespaces []string `protobuf:"bytes,10,rep,name=gone_namespaces,json=goneNamespaces,proto3" json:"gone_namespaces,omitempty"`
+	ReportBase     uint64   `protobuf:"varint,11,opt,name=report_base,json=reportBase,proto3" json:"report_base,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StoreHeartbeatRequest) Reset() {
@@ -553,6 +569,48 @@ func (x *StoreHeartbeatRequest) GetNamespaces() []*NamespaceApplied {
 	return nil
 }
 
+func (x *StoreHeartbeatRequest) GetReportSession() uint64 {
+	if x != nil {
+		return x.ReportSession
+	}
+	return 0
+}
+
+func (x *StoreHeartbeatRequest) GetReportSeq() uint64 {
+	if x != nil {
+		return x.ReportSeq
+	}
+	return 0
+}
+
+func (x *StoreHeartbeatRequest) GetFullReport() bool {
+	if x != nil {
+		return x.FullReport
+	}
+	return false
+}
+
+func (x *StoreHeartbeatRequest) GetGoneGroups() []uint64 {
+	if x != nil {
+		return x.GoneGroups
+	}
+	return nil
+}
+
+func (x *StoreHeartbeatRequest) GetGoneNamespaces() []string {
+	if x != nil {
+		return x.GoneNamespaces
+	}
+	return nil
+}
+
+func (x *StoreHeartbeatRequest) GetReportBase() uint64 {
+	if x != nil {
+		return x.ReportBase
+	}
+	return 0
+}
+
 type StoreHeartbeatResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Stores []*storepb.StoreInfo   `protobuf:"bytes,1,rep,name=stores,proto3" json:"stores,omitempty"`
@@ -565,8 +623,12 @@ type StoreHeartbeatResponse struct {
 	// a heartbeat answered for half of it stops taking raw writes, since PD
 	// may by then move its namespaces away and switch them without it.
 	MaxStoreDownTimeMs int64 `protobuf:"varint,4,opt,name=max_store_down_time_ms,json=maxStoreDownTimeMs,proto3" json:"max_store_down_time_ms,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// PD holds no report of this session to apply the heartbeat's changes to
+	// (it became leader since, or missed a heartbeat): it applied none of
+	// them, and the store sends a full report next.
+	FullReportWanted bool `protobuf:"varint,5,opt,name=full_report_wanted,json=fullReportWanted,proto3" json:"full_report_wanted,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StoreHeartbeatResponse) Reset() {
@@ -625,6 +687,13 @@ func (x *StoreHeartbeatResponse) GetMaxStoreDownTimeMs() int64 {
 		return x.MaxStoreDownTimeMs
 	}
 	return 0
+}
+
+func (x *StoreHeartbeatResponse) GetFullReportWanted() bool {
+	if x != nil {
+		return x.FullReportWanted
+	}
+	return false
 }
 
 type LeaderTransfer struct {
@@ -1732,7 +1801,7 @@ const file_pdpb_pdpb_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x14\n" +
 	"\x05state\x18\x03 \x01(\tR\x05state\x12\x16\n" +
 	"\x06filled\x18\x04 \x01(\bR\x06filled\x12\x1c\n" +
-	"\treleasing\x18\x05 \x01(\bR\treleasing\"\xd4\x01\n" +
+	"\treleasing\x18\x05 \x01(\bR\treleasing\"\xa6\x03\n" +
 	"\x15StoreHeartbeatRequest\x12\x19\n" +
 	"\bstore_id\x18\x01 \x01(\x04R\astoreId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12)\n" +
@@ -1740,13 +1809,25 @@ const file_pdpb_pdpb_proto_rawDesc = "" +
 	"\x06groups\x18\x04 \x03(\v2\x11.pdpb.GroupStatusR\x06groups\x126\n" +
 	"\n" +
 	"namespaces\x18\x05 \x03(\v2\x16.pdpb.NamespaceAppliedR\n" +
-	"namespaces\"\xdc\x01\n" +
+	"namespaces\x12%\n" +
+	"\x0ereport_session\x18\x06 \x01(\x04R\rreportSession\x12\x1d\n" +
+	"\n" +
+	"report_seq\x18\a \x01(\x04R\treportSeq\x12\x1f\n" +
+	"\vfull_report\x18\b \x01(\bR\n" +
+	"fullReport\x12\x1f\n" +
+	"\vgone_groups\x18\t \x03(\x04R\n" +
+	"goneGroups\x12'\n" +
+	"\x0fgone_namespaces\x18\n" +
+	" \x03(\tR\x0egoneNamespaces\x12\x1f\n" +
+	"\vreport_base\x18\v \x01(\x04R\n" +
+	"reportBase\"\x8a\x02\n" +
 	"\x16StoreHeartbeatResponse\x12.\n" +
 	"\x06stores\x18\x01 \x03(\v2\x16.rdb.storepb.StoreInfoR\x06stores\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x02 \x01(\x04R\tclusterId\x12?\n" +
 	"\x10transfer_leaders\x18\x03 \x03(\v2\x14.pdpb.LeaderTransferR\x0ftransferLeaders\x122\n" +
-	"\x16max_store_down_time_ms\x18\x04 \x01(\x03R\x12maxStoreDownTimeMs\"F\n" +
+	"\x16max_store_down_time_ms\x18\x04 \x01(\x03R\x12maxStoreDownTimeMs\x12,\n" +
+	"\x12full_report_wanted\x18\x05 \x01(\bR\x10fullReportWanted\"F\n" +
 	"\x0eLeaderTransfer\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x19\n" +
 	"\bto_store\x18\x02 \x01(\x04R\atoStore\"\xe6\x02\n" +

@@ -34,6 +34,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rdb-project/rdb/pd/pdclient"
+	"github.com/rdb-project/rdb/pd/report"
 	"github.com/rdb-project/rdb/proto/pdpb"
 	"github.com/rdb-project/rdb/proto/storepb"
 	"github.com/rdb-project/rdb/store/clusterid"
@@ -490,6 +491,7 @@ func (f *Follower) checkWatch(resp *pdpb.WatchNamespacesResponse) (skip bool, er
 // says so, every 30s, until ctx ends.
 func (f *Follower) heartbeatLoop(ctx, pctx context.Context, fatal func(error)) {
 	registered := false
+	rep := report.NewSender()
 	var lastRefusalLog time.Time
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -513,7 +515,9 @@ func (f *Follower) heartbeatLoop(ctx, pctx context.Context, fatal func(error)) {
 		}
 		if registered && ok {
 			sent := time.Now()
-			resp, err := f.cli.StoreHeartbeat(cctx, f.heartbeat())
+			req, idx := f.heartbeat(rep)
+			resp, err := f.cli.StoreHeartbeat(cctx, req)
+			rep.Acknowledge(idx, err == nil && !resp.GetFullReportWanted())
 			switch {
 			case err == nil:
 				if ok = f.checkCluster(resp.GetClusterId(), fatal); ok {
@@ -559,12 +563,15 @@ func (f *Follower) heartbeatLoop(ctx, pctx context.Context, fatal func(error)) {
 	}
 }
 
-func (f *Follower) heartbeat() *pdpb.StoreHeartbeatRequest {
+// heartbeat builds the next heartbeat: the store's report as rep says PD
+// needs it (whole, or what changed).
+func (f *Follower) heartbeat(rep *report.Sender) (*pdpb.StoreHeartbeatRequest, *report.Index) {
 	req := &pdpb.StoreHeartbeatRequest{StoreId: f.cfg.StoreID, Addr: f.cfg.AdvertiseAddr, AppliedRevision: f.AppliedRevision()}
+	full := &pdpb.StoreHeartbeatRequest{}
 	if f.cfg.Report != nil {
-		f.cfg.Report(req)
+		f.cfg.Report(full)
 	}
-	return req
+	return req, rep.Fill(req, full)
 }
 
 // seedLoop sets --namespace-mode rows that PD does not have yet, and

@@ -1,0 +1,199 @@
+package report
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rdb-project/rdb/proto/pdpb"
+	"github.com/rdb-project/rdb/proto/storepb"
+	"github.com/rdb-project/rdb/store/testseed"
+)
+
+// TestReceiverFollowsSender: whatever heartbeats are lost, answered
+// without the answer arriving, delayed past later ones, or refused by a PD
+// that lost the session (a new leader), PD's copy equals the store's report
+// as of the last heartbeat it acknowledged, and a delta is sent only while
+// PD holds the session.
+func TestReceiverFollowsSender(t *testing.T) {
+	rng := rand.New(rand.NewPCG(testseed.For(t, 7), 0))
+	s := NewSender()
+	r := &Receiver{}
+	full := randomReport(rng, nil)
+	var delayed []*pdpb.StoreHeartbeatRequest
+	var ackedFull *pdpb.StoreHeartbeatRequest
+	fulls := 0
+	for step := range 20000 {
+		full = randomReport(rng, full)
+		req := &pdpb.StoreHeartbeatRequest{StoreId: 1, AppliedRevision: uint64(step)}
+		idx := s.Fill(req, full)
+		if req.GetFullReport() {
+			fulls++
+		}
+		switch k := rng.IntN(20); {
+		case k == 0: // lost on the way
+			s.Acknowledge(idx, false)
+		case k == 1: // applied, answer lost
+			r.Apply(req)
+			s.Acknowledge(idx, false)
+		case k == 2: // delayed: arrives after later ones
+			delayed = append(delayed, req)
+			s.Acknowledge(idx, false)
+		case k == 3: // a new PD leader: no report at all
+			r = &Receiver{}
+			s.Acknowledge(idx, r.Apply(req))
+		case k == 4: // a new PD leader, and this heartbeat lost in the change
+			r = &Receiver{}
+			s.Acknowledge(idx, false)
+		case k == 5: // a new PD leader gets a delayed heartbeat first
+			r = &Receiver{}
+			if len(delayed) > 0 {
+				r.Apply(delayed[len(delayed)-1])
+				delayed = delayed[:len(delayed)-1]
+			}
+			s.Acknowledge(idx, r.Apply(req))
+		default:
+			s.Acknowledge(idx, r.Apply(req))
+		}
+		if len(delayed) > 0 && rng.IntN(4) == 0 {
+			// Its answer goes nowhere; PD may hold an older report
+			// until the next heartbeat, as if that were late.
+			r.Apply(delayed[0])
+			delayed = delayed[1:]
+			continue
+		}
+		if s.acked != nil {
+			ackedFull = full
+			if !sameIndex(r.Index, *s.acked) {
+				t.Fatalf("step %d: PD holds %s, the store's acknowledged report is %s", step, dump(r.Index), dump(*s.acked))
+			}
+			if r.AppliedRevision != uint64(step) {
+				t.Fatalf("step %d: PD's applied revision is %d", step, r.AppliedRevision)
+			}
+		}
+	}
+	if ackedFull == nil || fulls > 20000/2 {
+		t.Fatalf("%d of 20000 reports were full", fulls)
+	}
+}
+
+// TestDeltaHoldsOnlyChanges: a report that changed in one group and lost
+// one namespace sends one group and one gone namespace.
+func TestDeltaHoldsOnlyChanges(t *testing.T) {
+	full := &pdpb.StoreHeartbeatRequest{}
+	for i := range 1000 {
+		full.Namespaces = append(full.Namespaces, &pdpb.NamespaceApplied{Namespace: fmt.Sprintf("ns%d", i), Version: 3, State: "active"})
+		full.Groups = append(full.Groups, &pdpb.GroupStatus{GroupId: uint64(i + 1), Namespace: fmt.Sprintf("ns%d", i), Leader: 1, Term: 2, Voters: []uint64{1, 2, 3}})
+	}
+	s, r := NewSender(), &Receiver{}
+	req := &pdpb.StoreHeartbeatRequest{}
+	s.Acknowledge(s.Fill(req, full), r.Apply(req))
+	if !req.GetFullReport() || len(req.GetNamespaces()) != 1000 {
+		t.Fatalf("the first report is not full: %d namespaces", len(req.GetNamespaces()))
+	}
+	next := proto.Clone(full).(*pdpb.StoreHeartbeatRequest)
+	next.Groups[7].Commit = 9
+	next.Namespaces = next.Namespaces[1:]
+	req = &pdpb.StoreHeartbeatRequest{}
+	s.Acknowledge(s.Fill(req, next), r.Apply(req))
+	if req.GetFullReport() || len(req.GetGroups()) != 1 || len(req.GetNamespaces()) != 0 ||
+		len(req.GetGoneNamespaces()) != 1 || req.GetGoneNamespaces()[0] != "ns0" || len(req.GetGoneGroups()) != 0 {
+		t.Fatalf("delta: full=%v groups=%d namespaces=%d gone=%v/%v", req.GetFullReport(), len(req.GetGroups()),
+			len(req.GetNamespaces()), req.GetGoneNamespaces(), req.GetGoneGroups())
+	}
+	if r.Groups[8].GetCommit() != 9 || r.Namespaces["ns0"] != nil || len(r.Namespaces) != 999 {
+		t.Fatalf("PD did not apply the delta")
+	}
+	// A receiver that never saw the session refuses a delta and keeps
+	// nothing of it.
+	other := &Receiver{}
+	req = &pdpb.StoreHeartbeatRequest{}
+	idx := s.Fill(req, next)
+	if other.Apply(req) || other.Namespaces != nil {
+		t.Fatalf("a delta of an unknown session was applied")
+	}
+	s.Acknowledge(idx, false)
+	req = &pdpb.StoreHeartbeatRequest{}
+	s.Fill(req, next)
+	if !req.GetFullReport() || !other.Apply(req) || len(other.Namespaces) != 999 {
+		t.Fatalf("after a refusal the next report is not full")
+	}
+}
+
+// randomReport changes a few entries of prev (or makes a first report).
+func randomReport(rng *rand.Rand, prev *pdpb.StoreHeartbeatRequest) *pdpb.StoreHeartbeatRequest {
+	nss := map[string]*pdpb.NamespaceApplied{}
+	groups := map[uint64]*pdpb.GroupStatus{}
+	if prev != nil {
+		for _, n := range prev.GetNamespaces() {
+			nss[n.GetNamespace()] = n
+		}
+		for _, g := range prev.GetGroups() {
+			groups[g.GetGroupId()] = g
+		}
+	}
+	for range rng.IntN(4) {
+		name := fmt.Sprintf("ns%d", rng.IntN(40))
+		if rng.IntN(3) == 0 {
+			delete(nss, name)
+		} else {
+			nss[name] = &pdpb.NamespaceApplied{Namespace: name, Version: rng.Uint64N(5), State: []string{"active", "switching"}[rng.IntN(2)], Filled: rng.IntN(2) == 0}
+		}
+		id := rng.Uint64N(40) + 1
+		if rng.IntN(3) == 0 {
+			delete(groups, id)
+		} else {
+			groups[id] = &pdpb.GroupStatus{GroupId: id, Leader: rng.Uint64N(3), Commit: rng.Uint64N(5), Voters: []uint64{1, rng.Uint64N(3) + 2},
+				State: &storepb.GroupState{ActiveEpoch: rng.Uint64N(3), MaxLoadedTs: &storepb.Timestamp{WallTime: rng.Int64N(3)}}}
+		}
+	}
+	out := &pdpb.StoreHeartbeatRequest{}
+	for _, n := range nss {
+		out.Namespaces = append(out.Namespaces, n)
+	}
+	for _, g := range groups {
+		out.Groups = append(out.Groups, g)
+	}
+	return out
+}
+
+func sameIndex(a, b Index) bool {
+	return maps.EqualFunc(a.Namespaces, b.Namespaces, func(x, y *pdpb.NamespaceApplied) bool { return proto.Equal(x, y) }) &&
+		maps.EqualFunc(a.Groups, b.Groups, func(x, y *pdpb.GroupStatus) bool { return proto.Equal(x, y) })
+}
+
+func dump(x Index) string {
+	return fmt.Sprintf("%d namespaces, %d groups", len(x.Namespaces), len(x.Groups))
+}
+
+// TestSameAgreesWithProtoEqual: the hand-written comparisons see every
+// field (a field added to the messages and not to them fails here).
+func TestSameAgreesWithProtoEqual(t *testing.T) {
+	rng := rand.New(rand.NewPCG(testseed.For(t, 11), 0))
+	for range 5000 {
+		a, b := randomReport(rng, nil), randomReport(rng, nil)
+		for _, x := range a.GetGroups() {
+			for _, y := range b.GetGroups() {
+				if sameGroup(x, y) != proto.Equal(x, y) {
+					t.Fatalf("sameGroup(%v, %v) = %v", x, y, sameGroup(x, y))
+				}
+			}
+		}
+		for _, x := range a.GetNamespaces() {
+			for _, y := range b.GetNamespaces() {
+				if sameNamespace(x, y) != proto.Equal(x, y) {
+					t.Fatalf("sameNamespace(%v, %v) = %v", x, y, sameNamespace(x, y))
+				}
+			}
+		}
+	}
+	// Every field of the compared messages is known to the comparison.
+	for msg, n := range map[proto.Message]int{&pdpb.GroupStatus{}: 9, &pdpb.NamespaceApplied{}: 5, &storepb.GroupState{}: 8, &storepb.Timestamp{}: 3} {
+		if got := msg.ProtoReflect().Descriptor().Fields().Len(); got != n {
+			t.Errorf("%T has %d fields; the comparisons in report.go know %d: update them", msg, got, n)
+		}
+	}
+}
