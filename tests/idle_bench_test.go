@@ -61,11 +61,12 @@ func BenchmarkIdleNamespaces(b *testing.B) {
 			"--client-urls", "http://"+pdAddr, "--peer-urls", "http://"+freePort(b), "--form-settle", "1s", "--log-level", "warn", "--enable-pprof")
 		for i, a := range addrs {
 			procs = append(procs, startProc(b, dir, bin, "--store-id", strconv.Itoa(i+1), "--addr", a,
-				"--data-dir", fmt.Sprintf("%s/s%d", dir, i+1), "--pd", pdAddr, "--log-level", "warn"))
+				"--data-dir", fmt.Sprintf("%s/s%d", dir, i+1), "--pd", pdAddr, "--log-level", "warn", "--metrics-addr", freePort(b)))
 		}
 	} else {
 		for i, a := range addrs {
-			args := []string{"--store-id", strconv.Itoa(i + 1), "--addr", a, "--data-dir", fmt.Sprintf("%s/s%d", dir, i+1), "--log-level", "warn"}
+			args := []string{"--store-id", strconv.Itoa(i + 1), "--addr", a, "--data-dir", fmt.Sprintf("%s/s%d", dir, i+1), "--log-level", "warn",
+				"--metrics-addr", freePort(b)}
 			if i > 0 {
 				args = append(args, "--peer", "1="+addrs[0])
 			}

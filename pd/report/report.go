@@ -15,8 +15,8 @@ import (
 	"github.com/rdb-project/rdb/proto/storepb"
 )
 
-// Index is one whole report by key. Its entries are never modified, only
-// replaced.
+// Index is one whole report by key, as PD holds it. Its entries are never
+// modified, only replaced.
 type Index struct {
 	Namespaces map[string]*pdpb.NamespaceApplied
 	Groups     map[uint64]*pdpb.GroupStatus
@@ -24,88 +24,160 @@ type Index struct {
 	seq uint64
 }
 
+// NamespaceEntry is what a store reports of a namespace, as a plain value:
+// comparing it with what PD has costs no allocation.
+type NamespaceEntry struct {
+	Version           uint64
+	State             string
+	Filled, Releasing bool
+}
+
+// GroupEntry is what a store reports of a group. Its slices and state are
+// the caller's published values, never modified after (they are kept, not
+// copied).
+type GroupEntry struct {
+	Namespace                     string
+	Leader, Term, Commit, Applied uint64
+	State                         *storepb.GroupState
+	Voters, Learners              []uint64
+}
+
 // Sender is the store's side: what PD last acknowledged of its report.
+// A heartbeat's report costs a map lookup and a comparison per entry, and
+// an allocation per entry that changed.
 type Sender struct {
 	session, seq uint64
-	// acked is the last report PD applied; nil until then, or after a heartbeat whose fate is unknown: the
-	// next report is then full.
-	acked *Index
+	// full: the next report is whole (nothing acknowledged in this
+	// session yet, or a heartbeat's fate is unknown).
+	full bool
+	gen  uint64 // of the report being built
+	ns   map[string]*sent[NamespaceEntry]
+	gs   map[uint64]*sent[GroupEntry]
+	// What the pending heartbeat sent: made acknowledged by Acknowledge.
+	sentNS []*sent[NamespaceEntry]
+	sentGS []*sent[GroupEntry]
+	goneNS []string
+	goneGS []uint64
+}
+
+// sent is one entry's state on the store's side.
+type sent[E any] struct {
+	acked, sent E
+	hasAcked    bool
+	seen        uint64 // the Build that last reported it
 }
 
 // NewSender starts a session.
 func NewSender() *Sender {
 	// A session id is never 0: 0 marks full reports of stores that do not
 	// send changes.
-	return &Sender{session: rand.Uint64() | 1}
+	return &Sender{session: rand.Uint64() | 1, full: true, ns: map[string]*sent[NamespaceEntry]{}, gs: map[uint64]*sent[GroupEntry]{}}
 }
 
-// Fill sets req's report from full, the store's whole report: all of it if
-// PD has acknowledged nothing of this session, else what changed. It
-// returns full by key, to pass to Acknowledge with req's outcome.
-func (r *Sender) Fill(req, full *pdpb.StoreHeartbeatRequest) *Index {
-	r.seq++
-	req.ReportSession, req.ReportSeq = r.session, r.seq
-	idx := &Index{seq: r.seq,
-		Namespaces: make(map[string]*pdpb.NamespaceApplied, len(full.GetNamespaces())),
-		Groups:     make(map[uint64]*pdpb.GroupStatus, len(full.GetGroups())),
-	}
-	for _, n := range full.GetNamespaces() {
-		idx.Namespaces[n.GetNamespace()] = n
-	}
-	for _, g := range full.GetGroups() {
-		idx.Groups[g.GetGroupId()] = g
-	}
-	if r.acked == nil {
-		req.FullReport = true
-		req.Namespaces, req.Groups = full.GetNamespaces(), full.GetGroups()
-		return idx
-	}
-	req.ReportBase = r.acked.seq
-	for _, n := range full.GetNamespaces() {
-		if old := r.acked.Namespaces[n.GetNamespace()]; old == nil || !sameNamespace(old, n) {
-			req.Namespaces = append(req.Namespaces, n)
-		}
-	}
-	for _, g := range full.GetGroups() {
-		if old := r.acked.Groups[g.GetGroupId()]; old == nil || !sameGroup(old, g) {
-			req.Groups = append(req.Groups, g)
-		}
-	}
-	for name := range r.acked.Namespaces {
-		if idx.Namespaces[name] == nil {
-			req.GoneNamespaces = append(req.GoneNamespaces, name)
-		}
-	}
-	for id := range r.acked.Groups {
-		if idx.Groups[id] == nil {
-			req.GoneGroups = append(req.GoneGroups, id)
-		}
-	}
-	slices.Sort(req.GoneNamespaces)
-	slices.Sort(req.GoneGroups)
-	return idx
+// Builder takes one heartbeat's entries.
+type Builder struct {
+	s   *Sender
+	req *pdpb.StoreHeartbeatRequest
 }
 
-// Acknowledge records the outcome of the heartbeat that sent idx: applied
-// by PD, or not (or not known), in which case the next report is full.
-func (r *Sender) Acknowledge(idx *Index, applied bool) {
-	if applied {
-		r.acked = idx
-	} else {
-		r.acked = nil
+// Build fills req with the report fill gives, entry by entry: all of it if
+// the report must be whole, else what PD has not acknowledged. Every Build
+// is followed by Acknowledge with the heartbeat's outcome.
+func (s *Sender) Build(req *pdpb.StoreHeartbeatRequest, fill func(*Builder)) {
+	s.seq++
+	s.gen++
+	req.ReportSession, req.ReportSeq, req.FullReport = s.session, s.seq, s.full
+	if !s.full {
+		req.ReportBase = s.seq - 1
+	}
+	s.sentNS, s.sentGS, s.goneNS, s.goneGS = s.sentNS[:0], s.sentGS[:0], s.goneNS[:0], s.goneGS[:0]
+	fill(&Builder{s: s, req: req})
+	for name, e := range s.ns {
+		if e.seen != s.gen {
+			s.goneNS = append(s.goneNS, name)
+		}
+	}
+	for id, e := range s.gs {
+		if e.seen != s.gen {
+			s.goneGS = append(s.goneGS, id)
+		}
+	}
+	slices.Sort(s.goneNS)
+	slices.Sort(s.goneGS)
+	if !s.full {
+		req.GoneNamespaces, req.GoneGroups = slices.Clone(s.goneNS), slices.Clone(s.goneGS)
 	}
 }
 
-func sameNamespace(a, b *pdpb.NamespaceApplied) bool {
-	return a.GetNamespace() == b.GetNamespace() && a.GetVersion() == b.GetVersion() && a.GetState() == b.GetState() &&
-		a.GetFilled() == b.GetFilled() && a.GetReleasing() == b.GetReleasing()
+// Namespace reports a namespace (once per Build).
+func (b *Builder) Namespace(name string, e NamespaceEntry) {
+	if note(b.s, b.s.ns, name, e, func(x, y *NamespaceEntry) bool { return *x == *y }, &b.s.sentNS) {
+		b.req.Namespaces = append(b.req.Namespaces, &pdpb.NamespaceApplied{
+			Namespace: name, Version: e.Version, State: e.State, Filled: e.Filled, Releasing: e.Releasing,
+		})
+	}
 }
 
-func sameGroup(a, b *pdpb.GroupStatus) bool {
-	return a.GetGroupId() == b.GetGroupId() && a.GetNamespace() == b.GetNamespace() && a.GetLeader() == b.GetLeader() &&
-		a.GetTerm() == b.GetTerm() && a.GetCommit() == b.GetCommit() && a.GetApplied() == b.GetApplied() &&
-		slices.Equal(a.GetVoters(), b.GetVoters()) && slices.Equal(a.GetLearners(), b.GetLearners()) &&
-		sameGroupState(a.GetState(), b.GetState())
+// Group reports a group (once per Build).
+func (b *Builder) Group(id uint64, e GroupEntry) {
+	if note(b.s, b.s.gs, id, e, sameGroupEntry, &b.s.sentGS) {
+		b.req.Groups = append(b.req.Groups, &pdpb.GroupStatus{
+			GroupId: id, Namespace: e.Namespace, Leader: e.Leader, Term: e.Term, Commit: e.Commit, Applied: e.Applied,
+			State: e.State, Voters: e.Voters, Learners: e.Learners,
+		})
+	}
+}
+
+// note marks the entry under key seen by this Build and tells whether it
+// is to be sent (the report is whole, or PD does not have it as it is),
+// keeping it in pending if so.
+func note[K comparable, E any](s *Sender, m map[K]*sent[E], key K, e E, same func(a, b *E) bool, pending *[]*sent[E]) bool {
+	st := m[key]
+	if st == nil {
+		st = &sent[E]{}
+		m[key] = st
+	}
+	st.seen = s.gen
+	if !s.full && st.hasAcked && same(&st.acked, &e) {
+		return false
+	}
+	st.sent = e
+	*pending = append(*pending, st)
+	return true
+}
+
+// Acknowledge records the outcome of the last Build's heartbeat: applied
+// by PD, or not (or not known), in which case the next report is whole.
+func (s *Sender) Acknowledge(applied bool) {
+	if !applied {
+		s.full = true
+		for _, st := range s.ns {
+			st.hasAcked = false
+		}
+		for _, st := range s.gs {
+			st.hasAcked = false
+		}
+		return
+	}
+	s.full = false
+	for _, st := range s.sentNS {
+		st.acked, st.hasAcked = st.sent, true
+	}
+	for _, st := range s.sentGS {
+		st.acked, st.hasAcked = st.sent, true
+	}
+	for _, name := range s.goneNS {
+		delete(s.ns, name)
+	}
+	for _, id := range s.goneGS {
+		delete(s.gs, id)
+	}
+}
+
+func sameGroupEntry(a, b *GroupEntry) bool {
+	return a.Namespace == b.Namespace && a.Leader == b.Leader && a.Term == b.Term && a.Commit == b.Commit &&
+		a.Applied == b.Applied && slices.Equal(a.Voters, b.Voters) && slices.Equal(a.Learners, b.Learners) &&
+		sameGroupState(a.State, b.State)
 }
 
 func sameGroupState(a, b *storepb.GroupState) bool {

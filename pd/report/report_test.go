@@ -29,34 +29,34 @@ func TestReceiverFollowsSender(t *testing.T) {
 	for step := range 20000 {
 		full = randomReport(rng, full)
 		req := &pdpb.StoreHeartbeatRequest{StoreId: 1, AppliedRevision: uint64(step)}
-		idx := s.Fill(req, full)
+		s.Build(req, fillFrom(full))
 		if req.GetFullReport() {
 			fulls++
 		}
 		switch k := rng.IntN(20); {
 		case k == 0: // lost on the way
-			s.Acknowledge(idx, false)
+			s.Acknowledge(false)
 		case k == 1: // applied, answer lost
 			r.Apply(req)
-			s.Acknowledge(idx, false)
+			s.Acknowledge(false)
 		case k == 2: // delayed: arrives after later ones
 			delayed = append(delayed, req)
-			s.Acknowledge(idx, false)
+			s.Acknowledge(false)
 		case k == 3: // a new PD leader: no report at all
 			r = &Receiver{}
-			s.Acknowledge(idx, r.Apply(req))
+			s.Acknowledge(r.Apply(req))
 		case k == 4: // a new PD leader, and this heartbeat lost in the change
 			r = &Receiver{}
-			s.Acknowledge(idx, false)
+			s.Acknowledge(false)
 		case k == 5: // a new PD leader gets a delayed heartbeat first
 			r = &Receiver{}
 			if len(delayed) > 0 {
 				r.Apply(delayed[len(delayed)-1])
 				delayed = delayed[:len(delayed)-1]
 			}
-			s.Acknowledge(idx, r.Apply(req))
+			s.Acknowledge(r.Apply(req))
 		default:
-			s.Acknowledge(idx, r.Apply(req))
+			s.Acknowledge(r.Apply(req))
 		}
 		if len(delayed) > 0 && rng.IntN(4) == 0 {
 			// Its answer goes nowhere; PD may hold an older report
@@ -65,10 +65,10 @@ func TestReceiverFollowsSender(t *testing.T) {
 			delayed = delayed[1:]
 			continue
 		}
-		if s.acked != nil {
+		if !s.full {
 			ackedFull = full
-			if !sameIndex(r.Index, *s.acked) {
-				t.Fatalf("step %d: PD holds %s, the store's acknowledged report is %s", step, dump(r.Index), dump(*s.acked))
+			if want := indexOf(full); !sameIndex(r.Index, want) {
+				t.Fatalf("step %d: PD holds %s, the store's acknowledged report is %s", step, dump(r.Index), dump(want))
 			}
 			if r.AppliedRevision != uint64(step) {
 				t.Fatalf("step %d: PD's applied revision is %d", step, r.AppliedRevision)
@@ -90,7 +90,8 @@ func TestDeltaHoldsOnlyChanges(t *testing.T) {
 	}
 	s, r := NewSender(), &Receiver{}
 	req := &pdpb.StoreHeartbeatRequest{}
-	s.Acknowledge(s.Fill(req, full), r.Apply(req))
+	s.Build(req, fillFrom(full))
+	s.Acknowledge(r.Apply(req))
 	if !req.GetFullReport() || len(req.GetNamespaces()) != 1000 {
 		t.Fatalf("the first report is not full: %d namespaces", len(req.GetNamespaces()))
 	}
@@ -98,7 +99,8 @@ func TestDeltaHoldsOnlyChanges(t *testing.T) {
 	next.Groups[7].Commit = 9
 	next.Namespaces = next.Namespaces[1:]
 	req = &pdpb.StoreHeartbeatRequest{}
-	s.Acknowledge(s.Fill(req, next), r.Apply(req))
+	s.Build(req, fillFrom(next))
+	s.Acknowledge(r.Apply(req))
 	if req.GetFullReport() || len(req.GetGroups()) != 1 || len(req.GetNamespaces()) != 0 ||
 		len(req.GetGoneNamespaces()) != 1 || req.GetGoneNamespaces()[0] != "ns0" || len(req.GetGoneGroups()) != 0 {
 		t.Fatalf("delta: full=%v groups=%d namespaces=%d gone=%v/%v", req.GetFullReport(), len(req.GetGroups()),
@@ -111,13 +113,13 @@ func TestDeltaHoldsOnlyChanges(t *testing.T) {
 	// nothing of it.
 	other := &Receiver{}
 	req = &pdpb.StoreHeartbeatRequest{}
-	idx := s.Fill(req, next)
+	s.Build(req, fillFrom(next))
 	if other.Apply(req) || other.Namespaces != nil {
 		t.Fatalf("a delta of an unknown session was applied")
 	}
-	s.Acknowledge(idx, false)
+	s.Acknowledge(false)
 	req = &pdpb.StoreHeartbeatRequest{}
-	s.Fill(req, next)
+	s.Build(req, fillFrom(next))
 	if !req.GetFullReport() || !other.Apply(req) || len(other.Namespaces) != 999 {
 		t.Fatalf("after a refusal the next report is not full")
 	}
@@ -169,31 +171,67 @@ func dump(x Index) string {
 	return fmt.Sprintf("%d namespaces, %d groups", len(x.Namespaces), len(x.Groups))
 }
 
-// TestSameAgreesWithProtoEqual: the hand-written comparisons see every
-// field (a field added to the messages and not to them fails here).
+// TestSameAgreesWithProtoEqual: comparing entries sees every field (a
+// field added to the messages and not to the entries fails here).
 func TestSameAgreesWithProtoEqual(t *testing.T) {
 	rng := rand.New(rand.NewPCG(testseed.For(t, 11), 0))
 	for range 5000 {
 		a, b := randomReport(rng, nil), randomReport(rng, nil)
 		for _, x := range a.GetGroups() {
 			for _, y := range b.GetGroups() {
-				if sameGroup(x, y) != proto.Equal(x, y) {
-					t.Fatalf("sameGroup(%v, %v) = %v", x, y, sameGroup(x, y))
+				if x.GetGroupId() != y.GetGroupId() {
+					continue
+				}
+				ex, ey := groupEntry(x), groupEntry(y)
+				if sameGroupEntry(&ex, &ey) != proto.Equal(x, y) {
+					t.Fatalf("sameGroupEntry(%v, %v) = %v", x, y, sameGroupEntry(&ex, &ey))
 				}
 			}
 		}
 		for _, x := range a.GetNamespaces() {
 			for _, y := range b.GetNamespaces() {
-				if sameNamespace(x, y) != proto.Equal(x, y) {
-					t.Fatalf("sameNamespace(%v, %v) = %v", x, y, sameNamespace(x, y))
+				if x.GetNamespace() == y.GetNamespace() && (namespaceEntry(x) == namespaceEntry(y)) != proto.Equal(x, y) {
+					t.Fatalf("entries of %v and %v compare wrong", x, y)
 				}
 			}
 		}
 	}
-	// Every field of the compared messages is known to the comparison.
 	for msg, n := range map[proto.Message]int{&pdpb.GroupStatus{}: 9, &pdpb.NamespaceApplied{}: 5, &storepb.GroupState{}: 8, &storepb.Timestamp{}: 3} {
 		if got := msg.ProtoReflect().Descriptor().Fields().Len(); got != n {
-			t.Errorf("%T has %d fields; the comparisons in report.go know %d: update them", msg, got, n)
+			t.Errorf("%T has %d fields; the entries and comparisons in report.go know %d: update them", msg, got, n)
 		}
 	}
+}
+
+func namespaceEntry(n *pdpb.NamespaceApplied) NamespaceEntry {
+	return NamespaceEntry{Version: n.GetVersion(), State: n.GetState(), Filled: n.GetFilled(), Releasing: n.GetReleasing()}
+}
+
+func groupEntry(g *pdpb.GroupStatus) GroupEntry {
+	return GroupEntry{Namespace: g.GetNamespace(), Leader: g.GetLeader(), Term: g.GetTerm(), Commit: g.GetCommit(),
+		Applied: g.GetApplied(), State: g.GetState(), Voters: g.GetVoters(), Learners: g.GetLearners()}
+}
+
+// fillFrom reports the entries of a whole report.
+func fillFrom(full *pdpb.StoreHeartbeatRequest) func(*Builder) {
+	return func(b *Builder) {
+		for _, n := range full.GetNamespaces() {
+			b.Namespace(n.GetNamespace(), namespaceEntry(n))
+		}
+		for _, g := range full.GetGroups() {
+			b.Group(g.GetGroupId(), groupEntry(g))
+		}
+	}
+}
+
+// indexOf is a whole report by key.
+func indexOf(full *pdpb.StoreHeartbeatRequest) Index {
+	idx := Index{Namespaces: map[string]*pdpb.NamespaceApplied{}, Groups: map[uint64]*pdpb.GroupStatus{}}
+	for _, n := range full.GetNamespaces() {
+		idx.Namespaces[n.GetNamespace()] = n
+	}
+	for _, g := range full.GetGroups() {
+		idx.Groups[g.GetGroupId()] = g
+	}
+	return idx
 }

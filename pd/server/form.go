@@ -35,7 +35,9 @@ func (s *Server) runFormation(l *leadership) {
 	for {
 		if now := time.Now(); !now.Before(nextSchedule) {
 			s.scheduleOnce(l)
-			nextSchedule = time.Now().Add(s.cfg.ScheduleInterval)
+			// A round looks at every namespace: with many, rounds are
+			// spaced so that they take at most a tenth of a core.
+			nextSchedule = time.Now().Add(max(s.cfg.ScheduleInterval, 10*time.Since(now)))
 		}
 		// Reading the table is only worth it when a group may be formed.
 		if _, ok := s.stores.formationPeers(time.Now(), s.cfg.FormSettle); ok {

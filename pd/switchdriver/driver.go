@@ -58,15 +58,11 @@ type storeConn struct {
 }
 
 func (p *pdCluster) Namespaces() []*storepb.NamespaceRecord {
-	statuses, _, err := p.c.Namespaces(p.ctx)
+	recs, _, err := p.c.Records(p.ctx)
 	if err != nil {
 		return nil
 	}
-	out := make([]*storepb.NamespaceRecord, 0, len(statuses))
-	for _, st := range statuses {
-		out = append(out, st.GetRecord())
-	}
-	return out
+	return recs
 }
 
 // Stores lists every registered store, up or not: a store that is down may

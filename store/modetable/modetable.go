@@ -83,13 +83,19 @@ func (t *Table) NamespaceOfGroup(group uint64) (string, bool) {
 
 // List returns every row, sorted by namespace.
 func (t *Table) List() []*storepb.NamespaceRecord {
+	out := t.Rows()
+	slices.SortFunc(out, func(a, b *storepb.NamespaceRecord) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return out
+}
+
+// Rows returns every row, in no order: cheaper than List with 100,000.
+func (t *Table) Rows() []*storepb.NamespaceRecord {
 	t.mu.RLock()
 	out := make([]*storepb.NamespaceRecord, 0, len(t.rows))
 	for _, r := range t.rows {
 		out = append(out, r)
 	}
 	t.mu.RUnlock()
-	slices.SortFunc(out, func(a, b *storepb.NamespaceRecord) int { return strings.Compare(a.GetName(), b.GetName()) })
 	return out
 }
 

@@ -59,7 +59,7 @@ type Config struct {
 	Logger         *zap.Logger
 	// Report fills a heartbeat with what the store has applied: each
 	// namespace's state and each group's Raft and switch state.
-	Report func(req *pdpb.StoreHeartbeatRequest)
+	Report func(b *report.Builder)
 	// Changed is signalled when the store's state changed (a switch step
 	// applied): the next heartbeat goes at once.
 	Changed <-chan struct{}
@@ -101,6 +101,9 @@ type Follower struct {
 	// leaseFrom is when the last heartbeat PD answered was sent (unix
 	// nanoseconds); maxDown is PD's --max-store-down-time it said.
 	leaseFrom, maxDown atomic.Int64
+	// reportCost is how long the last heartbeat took to build (heartbeat
+	// loop only).
+	reportCost time.Duration
 }
 
 // New loads the table, its revision and the store list this store last
@@ -257,32 +260,46 @@ func (f *Follower) SetMode(ctx context.Context, ns, mode string, force bool) (*s
 
 var _ modetable.Authority = (*Follower)(nil)
 
-// ApplyWatch persists a watch response (rows, then the revision, in one
-// synced batch) and then applies its rows, newer versions only.
-func (f *Follower) ApplyWatch(resp *pdpb.WatchNamespacesResponse) error {
+// ApplyWatch persists watch responses, in the order PD sent them (rows,
+// then the revision, in one synced batch), and then applies their rows,
+// newer versions only. Responses that arrived together share one sync:
+// namespaces created at 1,000 a second are 1,000 revisions a second.
+func (f *Follower) ApplyWatch(resps ...*pdpb.WatchNamespacesResponse) error {
 	b := f.cfg.DB.NewBatch()
 	defer b.Close()
-	for _, rec := range resp.GetRecords() {
-		if cur, ok := f.cfg.Table.Get(rec.GetName()); ok && cur.GetVersion() >= rec.GetVersion() {
-			continue
+	newest := map[string]*storepb.NamespaceRecord{}
+	rev := f.AppliedRevision()
+	for _, resp := range resps {
+		for _, rec := range resp.GetRecords() {
+			if cur, ok := newest[rec.GetName()]; ok && cur.GetVersion() >= rec.GetVersion() {
+				continue
+			}
+			if cur, ok := f.cfg.Table.Get(rec.GetName()); ok && cur.GetVersion() >= rec.GetVersion() {
+				continue
+			}
+			newest[rec.GetName()] = rec
 		}
+		rev = max(rev, resp.GetRevision())
+	}
+	for name, rec := range newest {
 		v, err := proto.Marshal(rec)
 		if err != nil {
 			return err
 		}
-		if err := b.Set(keys.PDTableRow(rec.GetName()), v, nil); err != nil {
+		if err := b.Set(keys.PDTableRow(name), v, nil); err != nil {
 			return err
 		}
 	}
-	rev := max(resp.GetRevision(), f.AppliedRevision())
 	if err := b.Set(keys.PDRevision(), binary.BigEndian.AppendUint64(nil, rev), nil); err != nil {
 		return err
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return err
 	}
-	for _, rec := range resp.GetRecords() {
-		f.cfg.Table.Apply(rec)
+	for _, resp := range resps {
+		for _, rec := range resp.GetRecords() {
+			f.cfg.Table.Apply(rec)
+		}
 	}
 	f.mu.Lock()
 	f.revision = rev
@@ -398,24 +415,48 @@ func (f *Follower) watchLoop(ctx context.Context, fatal func(error)) {
 	whole := false
 	var lastReport time.Time
 	lastBehind := false
-	apply := func(resp *pdpb.WatchNamespacesResponse) error {
-		skip, err := f.checkWatch(resp)
-		if err != nil {
-			refusal = err
-			return err
-		}
-		if skip {
+	// apply checks and applies responses that arrived together; a reload
+	// is applied alone (it is checked against the table before it).
+	apply := func(batch []*pdpb.WatchNamespacesResponse) error {
+		var ok []*pdpb.WatchNamespacesResponse
+		flush := func() error {
+			if len(ok) == 0 {
+				return nil
+			}
+			if err := f.ApplyWatch(ok...); err != nil {
+				persistErr = err
+				return err
+			}
+			f.synced.Store(true)
+			ok = ok[:0]
 			return nil
 		}
-		if err := f.ApplyWatch(resp); err != nil {
-			persistErr = err
-			return err
+		for _, resp := range batch {
+			if resp.GetReload() {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			skip, err := f.checkWatch(resp)
+			if err != nil {
+				if ferr := flush(); ferr != nil {
+					return ferr
+				}
+				refusal = err
+				return err
+			}
+			if skip {
+				continue
+			}
+			ok = append(ok, resp)
+			if resp.GetReload() {
+				if err := flush(); err != nil {
+					return err
+				}
+				whole = false
+			}
 		}
-		f.synced.Store(true)
-		if resp.GetReload() {
-			whole = false
-		}
-		return nil
+		return flush()
 	}
 	for ctx.Err() == nil {
 		refusal = nil
@@ -423,7 +464,7 @@ func (f *Follower) watchLoop(ctx context.Context, fatal func(error)) {
 		if whole {
 			after = 0
 		}
-		err := f.cli.WatchNamespaces(ctx, after, apply)
+		err := f.watchBatched(ctx, after, apply)
 		if persistErr != nil {
 			fatal(fmt.Errorf("persist the mode table from PD: %w", persistErr))
 			return
@@ -455,6 +496,62 @@ func (f *Follower) watchLoop(ctx context.Context, fatal func(error)) {
 		}
 	}
 }
+
+// watchBatched follows PD's table from after, as WatchNamespaces does, and
+// hands apply the responses that arrived while the last ones were being
+// applied, together (at most maxWatchBatch). An error of apply ends the
+// watch and is returned.
+func (f *Follower) watchBatched(ctx context.Context, after uint64, apply func([]*pdpb.WatchNamespacesResponse) error) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	recv := make(chan *pdpb.WatchNamespacesResponse, maxWatchBatch)
+	done := make(chan error, 1)
+	go func() {
+		done <- f.cli.WatchNamespaces(wctx, after, func(resp *pdpb.WatchNamespacesResponse) error {
+			select {
+			case recv <- resp:
+				return nil
+			case <-wctx.Done():
+				return wctx.Err()
+			}
+		})
+	}()
+	var watchErr error
+	watching := true
+	for {
+		var batch []*pdpb.WatchNamespacesResponse
+		if watching {
+			select {
+			case resp := <-recv:
+				batch = append(batch, resp)
+			case watchErr = <-done:
+				watching = false
+			}
+		}
+	drain:
+		for len(batch) < maxWatchBatch {
+			select {
+			case resp := <-recv:
+				batch = append(batch, resp)
+			default:
+				break drain
+			}
+		}
+		if len(batch) == 0 {
+			return watchErr // the watch ended and everything it sent is applied
+		}
+		if err := apply(batch); err != nil {
+			cancel()
+			if watching {
+				<-done
+			}
+			return err
+		}
+	}
+}
+
+// maxWatchBatch bounds the watch responses applied with one sync.
+const maxWatchBatch = 256
 
 // checkWatch checks that a watch response does not take the table back:
 // its revision is not behind what this store applied (a progress report
@@ -515,9 +612,8 @@ func (f *Follower) heartbeatLoop(ctx, pctx context.Context, fatal func(error)) {
 		}
 		if registered && ok {
 			sent := time.Now()
-			req, idx := f.heartbeat(rep)
-			resp, err := f.cli.StoreHeartbeat(cctx, req)
-			rep.Acknowledge(idx, err == nil && !resp.GetFullReportWanted())
+			resp, err := f.cli.StoreHeartbeat(cctx, f.heartbeat(rep))
+			rep.Acknowledge(err == nil && !resp.GetFullReportWanted())
 			switch {
 			case err == nil:
 				if ok = f.checkCluster(resp.GetClusterId(), fatal); ok {
@@ -551,8 +647,13 @@ func (f *Follower) heartbeatLoop(ctx, pctx context.Context, fatal func(error)) {
 		case <-t.C:
 		case <-f.cfg.Table.Changed():
 			// Report a newly applied row or switch step at once: rollouts
-			// are timed by it.
+			// are timed by it. But a report looks at every namespace: with
+			// many (and rows changing by the thousand, as namespaces are
+			// created), reports are spaced so that they take at most a
+			// tenth of a core.
+			sleepCtx(pctx, 10*f.reportCost)
 		case <-f.cfg.Changed:
+			sleepCtx(pctx, 10*f.reportCost)
 		}
 		if ctx.Err() != nil {
 			return
@@ -565,13 +666,29 @@ func (f *Follower) heartbeatLoop(ctx, pctx context.Context, fatal func(error)) {
 
 // heartbeat builds the next heartbeat: the store's report as rep says PD
 // needs it (whole, or what changed).
-func (f *Follower) heartbeat(rep *report.Sender) (*pdpb.StoreHeartbeatRequest, *report.Index) {
+func (f *Follower) heartbeat(rep *report.Sender) *pdpb.StoreHeartbeatRequest {
+	start := time.Now()
 	req := &pdpb.StoreHeartbeatRequest{StoreId: f.cfg.StoreID, Addr: f.cfg.AdvertiseAddr, AppliedRevision: f.AppliedRevision()}
-	full := &pdpb.StoreHeartbeatRequest{}
-	if f.cfg.Report != nil {
-		f.cfg.Report(full)
+	rep.Build(req, func(b *report.Builder) {
+		if f.cfg.Report != nil {
+			f.cfg.Report(b)
+		}
+	})
+	f.reportCost = time.Since(start)
+	return req
+}
+
+// sleepCtx waits for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
 	}
-	return req, rep.Fill(req, full)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // seedLoop sets --namespace-mode rows that PD does not have yet, and
