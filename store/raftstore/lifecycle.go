@@ -223,12 +223,42 @@ func (rs *RaftStore) stepRemote(from, group uint64, m *eraftpb.Message, quiesce,
 }
 
 // ReportUnreachable tells every group that a store could not be reached.
+// The transport says so at every message it cannot queue: with tens of
+// thousands of awake groups, the reports for a store are coalesced, and
+// handed to the groups at most once per tick.
 func (rs *RaftStore) ReportUnreachable(to uint64) {
-	rs.post(func() {
-		for _, g := range rs.ticking {
-			g.rn.ReportUnreachable(to) // a sleeping group sends nothing
+	rs.unreachMu.Lock()
+	if rs.unreachPending == nil {
+		rs.unreachPending = make(map[uint64]bool)
+	}
+	first := len(rs.unreachPending) == 0
+	rs.unreachPending[to] = true
+	rs.unreachMu.Unlock()
+	if first {
+		rs.post(rs.reportUnreachable)
+	}
+}
+
+// reportUnreachable hands the pending unreachable reports to the awake
+// groups (a sleeping group sends nothing). Loop only.
+func (rs *RaftStore) reportUnreachable() {
+	rs.unreachMu.Lock()
+	pending := rs.unreachPending
+	rs.unreachPending = nil
+	rs.unreachMu.Unlock()
+	now := time.Now()
+	if rs.unreachAt == nil {
+		rs.unreachAt = make(map[uint64]time.Time)
+	}
+	for to := range pending {
+		if now.Sub(rs.unreachAt[to]) < rs.cfg.TickInterval {
+			continue
 		}
-	})
+		rs.unreachAt[to] = now
+		for _, g := range rs.ticking {
+			g.rn.ReportUnreachable(to)
+		}
+	}
 }
 
 // ReportSnapshot tells a group how sending a snapshot ended.

@@ -228,7 +228,13 @@ type RaftStore struct {
 	boots   []boot
 	booting map[uint64]bool
 
-	inbox   inbox
+	inbox inbox
+	// unreachPending: stores the transport could not reach, not yet told
+	// to the groups; unreachAt (loop only): when each was last told.
+	unreachMu      sync.Mutex
+	unreachPending map[uint64]bool
+	unreachAt      map[uint64]time.Time
+
 	waitMu  sync.Mutex
 	waiters map[uint64]*waiter
 
