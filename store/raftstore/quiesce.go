@@ -203,11 +203,16 @@ func (rs *RaftStore) maybeQuiesce(g *group) bool {
 	}
 	bs := g.rn.BasicStatus()
 	term, commit := bs.HardState.GetTerm(), bs.HardState.GetCommit()
+	// As raft's own heartbeats, never past what a member has: one on a
+	// store that is down may lack entries, and would refuse (intake rule
+	// 9) a heartbeat committing them, and with it its leader.
+	match := map[uint64]uint64{}
+	g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) { match[id] = pr.Match })
 	for _, id := range g.members() {
 		if id == rs.cfg.StoreID {
 			continue
 		}
-		m := &eraftpb.Message{Type: eraftpb.MsgHeartbeat.Enum(), To: new(id), From: new(rs.cfg.StoreID), Term: new(term), Commit: new(commit)}
+		m := &eraftpb.Message{Type: eraftpb.MsgHeartbeat.Enum(), To: new(id), From: new(rs.cfg.StoreID), Term: new(term), Commit: new(min(commit, match[id]))}
 		data, err := proto.Marshal(m)
 		if err != nil {
 			rs.log.Error("marshal quiesce heartbeat", zap.Error(err))

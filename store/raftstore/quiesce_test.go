@@ -8,6 +8,10 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	eraftpb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rdb-project/rdb/proto/storepb"
 )
 
 // waitAsleep waits until every node's replica of group sleeps.
@@ -212,4 +216,44 @@ func TestQuiescesWithAStoreDown(t *testing.T) {
 		return nil
 	})
 	waitAsleep(t, append(up, nd), 7)
+}
+
+// TestQuiesceHeartbeatCommitsOnlyWhatAMemberHas: a leader that falls asleep
+// while a member is cut off tells it to sleep (the message waits in a real
+// transport) with the commit index that member has, as raft's own
+// heartbeats do: one committing entries it lacks is refused by its intake
+// (rule 9), and with it the leader it would learn of after a restart.
+func TestQuiesceHeartbeatCommitsOnlyWhatAMemberHas(t *testing.T) {
+	n, nodes, leader := threeStores(t)
+	waitAsleep(t, nodes, 7)
+	cut := uint64((leader+1)%3 + 1)
+	st, _ := nodes[cut-1].rs.Status(7)
+	has := st.Commit
+	var sentCommit atomic.Uint64
+	n.mu.Lock()
+	n.cut[cut] = true
+	n.sent = func(from, to uint64, rm *storepb.RaftMessage) {
+		if to != cut || !rm.GetQuiesce() {
+			return
+		}
+		m := &eraftpb.Message{}
+		if proto.Unmarshal(rm.GetData(), m) == nil && m.GetCommit() > sentCommit.Load() {
+			sentCommit.Store(m.GetCommit())
+		}
+	}
+	n.mu.Unlock()
+	// Written while it is cut off: it lacks the entry.
+	if _, err := nodes[leader].rs.ProposeRetrying(ctxT(t, 5*time.Second), 7, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	var up []*node
+	for i, nd := range nodes {
+		if uint64(i+1) != cut {
+			up = append(up, nd)
+		}
+	}
+	waitAsleep(t, up, 7)
+	if got := sentCommit.Load(); got > has {
+		t.Fatalf("the quiesce heartbeat to store %d commits %d; it has %d", cut, got, has)
+	}
 }

@@ -58,6 +58,9 @@ type net struct {
 	// dropQuiesce, if set, drops the quiesce heartbeats to store to for
 	// which it returns true.
 	dropQuiesce func(to uint64) bool
+	// sent, if set, sees every message sent, delivered or not (a real
+	// transport queues what a cut-off store gets later).
+	sent func(from, to uint64, rm *storepb.RaftMessage)
 }
 
 type netEnd struct {
@@ -67,8 +70,13 @@ type netEnd struct {
 
 func (e netEnd) Send(to uint64, msgs []*storepb.RaftMessage) {
 	e.n.mu.Lock()
-	dst, down, tap, dropQ := e.n.rs[to], e.n.cut[to] || e.n.cut[e.from], e.n.tap, e.n.dropQuiesce
+	dst, down, tap, dropQ, sent := e.n.rs[to], e.n.cut[to] || e.n.cut[e.from], e.n.tap, e.n.dropQuiesce, e.n.sent
 	e.n.mu.Unlock()
+	if sent != nil {
+		for _, rm := range msgs {
+			sent(e.from, to, rm)
+		}
+	}
 	if dst == nil || down {
 		return
 	}
