@@ -111,6 +111,7 @@ func (rs *RaftStore) handleReady() error {
 			r.sent = true
 		}
 	}
+	rs.flush()
 	if err := rs.persist(rds); err != nil {
 		return err
 	}
@@ -119,6 +120,7 @@ func (rs *RaftStore) handleReady() error {
 			rs.send(r.g, r.rd.Messages)
 		}
 	}
+	rs.flush()
 	if err := rs.apply(rds); err != nil {
 		return err
 	}
@@ -385,13 +387,9 @@ func (rs *RaftStore) maybeCompact(g *group) error {
 	return nil
 }
 
-// send hands a group's messages to the transport, batched per peer;
-// snapshots go on their own stream.
+// send queues a group's messages in the round's outbox (flush hands them
+// to the transport); snapshots go on their own stream.
 func (rs *RaftStore) send(g *group, msgs []*eraftpb.Message) {
-	if len(msgs) == 0 {
-		return
-	}
-	byPeer := make(map[uint64][]*storepb.RaftMessage)
 	for _, m := range msgs {
 		if m.GetFrom() != rs.cfg.StoreID {
 			// A follower passes on a proposal or read it received to its
@@ -422,10 +420,26 @@ func (rs *RaftStore) send(g *group, msgs []*eraftpb.Message) {
 		if m.GetType() == eraftpb.MsgHeartbeat || m.GetType() == eraftpb.MsgHeartbeatResp {
 			rs.stats.heartbeats.Add(1)
 		}
-		byPeer[m.GetTo()] = append(byPeer[m.GetTo()], &storepb.RaftMessage{GroupId: g.id, Data: data})
+		rs.queue(m.GetTo(), &storepb.RaftMessage{GroupId: g.id, Data: data})
 	}
-	for to, ms := range byPeer {
+}
+
+// queue adds a message to the outbox.
+func (rs *RaftStore) queue(to uint64, m *storepb.RaftMessage) {
+	if rs.outbox == nil {
+		rs.outbox = make(map[uint64][]*storepb.RaftMessage)
+	}
+	rs.outbox[to] = append(rs.outbox[to], m)
+}
+
+// flush hands the outbox to the transport: one batch per store, whatever
+// the number of groups that spoke to it. With tens of thousands of awake
+// groups, a batch per group would overflow the transport's queue (which
+// drops what does not fit) in one tick. Loop only.
+func (rs *RaftStore) flush() {
+	for to, ms := range rs.outbox {
 		rs.cfg.Transport.Send(to, ms)
+		delete(rs.outbox, to)
 	}
 }
 
@@ -446,6 +460,7 @@ func (rs *RaftStore) tick(now time.Time) {
 		rs.reconcileMembers(g, now)
 	}
 	rs.checkLiveness(now)
+	rs.flush()
 	rs.gcSnapshots(now)
 	rs.drops.flush(rs.log, now)
 }

@@ -218,7 +218,7 @@ func (rs *RaftStore) maybeQuiesce(g *group) bool {
 			rs.log.Error("marshal quiesce heartbeat", zap.Error(err))
 			return false
 		}
-		rs.cfg.Transport.Send(id, []*storepb.RaftMessage{{GroupId: g.id, Data: data, Quiesce: true}})
+		rs.queue(id, &storepb.RaftMessage{GroupId: g.id, Data: data, Quiesce: true})
 	}
 	rs.sleep(g)
 	return true

@@ -229,6 +229,10 @@ type RaftStore struct {
 	booting map[uint64]bool
 
 	inbox inbox
+	// outbox (loop only) holds the round's messages by store, until
+	// flush hands each store's to the transport as one batch.
+	outbox map[uint64][]*storepb.RaftMessage
+
 	// unreachPending: stores the transport could not reach, not yet told
 	// to the groups; unreachAt (loop only): when each was last told.
 	unreachMu      sync.Mutex
