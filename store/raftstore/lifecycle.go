@@ -103,6 +103,7 @@ func (rs *RaftStore) Stop() {
 // transport's RaftBatch.FromStore). Each is checked (intake.go) before Raft
 // sees it; what fails a check is dropped.
 func (rs *RaftStore) Step(from uint64, msgs []*storepb.RaftMessage) {
+	rs.noteArrival(from, time.Now())
 	decoded := make([]*eraftpb.Message, 0, len(msgs))
 	groups := make([]uint64, 0, len(msgs))
 	var quiesce []bool

@@ -300,12 +300,36 @@ func (rs *RaftStore) checkLiveness(now time.Time) {
 	}
 	timeout := time.Duration(rs.cfg.ElectionTicks) * rs.cfg.TickInterval
 	for id, p := range rs.peers {
+		if at := rs.arrival(id); at.After(p.lastHeard) && !p.down {
+			// Heard, though the loop has not stepped it yet: a loop
+			// that stalled (a GC pause, a long round) does not take its
+			// peers for down, and wake every group they lead.
+			p.lastHeard = at
+		}
 		if !p.down && now.Sub(p.lastHeard) > timeout {
 			p.down = true
 			rs.log.Info("store not heard from for an election timeout: waking the groups it led", zap.Uint64("store", id))
 			rs.wakeLedBy(id)
 		}
 	}
+}
+
+// noteArrival records that store from was heard at at. Any goroutine: the
+// transport's, as messages arrive.
+func (rs *RaftStore) noteArrival(from uint64, at time.Time) {
+	rs.arrivalsMu.Lock()
+	defer rs.arrivalsMu.Unlock()
+	if rs.arrivals == nil {
+		rs.arrivals = make(map[uint64]time.Time)
+	}
+	rs.arrivals[from] = at
+}
+
+// arrival is when store id was last heard, as messages arrived.
+func (rs *RaftStore) arrival(id uint64) time.Time {
+	rs.arrivalsMu.Lock()
+	defer rs.arrivalsMu.Unlock()
+	return rs.arrivals[id]
 }
 
 // wakeLedBy wakes every sleeping group whose leader is store id. Loop only;

@@ -229,6 +229,11 @@ type RaftStore struct {
 	booting map[uint64]bool
 
 	inbox inbox
+	// arrivals: when each store was last heard from, as its messages
+	// arrived (before the loop steps them).
+	arrivalsMu sync.Mutex
+	arrivals   map[uint64]time.Time
+
 	// outbox (loop only) holds the round's messages by store, until
 	// flush hands each store's to the transport as one batch.
 	outbox map[uint64][]*storepb.RaftMessage
