@@ -76,6 +76,7 @@ func Open(cfg Config) (*RaftStore, error) {
 func (rs *RaftStore) Start() {
 	rs.started.Store(true)
 	go rs.run()
+	go rs.sendLiveness()
 }
 
 // Stop ends the loop and fails every waiting call with ErrStopped.

@@ -43,6 +43,7 @@ package raftstore
 
 import (
 	"encoding/binary"
+	"maps"
 	"slices"
 	"time"
 
@@ -252,6 +253,7 @@ func (rs *RaftStore) notePeers(cs *eraftpb.ConfState, now time.Time) {
 		for _, id := range ids {
 			if id != rs.cfg.StoreID && rs.peers[id] == nil {
 				rs.peers[id] = &peerLiveness{lastHeard: now}
+				rs.publishPeers()
 			}
 		}
 	}
@@ -271,6 +273,7 @@ func (rs *RaftStore) heard(from, incarnation uint64, now time.Time) {
 	if p == nil {
 		p = &peerLiveness{}
 		rs.peers[from] = p
+		rs.publishPeers()
 	}
 	p.lastHeard = now
 	if p.down {
@@ -288,16 +291,38 @@ func (rs *RaftStore) heard(from, incarnation uint64, now time.Time) {
 	p.incarnation = incarnation
 }
 
-// checkLiveness sends this store's liveness to every store it shares a
-// group with, and wakes the sleeping groups led by a store not heard from
-// for an election timeout. Loop only, every tick.
-func (rs *RaftStore) checkLiveness(now time.Time) {
-	if now.Sub(rs.livenessSent) >= time.Duration(rs.cfg.HeartbeatTicks)*rs.cfg.TickInterval {
-		rs.livenessSent = now
-		for id := range rs.peers {
-			rs.cfg.Transport.Send(id, []*storepb.RaftMessage{{GroupId: livenessGroup, Data: rs.incarnation}})
+// sendLiveness sends this store's liveness to every store it shares a
+// group with, every heartbeat interval, until the loop stops. It runs
+// beside the loop, not in it: a loop that stalls (a long round, a burst of
+// work at 100,000 groups) must not silence its store, or its peers take it
+// for down and wake every group it leads.
+func (rs *RaftStore) sendLiveness() {
+	t := time.NewTicker(time.Duration(rs.cfg.HeartbeatTicks) * rs.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-rs.donec:
+			return
+		case <-t.C:
+		}
+		if peers := rs.livenessPeers.Load(); peers != nil {
+			for _, id := range *peers {
+				rs.cfg.Transport.Send(id, []*storepb.RaftMessage{{GroupId: livenessGroup, Data: rs.incarnation}})
+			}
 		}
 	}
+}
+
+// publishPeers makes the stores this one watches known to sendLiveness.
+// Loop only, when one is added.
+func (rs *RaftStore) publishPeers() {
+	ids := slices.Sorted(maps.Keys(rs.peers))
+	rs.livenessPeers.Store(&ids)
+}
+
+// checkLiveness wakes the sleeping groups led by a store not heard from
+// for an election timeout. Loop only, every tick.
+func (rs *RaftStore) checkLiveness(now time.Time) {
 	timeout := time.Duration(rs.cfg.ElectionTicks) * rs.cfg.TickInterval
 	for id, p := range rs.peers {
 		if at := rs.arrival(id); at.After(p.lastHeard) && !p.down {

@@ -222,7 +222,8 @@ type RaftStore struct {
 	undurable    []*group
 	peers        map[uint64]*peerLiveness
 	incarnation  []byte
-	livenessSent time.Time
+	// livenessPeers is the loop's set of watched stores, for sendLiveness.
+	livenessPeers atomic.Pointer[[]uint64]
 	// boots are the bootstraps queued this round (createGroup), booting
 	// their groups.
 	boots   []boot
