@@ -217,11 +217,11 @@ type RaftStore struct {
 	// Loop-owned (quiesce.go): the groups that tick; those to handle this
 	// round; those whose applied index is not known durable yet; the
 	// liveness of the stores this one shares groups with.
-	ticking      []*group
-	dirty        []*group
-	undurable    []*group
-	peers        map[uint64]*peerLiveness
-	incarnation  []byte
+	ticking     []*group
+	dirty       []*group
+	undurable   []*group
+	peers       map[uint64]*peerLiveness
+	incarnation []byte
 	// livenessPeers is the loop's set of watched stores, for sendLiveness.
 	livenessPeers atomic.Pointer[[]uint64]
 	// boots are the bootstraps queued this round (createGroup), booting
