@@ -321,6 +321,7 @@ func (s *Store) open() error {
 		OnRefusedMember:  s.refusedMember,
 		LearnersFirst:    s.pd != nil,
 		OnFatal:          s.fatal,
+		AlwaysAwake:      s.alwaysAwake,
 		TickInterval:     cfg.TickInterval,
 		ElectionTicks:    cfg.ElectionTicks,
 		CompactThreshold: cfg.CompactThreshold,
@@ -583,6 +584,11 @@ func (s *Store) wantReplica(group uint64) bool {
 	rec, ok := s.table.Get(ns)
 	return ok && s.holds(rec)
 }
+
+// alwaysAwake: the meta group never sleeps. Its followers must apply the
+// rows it commits without being used (a store learns its namespaces' modes
+// and groups from them), and the switch driver needs its leader.
+func (s *Store) alwaysAwake(group uint64) bool { return group == keys.MetaGroupID }
 
 // holders is the LWW engine's Config.Holders: the stores a namespace's
 // row lists, or every store.

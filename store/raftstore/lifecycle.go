@@ -64,7 +64,7 @@ func Open(cfg Config) (*RaftStore, error) {
 		if err != nil {
 			return nil, fmt.Errorf("raftstore: open group %d: %w", id, err)
 		}
-		if g.lastIndex > g.applied.index {
+		if g.lastIndex > g.applied.index || rs.alwaysAwake(id) {
 			// Entries it may not know committed: it needs a leader now.
 			rs.wake(g)
 		}

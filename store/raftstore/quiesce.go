@@ -194,7 +194,7 @@ func (rs *RaftStore) membershipSettled(g *group) bool {
 // quiesceTicks ticks, telling its members, and reports whether it did.
 // Loop only, before the group's tick (whose heartbeats are work).
 func (rs *RaftStore) maybeQuiesce(g *group) bool {
-	if !rs.idle(g) {
+	if !rs.idle(g) || rs.alwaysAwake(g.id) {
 		g.idleTicks = 0
 		return false
 	}
@@ -207,13 +207,22 @@ func (rs *RaftStore) maybeQuiesce(g *group) bool {
 	// As raft's own heartbeats, never past what a member has: one on a
 	// store that is down may lack entries, and would refuse (intake rule
 	// 9) a heartbeat committing them, and with it its leader.
-	match := map[uint64]uint64{}
-	g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) { match[id] = pr.Match })
+	var match [8][2]uint64 // id, match: on the stack for groups of up to 8 members
+	matches := match[:0]
+	g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
+		matches = append(matches, [2]uint64{id, pr.Match})
+	})
 	for _, id := range g.members() {
 		if id == rs.cfg.StoreID {
 			continue
 		}
-		m := &eraftpb.Message{Type: eraftpb.MsgHeartbeat.Enum(), To: new(id), From: new(rs.cfg.StoreID), Term: new(term), Commit: new(min(commit, match[id]))}
+		var has uint64
+		for _, m := range matches {
+			if m[0] == id {
+				has = m[1]
+			}
+		}
+		m := &eraftpb.Message{Type: eraftpb.MsgHeartbeat.Enum(), To: new(id), From: new(rs.cfg.StoreID), Term: new(term), Commit: new(min(commit, has))}
 		data, err := proto.Marshal(m)
 		if err != nil {
 			rs.log.Error("marshal quiesce heartbeat", zap.Error(err))
@@ -229,6 +238,9 @@ func (rs *RaftStore) maybeQuiesce(g *group) bool {
 // quiesce heartbeat from its leader, if it holds the leader's whole log and
 // has nothing pending. Loop only.
 func (rs *RaftStore) followerQuiesce(g *group, from uint64, m *eraftpb.Message) {
+	if rs.alwaysAwake(g.id) {
+		return
+	}
 	bs := g.rn.BasicStatus()
 	if bs.RaftState != raft.StateFollower || bs.Lead != from || bs.HardState.GetTerm() != m.GetTerm() ||
 		m.GetCommit() != g.lastIndex || bs.HardState.GetCommit() != g.lastIndex ||
@@ -236,6 +248,11 @@ func (rs *RaftStore) followerQuiesce(g *group, from uint64, m *eraftpb.Message) 
 		return
 	}
 	rs.sleep(g)
+}
+
+// alwaysAwake reports whether group never sleeps (Config.AlwaysAwake).
+func (rs *RaftStore) alwaysAwake(group uint64) bool {
+	return rs.cfg.AlwaysAwake != nil && rs.cfg.AlwaysAwake(group)
 }
 
 // members lists g's voters and learners.

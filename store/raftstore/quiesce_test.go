@@ -257,3 +257,91 @@ func TestQuiesceHeartbeatCommitsOnlyWhatAMemberHas(t *testing.T) {
 		t.Fatalf("the quiesce heartbeat to store %d commits %d; it has %d", cut, got, has)
 	}
 }
+
+// TestAlwaysAwakeGroupCatchesUpAfterRestartOfAll: every store restarts
+// while a follower lacks the last entries of two groups. The ordinary one
+// sleeps with no leader until used; the one named always awake elects a
+// leader by itself and catches the follower up with no call to prompt it
+// (a chaos run found a store whose meta replica stayed behind for good,
+// serving a mode the cluster had switched away from).
+func TestAlwaysAwakeGroupCatchesUpAfterRestartOfAll(t *testing.T) {
+	const ordinary, awake = 7, 8
+	tune := func(c *Config) {
+		c.AlwaysAwake = func(g uint64) bool { return g == awake }
+	}
+	n := newNet()
+	fss := []vfs.FS{vfs.NewMem(), vfs.NewMem(), vfs.NewMem()}
+	nodes := make([]*node, 3)
+	for i := range nodes {
+		nodes[i] = n.start(t, uint64(i+1), fss[i], tune)
+		for _, g := range []uint64{ordinary, awake} {
+			if err := nodes[i].rs.CreateGroup(ctxT(t, 5*time.Second), g, []uint64{1, 2, 3}, nil, i == 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, g := range []uint64{ordinary, awake} {
+		if _, err := nodes[0].rs.ProposeRetrying(ctxT(t, 5*time.Second), g, []byte("a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitAsleep(t, nodes, ordinary)
+	if st, _ := nodes[0].rs.Status(awake); st.Asleep {
+		t.Fatalf("group %d fell asleep: %+v", awake, st)
+	}
+	// A store that leads neither group is cut off while both take a
+	// write at their leader: it lacks them.
+	leads := map[uint64]int{}
+	eventually(t, 10*time.Second, func() error {
+		for _, g := range []uint64{ordinary, awake} {
+			st, _ := nodes[0].rs.Status(g)
+			if st.Leader == 0 {
+				return fmt.Errorf("group %d has no leader", g)
+			}
+			leads[g] = int(st.Leader - 1)
+		}
+		return nil
+	})
+	victim := 0
+	for victim == leads[ordinary] || victim == leads[awake] {
+		victim++
+	}
+	n.mu.Lock()
+	n.cut[uint64(victim+1)] = true
+	n.mu.Unlock()
+	want := map[uint64]uint64{}
+	for _, g := range []uint64{ordinary, awake} {
+		v, err := nodes[leads[g]].rs.ProposeRetrying(ctxT(t, 5*time.Second), g, []byte("b"))
+		if err != nil {
+			t.Fatalf("group %d: %v", g, err)
+		}
+		want[g] = v.(uint64)
+	}
+	for _, nd := range nodes {
+		nd.stop()
+	}
+	n.mu.Lock()
+	n.cut[uint64(victim+1)] = false
+	n.mu.Unlock()
+	for i := range nodes {
+		nd, err := n.open(uint64(i+1), fss[i], tune)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nd.stop)
+		nodes[i] = nd
+	}
+	if st, _ := nodes[victim].rs.Status(awake); st.Applied >= want[awake] {
+		t.Fatalf("store %d restarted with group %d applied to %d; the test wants it behind %d", victim+1, awake, st.Applied, want[awake])
+	}
+	eventually(t, 10*time.Second, func() error {
+		if st, _ := nodes[victim].rs.Status(awake); st.Applied < want[awake] || st.Leader == 0 {
+			return fmt.Errorf("store %d's replica of group %d: %+v; want applied %d under a leader", victim+1, awake, st, want[awake])
+		}
+		return nil
+	})
+	// The ordinary group waits for its first use: no leader yet.
+	if st, _ := nodes[victim].rs.Status(ordinary); !st.Asleep || st.Leader != 0 || st.Applied >= want[ordinary] {
+		t.Fatalf("store %d's replica of group %d: %+v; want asleep, behind, with no leader", victim+1, ordinary, st)
+	}
+}

@@ -85,6 +85,12 @@ type Config struct {
 	// OnFatal is called when a write to the DB, or a state machine's apply,
 	// fails; the loop has stopped.
 	OnFatal func(error)
+	// AlwaysAwake, if set, names the groups that never sleep (quiesce.go):
+	// one whose followers must apply what it commits without being used,
+	// such as the group that holds the cluster's own metadata. A sleeping
+	// group knows no leader after a restart of all its members, and a
+	// member that was behind stays behind until the group is used.
+	AlwaysAwake func(group uint64) bool
 
 	TickInterval   time.Duration // default 100ms
 	ElectionTicks  int           // default 10

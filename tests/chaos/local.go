@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -340,4 +341,26 @@ func LocalFaults(c *LocalCluster) []Fault {
 			return func(ctx context.Context) error { return c.Start(ctx, f) }, nil
 		}},
 	}
+}
+
+// Describe reports what each running store knows of ns and of the meta
+// group: a switch that does not complete is explained by it.
+func (c *LocalCluster) Describe(ns string) string {
+	var b strings.Builder
+	for i := range c.N() {
+		s := c.Store(i)
+		if s == nil {
+			fmt.Fprintf(&b, "\n    store %d: down", i+1)
+			continue
+		}
+		meta, _ := s.MetaStatus()
+		fmt.Fprintf(&b, "\n    store %d: meta %+v", i+1, meta)
+		if row, ok := s.NamespaceRow(ns); ok {
+			fmt.Fprintf(&b, "\n      %s row: %v", ns, row)
+		}
+		if st, ok := s.GroupStatus(ns); ok {
+			fmt.Fprintf(&b, "\n      %s group: %+v", ns, st)
+		}
+	}
+	return b.String()
 }

@@ -211,6 +211,9 @@ func waitMode(ctx context.Context, c Cluster, ns, mode string) error {
 		return nil
 	})
 	if err != nil {
+		if d, ok := c.(interface{ Describe(string) string }); ok {
+			return fmt.Errorf("switch of %s to %s did not complete: %w%s", ns, mode, err, d.Describe(ns))
+		}
 		return fmt.Errorf("switch of %s to %s did not complete: %w", ns, mode, err)
 	}
 	return nil
