@@ -43,10 +43,12 @@ type group struct {
 	// tickIdx is g's place in rs.ticking, -1 while it sleeps (quiesce.go);
 	// idleTicks counts a leader's consecutive idle ticks. dirty: g is in
 	// rs.dirty, to be handled this round. undurable: g is in rs.undurable.
-	tickIdx   int
-	idleTicks int
-	dirty     bool
-	undurable bool
+	// wakeQueued: g is in rs.wakeQueue.
+	tickIdx    int
+	idleTicks  int
+	dirty      bool
+	undurable  bool
+	wakeQueued bool
 
 	// logMoved: an append or a snapshot was stepped this round, so raft's
 	// log may end below the storage's until the round is persisted.

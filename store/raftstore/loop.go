@@ -460,6 +460,7 @@ func (rs *RaftStore) tick(now time.Time) {
 		rs.reconcileMembers(g, now)
 	}
 	rs.checkLiveness(now)
+	rs.drainWakes()
 	rs.flush()
 	rs.gcSnapshots(now)
 	rs.drops.flush(rs.log, now)

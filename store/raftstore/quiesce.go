@@ -374,24 +374,62 @@ func (rs *RaftStore) arrival(id uint64) time.Time {
 	return rs.arrivals[id]
 }
 
-// wakeLedBy wakes every sleeping group whose leader is store id. Loop only;
-// it visits every group, but only when a store fails or restarts.
+// wakeBudget is how many groups queued by a store's failure, restart or
+// return (wakeLedBy, wakeLeadingWith) wake each tick. A store that leads
+// 30,000 sleeping groups and restarts would otherwise start 30,000
+// elections in one round on each of its peers, and starve every call for
+// many seconds; a group that is used wakes at once all the same.
+const wakeBudget = 256
+
+// queueWake queues a sleeping group to wake within a few ticks. Loop only.
+func (rs *RaftStore) queueWake(g *group) {
+	if g.tickIdx < 0 && !g.wakeQueued {
+		g.wakeQueued = true
+		rs.wakeQueue = append(rs.wakeQueue, g)
+	}
+}
+
+// drainWakes wakes up to wakeBudget queued groups. Loop only, every tick.
+func (rs *RaftStore) drainWakes() {
+	n := min(len(rs.wakeQueue), wakeBudget)
+	for _, g := range rs.wakeQueue[:n] {
+		g.wakeQueued = false
+		if rs.groups[g.id] == g {
+			rs.wake(g)
+		}
+	}
+	rest := copy(rs.wakeQueue, rs.wakeQueue[n:])
+	clear(rs.wakeQueue[rest:])
+	rs.wakeQueue = rs.wakeQueue[:rest]
+}
+
+// wakeLedBy queues every sleeping group whose leader is store id. Loop
+// only; it visits every group, but only when a store fails or restarts.
 func (rs *RaftStore) wakeLedBy(id uint64) {
 	for _, g := range rs.groups {
 		if g.tickIdx < 0 && g.lead == id {
-			rs.wake(g)
+			rs.queueWake(g)
 		}
 	}
 }
 
-// wakeLeadingWith wakes every sleeping group this store leads that has
-// store id as a member: it may have fallen asleep while id was down, with
-// id behind. Loop only; it visits every group, but only when a store comes
-// back.
+// wakeLeadingWith queues every sleeping group this store leads in which
+// store id lacks entries: it fell asleep while id was down. Loop only; it
+// visits every group, but only when a store comes back. A member that
+// holds the whole log needs nothing: its replica sleeps on.
 func (rs *RaftStore) wakeLeadingWith(id uint64) {
 	for _, g := range rs.groups {
-		if g.tickIdx < 0 && g.isLeader() && slices.Contains(g.members(), id) {
-			rs.wake(g)
+		if g.tickIdx >= 0 || !g.isLeader() || !slices.Contains(g.members(), id) {
+			continue
+		}
+		behind := true
+		g.rn.WithProgress(func(pid uint64, _ raft.ProgressType, pr tracker.Progress) {
+			if pid == id && pr.Match >= g.lastIndex {
+				behind = false
+			}
+		})
+		if behind {
+			rs.queueWake(g)
 		}
 	}
 }

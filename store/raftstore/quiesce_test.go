@@ -345,3 +345,69 @@ func TestAlwaysAwakeGroupCatchesUpAfterRestartOfAll(t *testing.T) {
 		t.Fatalf("store %d's replica of group %d: %+v; want asleep, behind, with no leader", victim+1, ordinary, st)
 	}
 }
+
+// TestReturningStoreWakesOnlyWhatItLacks: a store comes back after a
+// downtime in which one group took a write and another did not. The first
+// wakes and catches it up; the second, which it holds whole, sleeps on (a
+// store returning to 100,000 groups woke every one it shared with its
+// peers, and the burst of work starved every call for minutes).
+func TestReturningStoreWakesOnlyWhatItLacks(t *testing.T) {
+	const written, untouched = 7, 8
+	n := newNet()
+	fss := []vfs.FS{vfs.NewMem(), vfs.NewMem(), vfs.NewMem()}
+	nodes := make([]*node, 3)
+	for i := range nodes {
+		nodes[i] = n.start(t, uint64(i+1), fss[i])
+		for _, g := range []uint64{written, untouched} {
+			if err := nodes[i].rs.CreateGroup(ctxT(t, 5*time.Second), g, []uint64{1, 2, 3}, nil, i == 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitAsleep(t, nodes, written)
+	waitAsleep(t, nodes, untouched)
+	leads := map[uint64]int{}
+	for _, g := range []uint64{written, untouched} {
+		st, _ := nodes[0].rs.Status(g)
+		leads[g] = int(st.Leader) - 1
+	}
+	down := 0
+	for down == leads[written] || down == leads[untouched] {
+		down++
+	}
+	nodes[down].stop()
+	v, err := nodes[leads[written]].rs.ProposeRetrying(ctxT(t, 5*time.Second), written, []byte("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var up []*node
+	for i, nd := range nodes {
+		if i != down {
+			up = append(up, nd)
+		}
+	}
+	waitAsleep(t, up, written) // with the store down: its peers took it for down
+	var woke atomic.Int32
+	n.mu.Lock()
+	n.sent = func(from, to uint64, rm *storepb.RaftMessage) {
+		if rm.GetGroupId() == untouched {
+			woke.Add(1)
+		}
+	}
+	n.mu.Unlock()
+	nd, err := n.open(uint64(down+1), fss[down])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nd.stop)
+	eventually(t, 10*time.Second, func() error {
+		if st, _ := nd.rs.Status(written); st.Applied < v.(uint64) {
+			return fmt.Errorf("store %d applied %d of %d", down+1, st.Applied, v.(uint64))
+		}
+		return nil
+	})
+	waitAsleep(t, append(up, nd), written)
+	if c := woke.Load(); c != 0 {
+		t.Fatalf("group %d, which store %d holds whole, sent %d messages after it returned", untouched, down+1, c)
+	}
+}

@@ -228,6 +228,9 @@ type RaftStore struct {
 	undurable   []*group
 	peers       map[uint64]*peerLiveness
 	incarnation []byte
+	// wakeQueue: sleeping groups that a store's failure, restart or return
+	// wakes, wakeBudget of them a tick (quiesce.go).
+	wakeQueue []*group
 	// livenessPeers is the loop's set of watched stores, for sendLiveness.
 	livenessPeers atomic.Pointer[[]uint64]
 	// boots are the bootstraps queued this round (createGroup), booting
