@@ -361,12 +361,4 @@ func (s *Store) lwwServing(ns string) bool {
 }
 
 // eventualNamespaces lists the namespaces anti-entropy runs over.
-func (s *Store) eventualNamespaces() []string {
-	var out []string
-	for _, rec := range s.table.List() {
-		if namespace.ModeOf(rec) == namespace.Eventual {
-			out = append(out, rec.GetName())
-		}
-	}
-	return out
-}
+func (s *Store) eventualNamespaces() []string { return s.table.Eventual() }

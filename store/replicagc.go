@@ -40,13 +40,45 @@ func (s *Store) replicaGCLoop(ctx context.Context) {
 		case <-t.C:
 		case <-s.collectNow:
 		}
-		for _, gid := range s.raft.Groups() {
+		for _, gid := range s.collectCandidates(ctx) {
 			if ctx.Err() != nil {
 				return
 			}
 			s.collectReplica(ctx, gid)
 		}
 	}
+}
+
+// collectCandidates lists the replicas collection looks at: those whose
+// row does not list this store, those awake (one that knows no leader),
+// and those that refused a member's message. The 100,000 sleeping
+// replicas a row lists are none of them, and a pass does not visit them.
+func (s *Store) collectCandidates(ctx context.Context) []uint64 {
+	awake, err := s.raft.AwakeGroups(ctx)
+	if err != nil {
+		return nil
+	}
+	s.suspectMu.Lock()
+	out := awake
+	for gid := range s.suspects {
+		out = append(out, gid)
+	}
+	for gid := range s.unheld {
+		if !s.raft.HasGroup(gid) {
+			delete(s.unheld, gid) // collected, or never created here
+			continue
+		}
+		if ns, ok := s.table.NamespaceOfGroup(gid); ok {
+			if rec, ok := s.table.Get(ns); ok && s.holds(rec) {
+				delete(s.unheld, gid) // listed again
+				continue
+			}
+		}
+		out = append(out, gid)
+	}
+	s.suspectMu.Unlock()
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // removedHere is raftstore's OnRemoved: it runs on the raft loop.

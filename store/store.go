@@ -175,6 +175,9 @@ type Store struct {
 	collectNow chan struct{}
 	suspectMu  sync.Mutex
 	suspects   map[uint64]struct{}
+	// unheld (under suspectMu): groups whose row does not list this store,
+	// the replicas collection looks at besides the awake and the suspect.
+	unheld map[uint64]struct{}
 
 	grpc    *grpc.Server
 	lis     net.Listener
@@ -637,6 +640,14 @@ func (s *Store) onTableChange(_, cur *storepb.NamespaceRecord) {
 	gid := cur.GetGroupId()
 	if gid == 0 {
 		return
+	}
+	if s.pd != nil && !s.holds(cur) {
+		s.suspectMu.Lock()
+		if s.unheld == nil {
+			s.unheld = make(map[uint64]struct{})
+		}
+		s.unheld[gid] = struct{}{}
+		s.suspectMu.Unlock()
 	}
 	if s.raft.HasGroup(gid) {
 		// Its leader may have a membership change to make: a sleeping

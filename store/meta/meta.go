@@ -81,10 +81,57 @@ type Meta struct {
 	rows      int    // namespaces in the table, as applied
 	clusterID uint64 // the cluster's id, as applied (0: a cluster born without one)
 
+	// changes feeds the switch driver the rows applied since it last
+	// looked (changeFeed).
+	changes changeFeed
+
 	// startCommit is the meta log's durable commit index when the store
 	// started; caughtUp is set once the store has applied it again.
 	startCommit uint64
 	caughtUp    atomic.Bool
+}
+
+// changeFeedLimit bounds the rows a change feed holds: past it (a store
+// that does not run the driver, or one that fell far behind), it keeps
+// none and says so, and the driver reads the whole table.
+const changeFeedLimit = 4096
+
+// changeFeed collects the rows applied since the switch driver last
+// took them (modeswitch.Changes).
+type changeFeed struct {
+	mu       sync.Mutex
+	recs     map[string]*storepb.NamespaceRecord
+	overflow bool
+}
+
+// add records a row; it runs on the applier's goroutine.
+func (f *changeFeed) add(rec *storepb.NamespaceRecord) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.overflow {
+		return
+	}
+	if f.recs == nil {
+		f.recs = make(map[string]*storepb.NamespaceRecord)
+	}
+	if len(f.recs) >= changeFeedLimit {
+		f.recs, f.overflow = nil, true
+		return
+	}
+	f.recs[rec.GetName()] = rec
+}
+
+// take returns, and forgets, the rows recorded since the last call; ok is
+// false if there were too many to keep.
+func (f *changeFeed) take() (recs []*storepb.NamespaceRecord, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, rec := range f.recs {
+		recs = append(recs, rec)
+	}
+	ok = !f.overflow
+	f.recs, f.overflow = nil, false
+	return recs, ok
 }
 
 // result is what applying a MetaCommand returns to its proposer.
@@ -116,6 +163,9 @@ func New(cfg Config) (*Meta, error) {
 		cfg.ClusterID = func() uint64 { return 0 }
 	}
 	m := &Meta{cfg: cfg, log: cfg.Logger, stores: make(map[uint64]string)}
+	if cfg.Table != nil {
+		cfg.Table.OnChange(func(_, cur *storepb.NamespaceRecord) { m.changes.add(cur) })
+	}
 	st, err := loadState(cfg.DB)
 	if err != nil {
 		return nil, fmt.Errorf("meta: %w", err)

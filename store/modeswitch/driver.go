@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -83,16 +84,55 @@ func (d *Driver) Kick() {
 	}
 }
 
+// Changes is a Cluster that can tell which rows changed: a round then
+// looks at those and at the namespaces not settled at the last round, not
+// at every row (a round over 100,000 rows each quarter second, and one per
+// namespace created, was most of an idle store's work).
+type Changes interface {
+	// Changes returns the rows changed since the last call; ok is false
+	// when it cannot tell (too many changed), and the round reads the
+	// whole table.
+	Changes() (recs []*storepb.NamespaceRecord, ok bool)
+}
+
 // Run reconciles until ctx ends.
 func (d *Driver) Run(ctx context.Context) {
 	t := time.NewTicker(d.interval)
 	defer t.Stop()
 	// settledAt is the row version each namespace was last found settled
-	// at: with 100,000 namespaces, a round looks only at those whose row
-	// changed since (a settled group stays so until its row changes).
+	// at: with 100,000 namespaces, a round over the whole table looks only
+	// at those whose row changed since (a settled group stays so until its
+	// row changes).
 	settledAt := map[string]uint64{}
+	feed, _ := d.c.(Changes)
+	// pending: the namespaces not settled at the last round.
+	var pending map[string]*storepb.NamespaceRecord
+	full := true // the first round reads the whole table
 	for {
-		recs := d.c.Namespaces()
+		var recs []*storepb.NamespaceRecord
+		if feed != nil && !full {
+			changed, ok := feed.Changes()
+			if ok {
+				recs = newest(pending, changed)
+			} else {
+				full = true
+			}
+		}
+		if feed == nil || full {
+			if feed != nil {
+				feed.Changes() // the whole table covers them
+			}
+			recs = d.c.Namespaces()
+			if len(settledAt) > len(recs) {
+				names := make(map[string]bool, len(recs))
+				for _, rec := range recs {
+					names[rec.GetName()] = true
+				}
+				maps.DeleteFunc(settledAt, func(name string, _ uint64) bool { return !names[name] })
+			}
+		}
+		full = false
+		next := map[string]*storepb.NamespaceRecord{}
 		for _, rec := range recs {
 			if ctx.Err() != nil {
 				return
@@ -107,14 +147,9 @@ func (d *Driver) Run(ctx context.Context) {
 			}
 			err := d.Reconcile(ctx, rec)
 			d.setWaiting(rec.GetName(), err)
+			next[rec.GetName()] = rec
 		}
-		if len(settledAt) > len(recs) {
-			names := make(map[string]bool, len(recs))
-			for _, rec := range recs {
-				names[rec.GetName()] = true
-			}
-			maps.DeleteFunc(settledAt, func(name string, _ uint64) bool { return !names[name] })
-		}
+		pending = next
 		select {
 		case <-ctx.Done():
 			return
@@ -122,6 +157,20 @@ func (d *Driver) Run(ctx context.Context) {
 		case <-d.kick:
 		}
 	}
+}
+
+// newest merges rows by namespace, keeping each one's newest version.
+func newest(pending map[string]*storepb.NamespaceRecord, changed []*storepb.NamespaceRecord) []*storepb.NamespaceRecord {
+	byName := maps.Clone(pending)
+	if byName == nil {
+		byName = map[string]*storepb.NamespaceRecord{}
+	}
+	for _, rec := range changed {
+		if cur, ok := byName[rec.GetName()]; !ok || cur.GetVersion() < rec.GetVersion() {
+			byName[rec.GetName()] = rec
+		}
+	}
+	return slices.Collect(maps.Values(byName))
 }
 
 func (d *Driver) setWaiting(ns string, err error) {

@@ -42,6 +42,7 @@ type Table struct {
 	mu       sync.RWMutex
 	rows     map[string]*storepb.NamespaceRecord
 	byGroup  map[uint64]string
+	eventual map[string]struct{} // the namespaces whose row says eventual
 	fences   map[string]*sync.RWMutex
 	changed  chan struct{} // closed and replaced on every change
 	onChange []func(old, cur *storepb.NamespaceRecord)
@@ -50,10 +51,11 @@ type Table struct {
 // New returns an empty table.
 func New() *Table {
 	return &Table{
-		rows:    make(map[string]*storepb.NamespaceRecord),
-		byGroup: make(map[uint64]string),
-		fences:  make(map[string]*sync.RWMutex),
-		changed: make(chan struct{}),
+		rows:     make(map[string]*storepb.NamespaceRecord),
+		byGroup:  make(map[uint64]string),
+		eventual: make(map[string]struct{}),
+		fences:   make(map[string]*sync.RWMutex),
+		changed:  make(chan struct{}),
 	}
 }
 
@@ -99,6 +101,19 @@ func (t *Table) Rows() []*storepb.NamespaceRecord {
 	return out
 }
 
+// Eventual returns, sorted, the namespaces whose row says eventual: the
+// few among 100,000 strong ones, without visiting every row.
+func (t *Table) Eventual() []string {
+	t.mu.RLock()
+	out := make([]string, 0, len(t.eventual))
+	for ns := range t.eventual {
+		out = append(out, ns)
+	}
+	t.mu.RUnlock()
+	slices.Sort(out)
+	return out
+}
+
 func (t *Table) fence(ns string) *sync.RWMutex {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -128,6 +143,11 @@ func (t *Table) Apply(rec *storepb.NamespaceRecord) bool {
 	t.rows[ns] = rec
 	if g := rec.GetGroupId(); g != 0 {
 		t.byGroup[g] = ns
+	}
+	if rec.GetMode() == "eventual" {
+		t.eventual[ns] = struct{}{}
+	} else {
+		delete(t.eventual, ns)
 	}
 	close(t.changed)
 	t.changed = make(chan struct{})

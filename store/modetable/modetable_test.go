@@ -2,6 +2,7 @@ package modetable
 
 import (
 	"context"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -84,5 +85,23 @@ func TestWaitVersionAndHooks(t *testing.T) {
 	defer cancel2()
 	if _, err := tb.WaitVersion(short, "a", 4); err == nil {
 		t.Fatal("WaitVersion for a version never applied returned nil")
+	}
+}
+
+// TestEventualFollowsTheRows: the eventual index lists what the rows say,
+// through switches both ways and rows applied out of order.
+func TestEventualFollowsTheRows(t *testing.T) {
+	tb := New()
+	tb.Apply(&storepb.NamespaceRecord{Name: "b", Mode: "eventual", Version: 1})
+	tb.Apply(&storepb.NamespaceRecord{Name: "a", Mode: "eventual", Version: 1})
+	tb.Apply(&storepb.NamespaceRecord{Name: "c", Mode: "strong", Version: 1})
+	if got := tb.Eventual(); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("Eventual() = %v, want [a b]", got)
+	}
+	tb.Apply(&storepb.NamespaceRecord{Name: "a", Mode: "strong", Version: 3})
+	tb.Apply(&storepb.NamespaceRecord{Name: "a", Mode: "eventual", Version: 2}) // older: ignored
+	tb.Apply(&storepb.NamespaceRecord{Name: "c", Mode: "eventual", Version: 2})
+	if got := tb.Eventual(); !slices.Equal(got, []string{"b", "c"}) {
+		t.Fatalf("Eventual() = %v, want [b c]", got)
 	}
 }
