@@ -237,9 +237,9 @@ func (m *Meta) updateOwnAddress(ctx context.Context) bool {
 // cluster is the switch driver's view of the cluster from this store.
 type cluster struct{ m *Meta }
 
-func (c cluster) Namespaces() []*storepb.NamespaceRecord { return c.m.cfg.Table.Rows() }
+func (c cluster) Namespaces() []*storepb.NamespaceRecord      { return c.m.cfg.Table.Rows() }
 func (c cluster) Changes() ([]*storepb.NamespaceRecord, bool) { return c.m.changes.take() }
-func (c cluster) Stores() []*storepb.StoreInfo           { return c.m.storeList() }
+func (c cluster) Stores() []*storepb.StoreInfo                { return c.m.storeList() }
 func (c cluster) Client(id uint64) (storepb.StoreInternalClient, error) {
 	return c.m.cfg.Client(id)
 }
