@@ -447,8 +447,8 @@ func (s *Store) start() error {
 	// Rows loaded from disk did not go through the change hook: make sure
 	// every group this store should have exists (a crash may have come
 	// between a row and its group's bootstrap).
-	for _, rec := range s.table.List() {
-		s.onTableChange(nil, rec)
+	for _, rec := range s.table.Rows() {
+		s.ensureGroup(rec, false)
 	}
 	s.lww.Start()
 	s.wg.Add(1)
@@ -635,7 +635,14 @@ func (s *Store) desiredVoters(group uint64) []uint64 {
 
 // onTableChange runs after a row is applied: a namespace that now has a
 // Raft group with this store among its peers gets its replica here.
-func (s *Store) onTableChange(_, cur *storepb.NamespaceRecord) {
+func (s *Store) onTableChange(_, cur *storepb.NamespaceRecord) { s.ensureGroup(cur, true) }
+
+// ensureGroup creates this store's replica of a row's group if it should
+// have one; wake (a row just applied) wakes an existing replica, whose
+// leader may have a membership change to make. Start-up does not wake
+// them: its replicas know no leader, and waking 100,000 of them would
+// start 100,000 elections.
+func (s *Store) ensureGroup(cur *storepb.NamespaceRecord, wake bool) {
 	s.notePlacement(cur)
 	gid := cur.GetGroupId()
 	if gid == 0 {
@@ -652,7 +659,9 @@ func (s *Store) onTableChange(_, cur *storepb.NamespaceRecord) {
 	if s.raft.HasGroup(gid) {
 		// Its leader may have a membership change to make: a sleeping
 		// group would not look.
-		s.raft.Wake(gid)
+		if wake {
+			s.raft.Wake(gid)
+		}
 		return
 	}
 	peers := cur.GetGroupPeers()
