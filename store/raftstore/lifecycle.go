@@ -67,6 +67,14 @@ func Open(cfg Config) (*RaftStore, error) {
 		if g.lastIndex > g.applied.index || rs.alwaysAwake(id) {
 			// Entries it may not know committed: it needs a leader now.
 			rs.wake(g)
+		} else if hs := g.rn.BasicStatus().HardState; hs.GetVote() == cfg.StoreID && hs.GetTerm() > 0 {
+			// It voted for itself in its last term: it most likely led
+			// the group, whose other replicas may all have restarted too
+			// (then nothing would elect a leader until the group is
+			// used, and a group that must move its replicas would never
+			// move them). It wakes, through the queue, a few hundred a
+			// tick.
+			rs.queueWake(g)
 		}
 	}
 	return rs, nil
