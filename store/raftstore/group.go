@@ -44,8 +44,11 @@ type group struct {
 	// idleTicks counts a leader's consecutive idle ticks. dirty: g is in
 	// rs.dirty, to be handled this round. undurable: g is in rs.undurable.
 	// wakeQueued: g is in rs.wakeQueue.
-	tickIdx    int
-	idleTicks  int
+	tickIdx   int
+	idleTicks int
+	// holdTicks: ticks a new replica that was not made to campaign lets
+	// pass before its election timer runs (flushBoots).
+	holdTicks  int
 	dirty      bool
 	undurable  bool
 	wakeQueued bool

@@ -400,6 +400,13 @@ func (rs *RaftStore) flushBoots() error {
 		rs.wake(g)
 		if bt.campaign {
 			_ = g.rn.Campaign()
+		} else {
+			// The replica made to campaign (the group's designated
+			// leader) may have campaigned before this store had the
+			// group, and had its votes dropped: its retry comes within
+			// two election timeouts. Hold this replica's own timer for
+			// one, so that the retry wins and leaders stay spread.
+			g.holdTicks = rs.cfg.ElectionTicks
 		}
 		bt.done(nil)
 	}

@@ -454,8 +454,12 @@ func (rs *RaftStore) tick(now time.Time) {
 		if g.isLeader() && rs.maybeQuiesce(g) {
 			continue
 		}
-		g.rn.Tick()
-		rs.markDirty(g)
+		if g.holdTicks > 0 {
+			g.holdTicks--
+		} else {
+			g.rn.Tick()
+			rs.markDirty(g)
+		}
 		g.retryStaleReads(now)
 		rs.reconcileMembers(g, now)
 	}
