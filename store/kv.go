@@ -359,6 +359,3 @@ func (s *Store) lwwServing(ns string) bool {
 	rec, ok := s.table.Get(ns)
 	return ok && s.holds(rec) && namespace.Serving(rec, s.groups.State(rec.GetGroupId()))
 }
-
-// eventualNamespaces lists the namespaces anti-entropy runs over.
-func (s *Store) eventualNamespaces() []string { return s.table.Eventual() }

@@ -264,7 +264,7 @@ func (s *Store) open() error {
 		Peers:               s.peerClients,
 		Serving:             s.lwwServing,
 		Holders:             s.holders,
-		Namespaces:          s.eventualNamespaces,
+		Namespaces:          s.table.Eventual,
 		AntiEntropyInterval: cfg.AntiEntropyInterval,
 		AntiEntropySettle:   cfg.AntiEntropySettle,
 		TombstoneGrace:      cfg.TombstoneGrace,
@@ -648,15 +648,15 @@ func (s *Store) ensureGroup(cur *storepb.NamespaceRecord, wake bool) {
 	if gid == 0 {
 		return
 	}
-	if s.pd != nil && !s.holds(cur) {
-		s.suspectMu.Lock()
-		if s.unheld == nil {
-			s.unheld = make(map[uint64]struct{})
-		}
-		s.unheld[gid] = struct{}{}
-		s.suspectMu.Unlock()
-	}
 	if s.raft.HasGroup(gid) {
+		if s.pd != nil && !s.holds(cur) {
+			s.suspectMu.Lock()
+			if s.unheld == nil {
+				s.unheld = make(map[uint64]struct{})
+			}
+			s.unheld[gid] = struct{}{}
+			s.suspectMu.Unlock()
+		}
 		// Its leader may have a membership change to make: a sleeping
 		// group would not look.
 		if wake {

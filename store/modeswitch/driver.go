@@ -109,19 +109,14 @@ func (d *Driver) Run(ctx context.Context) {
 	var pending map[string]*storepb.NamespaceRecord
 	full := true // the first round reads the whole table
 	for {
-		var recs []*storepb.NamespaceRecord
-		if feed != nil && !full {
-			changed, ok := feed.Changes()
-			if ok {
-				recs = newest(pending, changed)
-			} else {
-				full = true
-			}
+		var recs, changed []*storepb.NamespaceRecord
+		var ok bool
+		if feed != nil {
+			changed, ok = feed.Changes() // taken in a full round too: the whole table covers them
 		}
-		if feed == nil || full {
-			if feed != nil {
-				feed.Changes() // the whole table covers them
-			}
+		if ok && !full {
+			recs = newest(pending, changed)
+		} else {
 			recs = d.c.Namespaces()
 			if len(settledAt) > len(recs) {
 				names := make(map[string]bool, len(recs))

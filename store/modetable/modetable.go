@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rdb-project/rdb/proto/storepb"
+	"github.com/rdb-project/rdb/store/namespace"
 )
 
 // Authority is where the table's rows are decided: the meta group in
@@ -144,7 +145,7 @@ func (t *Table) Apply(rec *storepb.NamespaceRecord) bool {
 	if g := rec.GetGroupId(); g != 0 {
 		t.byGroup[g] = ns
 	}
-	if rec.GetMode() == "eventual" {
+	if namespace.ModeOf(rec) == namespace.Eventual {
 		t.eventual[ns] = struct{}{}
 	} else {
 		delete(t.eventual, ns)

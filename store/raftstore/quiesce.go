@@ -208,22 +208,11 @@ func (rs *RaftStore) maybeQuiesce(g *group) bool {
 	// As raft's own heartbeats, never past what a member has: one on a
 	// store that is down may lack entries, and would refuse (intake rule
 	// 9) a heartbeat committing them, and with it its leader.
-	var match [8][2]uint64 // id, match: on the stack for groups of up to 8 members
-	matches := match[:0]
-	g.rn.WithProgress(func(id uint64, _ raft.ProgressType, pr tracker.Progress) {
-		matches = append(matches, [2]uint64{id, pr.Match})
-	})
 	for _, id := range g.members() {
 		if id == rs.cfg.StoreID {
 			continue
 		}
-		var has uint64
-		for _, m := range matches {
-			if m[0] == id {
-				has = m[1]
-			}
-		}
-		m := &eraftpb.Message{Type: eraftpb.MsgHeartbeat.Enum(), To: new(id), From: new(rs.cfg.StoreID), Term: new(term), Commit: new(min(commit, has))}
+		m := &eraftpb.Message{Type: eraftpb.MsgHeartbeat.Enum(), To: new(id), From: new(rs.cfg.StoreID), Term: new(term), Commit: new(min(commit, g.match(id)))}
 		data, err := proto.Marshal(m)
 		if err != nil {
 			rs.log.Error("marshal quiesce heartbeat", zap.Error(err))
@@ -276,6 +265,17 @@ func (rs *RaftStore) AwakeGroups(ctx context.Context) ([]uint64, error) {
 // alwaysAwake reports whether group never sleeps (Config.AlwaysAwake).
 func (rs *RaftStore) alwaysAwake(group uint64) bool {
 	return rs.cfg.AlwaysAwake != nil && rs.cfg.AlwaysAwake(group)
+}
+
+// match is how much of g's log member id is known to hold (leader only; 0
+// for a store that is not a member).
+func (g *group) match(id uint64) (match uint64) {
+	g.rn.WithProgress(func(pid uint64, _ raft.ProgressType, pr tracker.Progress) {
+		if pid == id {
+			match = pr.Match
+		}
+	})
+	return match
 }
 
 // members lists g's voters and learners.
@@ -445,13 +445,7 @@ func (rs *RaftStore) wakeLeadingWith(id uint64) {
 		if g.tickIdx >= 0 || !g.isLeader() || !slices.Contains(g.members(), id) {
 			continue
 		}
-		behind := true
-		g.rn.WithProgress(func(pid uint64, _ raft.ProgressType, pr tracker.Progress) {
-			if pid == id && pr.Match >= g.lastIndex {
-				behind = false
-			}
-		})
-		if behind {
+		if g.match(id) < g.lastIndex {
 			rs.queueWake(g)
 		}
 	}

@@ -125,19 +125,30 @@ func TestMissedQuiesceHeartbeat(t *testing.T) {
 	}
 }
 
+// restartable starts stores 1-3 on file systems that outlive them (to
+// reopen one with n.open), each with groups bootstrapped; store 1
+// campaigns in each.
+func restartable(t *testing.T, n *net, groups []uint64, tune ...func(*Config)) ([]*node, []vfs.FS) {
+	t.Helper()
+	fss := []vfs.FS{vfs.NewMem(), vfs.NewMem(), vfs.NewMem()}
+	nodes := make([]*node, 3)
+	for i := range nodes {
+		nodes[i] = n.start(t, uint64(i+1), fss[i], tune...)
+		for _, g := range groups {
+			if err := nodes[i].rs.CreateGroup(ctxT(t, 5*time.Second), g, []uint64{1, 2, 3}, nil, i == 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return nodes, fss
+}
+
 // TestRestartedStoreSleepsUntilUsed: a store restarted while its group
 // slept holds no election (its replica sleeps, knowing no leader, and the
 // others stay asleep); the first call on it wakes the group and is served.
 func TestRestartedStoreSleepsUntilUsed(t *testing.T) {
 	n := newNet()
-	fss := []vfs.FS{vfs.NewMem(), vfs.NewMem(), vfs.NewMem()}
-	nodes := make([]*node, 3)
-	for i := range nodes {
-		nodes[i] = n.start(t, uint64(i+1), fss[i])
-		if err := nodes[i].rs.CreateGroup(ctxT(t, 5*time.Second), 7, []uint64{1, 2, 3}, nil, i == 0); err != nil {
-			t.Fatal(err)
-		}
-	}
+	nodes, fss := restartable(t, n, []uint64{7})
 	if _, err := nodes[0].rs.ProposeRetrying(ctxT(t, 5*time.Second), 7, []byte("a")); err != nil {
 		t.Fatal(err)
 	}
@@ -180,14 +191,7 @@ func TestRestartedStoreSleepsUntilUsed(t *testing.T) {
 // with no call to prompt it.
 func TestQuiescesWithAStoreDown(t *testing.T) {
 	n := newNet()
-	fss := []vfs.FS{vfs.NewMem(), vfs.NewMem(), vfs.NewMem()}
-	nodes := make([]*node, 3)
-	for i := range nodes {
-		nodes[i] = n.start(t, uint64(i+1), fss[i])
-		if err := nodes[i].rs.CreateGroup(ctxT(t, 5*time.Second), 7, []uint64{1, 2, 3}, nil, i == 0); err != nil {
-			t.Fatal(err)
-		}
-	}
+	nodes, fss := restartable(t, n, []uint64{7})
 	waitAsleep(t, nodes, 7)
 	st, _ := nodes[0].rs.Status(7)
 	leader := int(st.Leader) - 1
@@ -272,16 +276,7 @@ func TestAlwaysAwakeGroupCatchesUpAfterRestartOfAll(t *testing.T) {
 		c.AlwaysAwake = func(g uint64) bool { return g == awake }
 	}
 	n := newNet()
-	fss := []vfs.FS{vfs.NewMem(), vfs.NewMem(), vfs.NewMem()}
-	nodes := make([]*node, 3)
-	for i := range nodes {
-		nodes[i] = n.start(t, uint64(i+1), fss[i], tune)
-		for _, g := range []uint64{ordinary, awake} {
-			if err := nodes[i].rs.CreateGroup(ctxT(t, 5*time.Second), g, []uint64{1, 2, 3}, nil, i == 0); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	nodes, fss := restartable(t, n, []uint64{ordinary, awake}, tune)
 	for _, g := range []uint64{ordinary, awake} {
 		if _, err := nodes[0].rs.ProposeRetrying(ctxT(t, 5*time.Second), g, []byte("a")); err != nil {
 			t.Fatal(err)
@@ -357,16 +352,7 @@ func TestAlwaysAwakeGroupCatchesUpAfterRestartOfAll(t *testing.T) {
 func TestReturningStoreWakesOnlyWhatItLacks(t *testing.T) {
 	const written, untouched = 7, 8
 	n := newNet()
-	fss := []vfs.FS{vfs.NewMem(), vfs.NewMem(), vfs.NewMem()}
-	nodes := make([]*node, 3)
-	for i := range nodes {
-		nodes[i] = n.start(t, uint64(i+1), fss[i])
-		for _, g := range []uint64{written, untouched} {
-			if err := nodes[i].rs.CreateGroup(ctxT(t, 5*time.Second), g, []uint64{1, 2, 3}, nil, i == 0); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	nodes, fss := restartable(t, n, []uint64{written, untouched})
 	waitAsleep(t, nodes, written)
 	waitAsleep(t, nodes, untouched)
 	leads := map[uint64]int{}
