@@ -310,6 +310,10 @@ func (s *Store) open() error {
 		return err
 	}
 	s.table.OnChange(s.onTableChange)
+	stopLoading, err := s.groups.StartLoading()
+	if err != nil {
+		return err
+	}
 	s.raft, err = raftstore.Open(raftstore.Config{
 		StoreID:          cfg.StoreID,
 		DB:               s.db,
@@ -331,6 +335,7 @@ func (s *Store) open() error {
 		FS:               dbFS(cfg.FS),
 		StagingDir:       filepath.Join(cfg.DataDir, "snapshots-staging"),
 	})
+	stopLoading()
 	if err != nil {
 		return err
 	}

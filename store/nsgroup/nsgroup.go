@@ -14,6 +14,7 @@
 package nsgroup
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"sync"
@@ -60,6 +61,25 @@ type Groups struct {
 	deps Deps
 	mu   sync.RWMutex
 	m    map[uint64]*Group
+	// loading, while the store starts, is the iterator Open reads states
+	// through (StartLoading).
+	loading *pebble.Iterator
+}
+
+// StartLoading makes Open read through one iterator moving forward, until
+// stop is called: at start-up the groups open in id order, and 100,000
+// point reads would each set up an iterator through every level of the
+// LSM. Only Open may run in between, from one goroutine.
+func (gs *Groups) StartLoading() (stop func(), err error) {
+	it, err := gs.deps.DB.NewIter(nil)
+	if err != nil {
+		return nil, err
+	}
+	gs.loading = it
+	return func() {
+		gs.loading = nil
+		_ = it.Close()
+	}, nil
 }
 
 // New returns an empty set of groups.
@@ -77,7 +97,7 @@ func New(deps Deps) *Groups {
 // state is an error: the store must not start with an empty one instead.
 func (gs *Groups) Open(id uint64) (*Group, error) {
 	g := &Group{id: id, deps: &gs.deps}
-	st, err := loadState(gs.deps.DB, id)
+	st, err := gs.loadState(id)
 	if err != nil {
 		return nil, fmt.Errorf("nsgroup: group %d: %w", id, err)
 	}
@@ -148,16 +168,34 @@ type Result struct {
 	Value   []byte
 }
 
-func loadState(r pebble.Reader, id uint64) (*storepb.GroupState, error) {
-	st := &storepb.GroupState{}
-	b, ok, err := kvread.Get(r, keys.GroupState(id))
+func (gs *Groups) loadState(id uint64) (*storepb.GroupState, error) {
+	it := gs.loading
+	if it == nil {
+		return loadState(gs.deps.DB, id)
+	}
+	key := keys.GroupState(id)
+	if !it.SeekGE(key) || !bytes.Equal(it.Key(), key) {
+		return &storepb.GroupState{}, it.Error()
+	}
+	b, err := it.ValueAndErr()
 	if err != nil {
 		return nil, err
 	}
-	if ok {
-		if err := proto.Unmarshal(b, st); err != nil {
-			return nil, fmt.Errorf("decode switch state: %w", err)
-		}
+	return decodeState(b)
+}
+
+func loadState(r pebble.Reader, id uint64) (*storepb.GroupState, error) {
+	b, ok, err := kvread.Get(r, keys.GroupState(id))
+	if err != nil || !ok {
+		return &storepb.GroupState{}, err
+	}
+	return decodeState(b)
+}
+
+func decodeState(b []byte) (*storepb.GroupState, error) {
+	st := &storepb.GroupState{}
+	if err := proto.Unmarshal(b, st); err != nil {
+		return nil, fmt.Errorf("decode switch state: %w", err)
 	}
 	return st, nil
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	eraftpb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -70,4 +71,119 @@ func TestCampaignerLeadsWhenPeersCreateLate(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestMessageBeforeCreationFindsTheBootstrappedReplica: a message for a new
+// group that reaches the loop just before the group's creation (its row
+// applied, its leader already calling) waits for the creation, and finds
+// the replica bootstrapped. Taken first, it would create an empty replica,
+// which only a snapshot could fill: one snapshot per namespace created.
+func TestMessageBeforeCreationFindsTheBootstrappedReplica(t *testing.T) {
+	n := newNet()
+	var mu sync.Mutex
+	var snaps int
+	called := make(chan struct{}, 1)
+	n.tap = func(from, to, _ uint64, m *eraftpb.Message) {
+		if m.GetType() == eraftpb.MsgSnap {
+			mu.Lock()
+			snaps++
+			mu.Unlock()
+		}
+	}
+	n.sent = func(from, to uint64, rm *storepb.RaftMessage) {
+		m := &eraftpb.Message{}
+		if from == 1 && to == 2 && rm.GetGroupId() == 20 && proto.Unmarshal(rm.GetData(), m) == nil && m.GetType() == eraftpb.MsgPreVote {
+			select {
+			case called <- struct{}{}:
+			default:
+			}
+		}
+	}
+	nodes := []*node{n.start(t, 1, vfs.NewMem()), n.start(t, 2, vfs.NewMem()), n.start(t, 3, vfs.NewMem())}
+	voters := []uint64{1, 2, 3}
+	if err := nodes[2].rs.CreateGroup(ctxT(t, 5*time.Second), 20, voters, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	// Hold store 2's loop while the leader calls and the creation is
+	// queued behind its message.
+	release := make(chan struct{})
+	held := make(chan struct{})
+	nodes[1].rs.post(func() { close(held); <-release })
+	<-held
+	if err := nodes[0].rs.CreateGroup(ctxT(t, 5*time.Second), 20, voters, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-called:
+	case <-time.After(5 * time.Second):
+		t.Fatal("store 1 did not campaign")
+	}
+	// Send delivers synchronously: the pre-vote is queued.
+	nodes[1].rs.CreateGroupAsync(20, voters, nil, false)
+	close(release)
+	eventually(t, 10*time.Second, func() error {
+		st, ok := nodes[1].rs.Status(20)
+		if !ok || st.Leader == 0 {
+			return fmt.Errorf("store 2: %+v", st)
+		}
+		if st.SnapshotsApplied > 0 {
+			t.Fatalf("store 2's replica took a snapshot: it was created empty")
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if snaps > 0 {
+		t.Fatalf("%d snapshots sent for a group every store bootstrapped", snaps)
+	}
+}
+
+// TestStartReaderReadsWhatTheDBHolds: start-up's forward-moving reader
+// loads every group as point reads do.
+func TestStartReaderReadsWhatTheDBHolds(t *testing.T) {
+	n := newNet()
+	fs := vfs.NewMem()
+	nd := n.start(t, 1, fs)
+	for g := uint64(1); g <= 40; g++ {
+		nd.rs.CreateGroupAsync(g, []uint64{1}, []KV{{Key: []byte(fmt.Sprintf("s/%d", g)), Value: []byte("v")}}, true)
+	}
+	for g := uint64(1); g <= 40; g += 3 {
+		for i := range int(g % 5) {
+			if _, err := nd.rs.ProposeRetrying(ctxT(t, 10*time.Second), g, []byte(fmt.Sprintf("cmd-%d", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	nd.stop()
+	db, err := pebble.Open("", &pebble.Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rd, err := newStartReader(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rd.close() }()
+	ids, err := listGroups(db)
+	if err != nil || len(ids) != 40 {
+		t.Fatalf("groups %v: %v", ids, err)
+	}
+	for _, id := range ids {
+		want, err := loadGroup(db, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := loadGroupWith(db, rd, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.applied.index != want.applied.index || got.trunc != want.trunc || got.last != want.last || got.lastTerm != want.lastTerm ||
+			!proto.Equal(got.hs, want.hs) || !proto.Equal(got.applied.conf, want.applied.conf) || got.exists != want.exists {
+			t.Fatalf("group %d: start reader %+v, point reads %+v", id, got, want)
+		}
+		if want.last <= 1 && id%3 == 1 && id%5 != 0 {
+			t.Fatalf("group %d: log not written (last %d)", id, want.last)
+		}
+	}
 }

@@ -13,11 +13,12 @@ type inbox struct {
 	ready chan struct{}
 }
 
-// item is one queued function; create marks a group creation, which the
-// loop may batch with the creations next to it (lifecycle.go).
+// item is one queued function; create marks a creation of group, which
+// the loop may batch with the creations next to it (lifecycle.go).
 type item struct {
 	fn     func()
 	create bool
+	group  uint64
 }
 
 func (ib *inbox) init() { ib.ready = make(chan struct{}, 1) }

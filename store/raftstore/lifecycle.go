@@ -28,16 +28,17 @@ import (
 func Open(cfg Config) (*RaftStore, error) {
 	cfg.setDefaults()
 	rs := &RaftStore{
-		cfg:     cfg,
-		db:      cfg.DB,
-		log:     cfg.Logger,
-		groups:  make(map[uint64]*group),
-		waiters: make(map[uint64]*waiter),
-		snaps:   make(map[uint64]*pendingSnapshot),
-		staged:  make(map[uint64]*stagedSnapshot),
-		peers:   make(map[uint64]*peerLiveness),
-		stopc:   make(chan struct{}),
-		donec:   make(chan struct{}),
+		cfg:      cfg,
+		db:       cfg.DB,
+		log:      cfg.Logger,
+		groups:   make(map[uint64]*group),
+		waiters:  make(map[uint64]*waiter),
+		snaps:    make(map[uint64]*pendingSnapshot),
+		staged:   make(map[uint64]*stagedSnapshot),
+		peers:    make(map[uint64]*peerLiveness),
+		creating: make(map[uint64]bool),
+		stopc:    make(chan struct{}),
+		donec:    make(chan struct{}),
 	}
 	rs.inbox.init()
 	var seed [16]byte
@@ -59,8 +60,13 @@ func Open(cfg Config) (*RaftStore, error) {
 	if err != nil {
 		return nil, err
 	}
+	rd, err := newStartReader(cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = rd.close() }()
 	for _, id := range ids {
-		g, err := rs.openGroup(id)
+		g, err := rs.openGroupWith(rd, id)
 		if err != nil {
 			return nil, fmt.Errorf("raftstore: open group %d: %w", id, err)
 		}
@@ -72,9 +78,9 @@ func Open(cfg Config) (*RaftStore, error) {
 			// the group, whose other replicas may all have restarted too
 			// (then nothing would elect a leader until the group is
 			// used, and a group that must move its replicas would never
-			// move them). It wakes, through the queue, a few hundred a
-			// tick.
-			rs.queueWake(g)
+			// move them). It wakes later, unless its peers call first
+			// (wakeStartLeaders).
+			rs.startWakes = append(rs.startWakes, g)
 		}
 	}
 	return rs, nil
@@ -82,6 +88,7 @@ func Open(cfg Config) (*RaftStore, error) {
 
 // Start runs the Raft loop.
 func (rs *RaftStore) Start() {
+	rs.startWakeAt = time.Now().Add(startWakeDelay * time.Duration(rs.cfg.ElectionTicks) * rs.cfg.TickInterval)
 	rs.started.Store(true)
 	go rs.run()
 	go rs.sendLiveness()
@@ -182,6 +189,14 @@ func (rs *RaftStore) StepSnapshot(from, group uint64, m *eraftpb.Message) {
 // (quiesce.go).
 func (rs *RaftStore) stepRemote(from, group uint64, m *eraftpb.Message, quiesce, retried bool) {
 	g := rs.groups[group]
+	if g == nil && rs.creating[group] {
+		// Its creation is queued behind this message (a new row was
+		// applied, and its leader called at once): stepped after it, the
+		// message finds the bootstrapped replica. Taken now, it would
+		// create an empty one, which only a snapshot can fill.
+		rs.afterCreate = append(rs.afterCreate, heldMessage{from: from, group: group, m: m, quiesce: quiesce})
+		return
+	}
 	if g == nil {
 		if err := checkMessage(rs.emptyView(group), from, m); err != nil {
 			rs.drop(from, group, m, err)
@@ -230,6 +245,14 @@ func (rs *RaftStore) stepRemote(from, group uint64, m *eraftpb.Message, quiesce,
 			rs.moved = append(rs.moved, g)
 		}
 	}
+}
+
+// heldMessage is a message from another store held back until the round's
+// creations are done (stepRemote).
+type heldMessage struct {
+	from, group uint64
+	m           *eraftpb.Message
+	quiesce     bool
 }
 
 // ReportUnreachable tells every group that a store could not be reached.
@@ -293,7 +316,7 @@ func (rs *RaftStore) ReportSnapshot(group, to uint64, ok bool) {
 // the new replica start an election at once.
 func (rs *RaftStore) CreateGroup(ctx context.Context, group uint64, voters []uint64, initial []KV, campaign bool) error {
 	done := make(chan error, 1)
-	rs.inbox.putItem(item{create: true, fn: func() { rs.createGroup(group, voters, initial, campaign, func(err error) { done <- err }) }})
+	rs.inbox.putItem(item{create: true, group: group, fn: func() { rs.createGroup(group, voters, initial, campaign, func(err error) { done <- err }) }})
 	select {
 	case err := <-done:
 		return err
@@ -307,7 +330,7 @@ func (rs *RaftStore) CreateGroup(ctx context.Context, group uint64, voters []uin
 // CreateGroupAsync is CreateGroup without waiting: work queued after it
 // (proposals, reads) finds the group. Safe to call from the loop itself.
 func (rs *RaftStore) CreateGroupAsync(group uint64, voters []uint64, initial []KV, campaign bool) {
-	rs.inbox.putItem(item{create: true, fn: func() {
+	rs.inbox.putItem(item{create: true, group: group, fn: func() {
 		rs.createGroup(group, voters, initial, campaign, func(err error) {
 			if err != nil {
 				rs.log.Error("create group", zap.Uint64("group", group), zap.Error(err))
@@ -440,7 +463,12 @@ func (rs *RaftStore) Initialized(group uint64) bool {
 
 // openGroup loads a group and adds it to the loop. Loop only (or Open).
 func (rs *RaftStore) openGroup(id uint64) (*group, error) {
-	lg, err := loadGroup(rs.db, id)
+	return rs.openGroupWith(dbReader{rs.db}, id)
+}
+
+// openGroupWith is openGroup reading through r.
+func (rs *RaftStore) openGroupWith(r reader, id uint64) (*group, error) {
+	lg, err := loadGroupWith(rs.db, r, id)
 	if err != nil {
 		return nil, err
 	}

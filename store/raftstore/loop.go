@@ -48,7 +48,13 @@ func (rs *RaftStore) run() {
 		case <-rs.inbox.ready:
 		}
 		var err error
-		for _, it := range rs.inbox.take() {
+		items := rs.inbox.take()
+		for _, it := range items {
+			if it.create {
+				rs.creating[it.group] = true
+			}
+		}
+		for _, it := range items {
 			if !it.create {
 				// Work queued after a creation finds the group.
 				if err = rs.flushBoots(); err != nil {
@@ -60,6 +66,14 @@ func (rs *RaftStore) run() {
 		if err == nil {
 			err = rs.flushBoots()
 		}
+		clear(rs.creating)
+		if err == nil {
+			for _, h := range rs.afterCreate {
+				rs.stepRemote(h.from, h.group, h.m, h.quiesce, false)
+			}
+		}
+		clear(rs.afterCreate)
+		rs.afterCreate = rs.afterCreate[:0]
 		if err != nil {
 			rs.log.Error("raft loop stops: persistence failed", zap.Error(err))
 			rs.cfg.OnFatal(err)
@@ -464,6 +478,7 @@ func (rs *RaftStore) tick(now time.Time) {
 		rs.reconcileMembers(g, now)
 	}
 	rs.checkLiveness(now)
+	rs.wakeStartLeaders(now)
 	rs.drainWakes()
 	rs.flush()
 	rs.gcSnapshots(now)

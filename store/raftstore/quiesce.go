@@ -426,6 +426,30 @@ func (rs *RaftStore) drainWakes() {
 	rs.wakeQueue = rs.wakeQueue[:rest]
 }
 
+// startWakeDelay is how many election timeouts after start-up the groups
+// this store most likely led wake, if no other store called them first.
+// A store that restarts alone finds its peers electing new leaders for the
+// groups it led (they saw it fail or restart: wakeLedBy), and their
+// elections call its replicas; waking those replicas itself as well would
+// hold a second election in each, for nothing. After a restart of every
+// store nobody calls: the groups wake then, and elect.
+const startWakeDelay = 5
+
+// wakeStartLeaders queues, once startWakeDelay has passed, the groups
+// loaded at start-up that this store most likely led and that have heard
+// from no other store since. Loop only, every tick.
+func (rs *RaftStore) wakeStartLeaders(now time.Time) {
+	if len(rs.startWakes) == 0 || now.Before(rs.startWakeAt) {
+		return
+	}
+	for _, g := range rs.startWakes {
+		if rs.groups[g.id] == g && g.lead == 0 && g.received.Load() == 0 {
+			rs.queueWake(g)
+		}
+	}
+	rs.startWakes = nil
+}
+
 // wakeLedBy queues every sleeping group whose leader is store id. Loop
 // only; it visits every group, but only when a store fails or restarts.
 func (rs *RaftStore) wakeLedBy(id uint64) {

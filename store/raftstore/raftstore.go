@@ -231,12 +231,22 @@ type RaftStore struct {
 	// wakeQueue: sleeping groups that a store's failure, restart or return
 	// wakes, wakeBudget of them a tick (quiesce.go).
 	wakeQueue []*group
+	// startWakes: groups loaded at start-up that this store most likely
+	// led, to wake at startWakeAt unless another store called them first
+	// (quiesce.go, wakeStartLeaders).
+	startWakes  []*group
+	startWakeAt time.Time
 	// livenessPeers is the loop's set of watched stores, for sendLiveness.
 	livenessPeers atomic.Pointer[[]uint64]
 	// boots are the bootstraps queued this round (createGroup), booting
 	// their groups.
 	boots   []boot
 	booting map[uint64]bool
+	// creating: the groups whose creation is queued in the round's batch
+	// of work; afterCreate, the messages for them that came before their
+	// creation, stepped once the batch is done (stepRemote).
+	creating    map[uint64]bool
+	afterCreate []heldMessage
 
 	inbox inbox
 	// arrivals: when each store was last heard from, as its messages

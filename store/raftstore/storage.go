@@ -363,11 +363,19 @@ type loadedGroup struct {
 // A snapshot whose state was ingested but whose Raft state was not
 // committed (the store stopped in between, snapstage.go) is finished first.
 func loadGroup(db *pebble.DB, group uint64) (*loadedGroup, error) {
-	if err := finishInstall(db, group); err != nil {
+	return loadGroupWith(db, dbReader{db}, group)
+}
+
+// loadGroupWith is loadGroup reading through r (at start-up, iterators
+// that move forward through every group in order).
+func loadGroupWith(db *pebble.DB, r reader, group uint64) (*loadedGroup, error) {
+	if wrote, err := finishInstall(db, r, group); err != nil {
 		return nil, err
+	} else if wrote {
+		r = dbReader{db} // r may not see what was written
 	}
 	lg := &loadedGroup{applied: appliedState{conf: &eraftpb.ConfState{}}}
-	if b, ok, err := kvread.Get(db, keys.Applied(group)); err != nil {
+	if b, ok, err := r.get(keys.Applied(group)); err != nil {
 		return nil, err
 	} else if ok {
 		if lg.applied, err = decodeApplied(b); err != nil {
@@ -375,7 +383,7 @@ func loadGroup(db *pebble.DB, group uint64) (*loadedGroup, error) {
 		}
 		lg.exists = true
 	}
-	if b, ok, err := kvread.Get(db, keys.Truncated(group)); err != nil {
+	if b, ok, err := r.get(keys.Truncated(group)); err != nil {
 		return nil, err
 	} else if ok {
 		if lg.trunc, lg.truncTerm, err = decodeIndexTerm(b); err != nil {
@@ -383,7 +391,7 @@ func loadGroup(db *pebble.DB, group uint64) (*loadedGroup, error) {
 		}
 		lg.exists = true
 	}
-	if b, ok, err := kvread.Get(db, keys.HardState(group)); err != nil {
+	if b, ok, err := r.get(keys.HardState(group)); err != nil {
 		return nil, err
 	} else if ok {
 		hs := &eraftpb.HardState{}
@@ -397,7 +405,7 @@ func loadGroup(db *pebble.DB, group uint64) (*loadedGroup, error) {
 	// The tail from the commit index (or the truncation point) on.
 	from := max(lg.trunc, lg.hs.GetCommit())
 	if from > lg.trunc {
-		b, ok, err := kvread.Get(db, keys.LogEntry(group, from))
+		b, ok, err := r.get(keys.LogEntry(group, from))
 		if err != nil {
 			return nil, err
 		}
@@ -415,36 +423,27 @@ func loadGroup(db *pebble.DB, group uint64) (*loadedGroup, error) {
 			lg.exists = true
 		}
 	}
-	it, err := db.NewIter(&pebble.IterOptions{
-		LowerBound: keys.LogEntry(group, from+1),
-		UpperBound: keys.PrefixEnd(keys.LogPrefix(group)),
-	})
-	if err != nil {
-		return nil, err
-	}
 	next, term := from+1, lg.lastTerm
 	if from == lg.trunc {
 		term = lg.truncTerm
 	}
-	for it.First(); it.Valid(); it.Next() {
+	err := r.scan(keys.LogEntry(group, from+1), keys.PrefixEnd(keys.LogPrefix(group)), func(_, v []byte) error {
 		e := &eraftpb.Entry{}
-		if err := proto.Unmarshal(it.Value(), e); err != nil {
-			_ = it.Close()
-			return nil, fmt.Errorf("raftstore: group %d entry: %w", group, err)
+		if err := proto.Unmarshal(v, e); err != nil {
+			return fmt.Errorf("raftstore: group %d entry: %w", group, err)
 		}
 		if e.GetIndex() != next {
-			_ = it.Close()
-			return nil, fmt.Errorf("raftstore: group %d log has a gap: want index %d, found %d", group, next, e.GetIndex())
+			return fmt.Errorf("raftstore: group %d log has a gap: want index %d, found %d", group, next, e.GetIndex())
 		}
 		if e.GetTerm() < term {
-			_ = it.Close()
-			return nil, fmt.Errorf("raftstore: group %d log: entry %d has term %d after term %d", group, e.GetIndex(), e.GetTerm(), term)
+			return fmt.Errorf("raftstore: group %d log: entry %d has term %d after term %d", group, e.GetIndex(), e.GetTerm(), term)
 		}
 		next, term = next+1, e.GetTerm()
 		lg.last, lg.lastTerm = e.GetIndex(), e.GetTerm()
 		lg.exists = true
-	}
-	if err := it.Close(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return lg, nil
@@ -454,55 +453,57 @@ func loadGroup(db *pebble.DB, group uint64) (*loadedGroup, error) {
 // place (its mark is above the applied index) but whose Raft state is not:
 // applied index, truncation point, empty log, and a hard state whose
 // commit index reaches the snapshot (its term and vote are kept).
-func finishInstall(db *pebble.DB, group uint64) error {
-	b, ok, err := kvread.Get(db, keys.SnapshotMark(group))
+//
+// It reports whether it wrote: a reader opened before does not see it.
+func finishInstall(db *pebble.DB, r reader, group uint64) (bool, error) {
+	b, ok, err := r.get(keys.SnapshotMark(group))
 	if err != nil || !ok {
-		return err
+		return false, err
 	}
 	mark, err := decodeApplied(b)
 	if err != nil {
-		return fmt.Errorf("raftstore: group %d snapshot mark: %w", group, err)
+		return false, fmt.Errorf("raftstore: group %d snapshot mark: %w", group, err)
 	}
 	var applied uint64
-	if ab, ok, err := kvread.Get(db, keys.Applied(group)); err != nil {
-		return err
+	if ab, ok, err := r.get(keys.Applied(group)); err != nil {
+		return false, err
 	} else if ok {
 		a, err := decodeApplied(ab)
 		if err != nil {
-			return err
+			return false, err
 		}
 		applied = a.index
 	}
 	if mark.index <= applied {
-		return nil
+		return false, nil
 	}
 	hs := &eraftpb.HardState{}
-	if hb, ok, err := kvread.Get(db, keys.HardState(group)); err != nil {
-		return err
+	if hb, ok, err := r.get(keys.HardState(group)); err != nil {
+		return false, err
 	} else if ok {
 		if err := proto.Unmarshal(hb, hs); err != nil {
-			return fmt.Errorf("raftstore: group %d hard state: %w", group, err)
+			return false, fmt.Errorf("raftstore: group %d hard state: %w", group, err)
 		}
 	}
 	hs.Commit = new(max(hs.GetCommit(), mark.index))
 	hs.Term = new(max(hs.GetTerm(), mark.term))
 	hb, err := proto.Marshal(hs)
 	if err != nil {
-		return err
+		return false, err
 	}
 	batch := db.NewBatch()
 	defer batch.Close()
 	md := &eraftpb.SnapshotMetadata{Index: new(mark.index), Term: new(mark.term), ConfState: mark.conf}
 	if err := writeSnapshotRaftState(batch, group, md); err != nil {
-		return err
+		return false, err
 	}
 	if err := batch.Set(keys.HardState(group), hb, nil); err != nil {
-		return err
+		return false, err
 	}
 	if err := batch.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("raftstore: group %d: finish a snapshot install: %w", group, err)
+		return false, fmt.Errorf("raftstore: group %d: finish a snapshot install: %w", group, err)
 	}
-	return nil
+	return true, nil
 }
 
 // writeBootstrap writes the first state of a group with the given voters:
