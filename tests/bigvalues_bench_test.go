@@ -7,12 +7,19 @@ package tests
 // snapshot: the log is compacted by bytes long before).
 //
 //   go test -run XXX -bench BigValues -benchtime 1x ./tests/ -args -big.gib=2
+//
+// With -big.profile DIR, each store serves pprof (--metrics-addr) and, each
+// time its RSS reaches a new high while the 1 MiB values are written, its
+// heap profile and Go memory metrics are saved in DIR (s<N>-heap.pb.gz,
+// s<N>-metrics.txt), for go tool pprof.
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -25,17 +32,25 @@ import (
 	"github.com/rdb-project/rdb/proto/kvrpc"
 )
 
-var bigGiB = flag.Float64("big.gib", 2, "GiB BenchmarkBigValues writes while a store is down")
+var (
+	bigGiB     = flag.Float64("big.gib", 2, "GiB BenchmarkBigValues writes while a store is down")
+	bigProfile = flag.String("big.profile", "", "directory BenchmarkBigValues saves each store's heap profile in, at its peak RSS while writing 1 MiB values")
+)
 
 func BenchmarkBigValues(b *testing.B) {
 	bin := binaries(b) + "/rdb-server"
 	dir := b.TempDir()
 	addrs := []string{freePort(b), freePort(b), freePort(b)}
 	var procs []*proc
+	var debugAddrs []string
 	for i, a := range addrs {
 		args := []string{"--store-id", strconv.Itoa(i + 1), "--addr", a, "--data-dir", fmt.Sprintf("%s/s%d", dir, i+1), "--log-level", "warn"}
 		if i > 0 {
 			args = append(args, "--peer", "1="+addrs[0])
+		}
+		if *bigProfile != "" {
+			debugAddrs = append(debugAddrs, freePort(b))
+			args = append(args, "--metrics-addr", debugAddrs[i])
 		}
 		procs = append(procs, startProc(b, dir, bin, args...))
 	}
@@ -85,8 +100,10 @@ func BenchmarkBigValues(b *testing.B) {
 	}
 	waitActive(b, cs[0], "big")
 	start := time.Now()
+	stopProfiles := profileAtPeak(b, procs, debugAddrs)
 	write("a", 500, cs[0])
 	b.ReportMetric(500/time.Since(start).Seconds(), "MiB/s")
+	stopProfiles()
 	var peak float64
 	for _, p := range procs {
 		peak = max(peak, peakRSS(b, p.cmd.Process.Pid))
@@ -113,6 +130,76 @@ func BenchmarkBigValues(b *testing.B) {
 	}, "store 3 caught up")
 	b.ReportMetric(time.Since(restarted).Seconds(), "catch-up-s")
 	b.ReportMetric(peakRSS(b, procs[2].cmd.Process.Pid), "peak-rss-catch-up-MiB")
+}
+
+// profileAtPeak saves, until stop is called, the heap profile and Go
+// memory metrics of each process whenever its RSS grows 8 MiB past the
+// highest seen (-big.profile). Without the flag it does nothing.
+func profileAtPeak(b *testing.B, procs []*proc, debugAddrs []string) (stop func()) {
+	if *bigProfile == "" {
+		return func() {}
+	}
+	if err := os.MkdirAll(*bigProfile, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	save := func(url, path string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			b.Logf("profile: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil {
+			err = os.WriteFile(path, body, 0o644)
+		}
+		if err != nil {
+			b.Logf("profile: %v", err)
+		}
+	}
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		high := make([]float64, len(procs))
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				for i := range procs {
+					b.Logf("store %d: profiled at %.0f MiB RSS", i+1, high[i])
+				}
+				return
+			case <-tick.C:
+			}
+			for i, p := range procs {
+				rss := statusMiB(p.cmd.Process.Pid, "VmRSS:")
+				if rss < high[i]+8 {
+					continue
+				}
+				high[i] = rss
+				base := fmt.Sprintf("%s/s%d-", *bigProfile, i+1)
+				save("http://"+debugAddrs[i]+"/debug/pprof/heap", base+"heap.pb.gz")
+				save("http://"+debugAddrs[i]+"/metrics", base+"metrics.txt")
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
+}
+
+// statusMiB is a field of a process's /proc status in MiB (0 if absent).
+func statusMiB(pid int, field string) float64 {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
 }
 
 // peakRSS is a process's peak resident memory (VmHWM), in MiB.
