@@ -41,12 +41,12 @@ func (quietPebble) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf("pebble: "+format, args...))
 }
 
-// openDB opens a pebble DB tuned as the store tunes its own: 64 MiB
+// openDB opens a pebble DB tuned as the store tunes its own: 16 MiB
 // memtables and bloom filters, which the read of every write relies on.
 func openDB(t testing.TB, dir string) *pebble.DB {
 	t.Helper()
 	opts := &pebble.Options{
-		MemTableSize:                64 << 20,
+		MemTableSize:                16 << 20,
 		MemTableStopWritesThreshold: 4,
 		L0StopWritesThreshold:       1000,
 		Logger:                      quietPebble{},
