@@ -239,7 +239,7 @@ func (g *Group) carryOut(ac *raftstore.ApplyContext, index uint64, eff modeswitc
 		if r.GetTombstone() {
 			continue
 		}
-		if err := ac.Batch.Set(keys.StrongKey(g.id, r.GetKey()), encodeValue(index, r.GetValue()), nil); err != nil {
+		if err := setValue(ac.Batch, keys.StrongKey(g.id, r.GetKey()), index, r.GetValue()); err != nil {
 			return err
 		}
 	}
@@ -326,7 +326,7 @@ func (g *Group) applyCas(ac *raftstore.ApplyContext, index uint64, c *storepb.Ca
 	if ver != c.GetExpectedVersion() {
 		return Result{Found: found, Version: ver, Value: val}, nil
 	}
-	if err := ac.Batch.Set(keys.StrongKey(g.id, c.GetKey()), encodeValue(index, c.GetValue()), nil); err != nil {
+	if err := setValue(ac.Batch, keys.StrongKey(g.id, c.GetKey()), index, c.GetValue()); err != nil {
 		return Result{}, err
 	}
 	return Result{Success: true, Found: true, Version: index}, nil
@@ -428,6 +428,16 @@ func encodeValue(version uint64, value []byte) []byte {
 	b := make([]byte, 8, 8+len(value))
 	binary.BigEndian.PutUint64(b, version)
 	return append(b, value...)
+}
+
+// setValue sets key to value at version in b, encoded (encodeValue) in
+// place in the batch rather than through a copy of the value.
+func setValue(b *pebble.Batch, key []byte, version uint64, value []byte) error {
+	op := b.SetDeferred(len(key), 8+len(value))
+	copy(op.Key, key)
+	binary.BigEndian.PutUint64(op.Value, version)
+	copy(op.Value[8:], value)
+	return op.Finish()
 }
 
 func decodeValue(b []byte) (uint64, []byte, error) {

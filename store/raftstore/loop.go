@@ -161,7 +161,16 @@ func (rs *RaftStore) persist(rds []*ready) error {
 	if slices.ContainsFunc(rds, func(r *ready) bool { return !raft.IsEmptySnap(r.rd.Snapshot) }) {
 		b = rs.db.NewIndexedBatch() // Restore reads the new state through it
 	} else {
-		b = rs.db.NewBatch()
+		// Sized for the round's entries: a batch that grows by doubling
+		// allocates about twice what it holds, and rounds of 1 MiB
+		// entries are most of what a store allocates.
+		size := 0
+		for _, r := range rds {
+			for _, e := range r.rd.Entries {
+				size += proto.Size(e) + batchRecordOverhead
+			}
+		}
+		b = rs.db.NewBatchWithSize(size)
 	}
 	defer b.Close()
 	ac, committed := NewApplyContext(b), false
@@ -237,10 +246,21 @@ func (rs *RaftStore) persist(rds []*ready) error {
 	return nil
 }
 
+// batchRecordOverhead is about what a batch record costs beyond its value:
+// the record's header and a key of the log or of a namespace.
+const batchRecordOverhead = 64
+
 // apply applies every group's committed entries in one batch, publishes
 // the results and wakes the reads that waited for them.
 func (rs *RaftStore) apply(rds []*ready) error {
-	b := rs.db.NewIndexedBatch()
+	// Sized for what the entries usually write: their commands' data.
+	size := 0
+	for _, r := range rds {
+		for _, e := range r.rd.CommittedEntries {
+			size += len(e.GetData()) + batchRecordOverhead
+		}
+	}
+	b := rs.db.NewIndexedBatchWithSize(size)
 	defer b.Close()
 	ac, committed := NewApplyContext(b), false
 	defer func() { ac.Done(committed) }()
