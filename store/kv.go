@@ -78,11 +78,14 @@ func (s *Store) proposeWrite(ctx context.Context, ns string, cmd *storepb.GroupC
 	if _, err := s.decide(rec, namespace.CasWrite); err != nil {
 		return nsgroup.Result{}, err
 	}
-	b, err := proto.Marshal(cmd)
+	// Encoded after room for the Raft frame: a 1 MiB value is not copied
+	// once more to be framed.
+	b := make([]byte, raftstore.FrameSize, raftstore.FrameSize+proto.Size(cmd))
+	b, err = proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, cmd)
 	if err != nil {
 		return nsgroup.Result{}, api.Internal("encode command: %v", err)
 	}
-	v, err := s.raft.ProposeRetrying(ctx, rec.GetGroupId(), b)
+	v, err := s.raft.ProposeFramedRetrying(ctx, rec.GetGroupId(), b)
 	if err != nil {
 		return nsgroup.Result{}, raftstore.WriteError(err, "namespace "+ns)
 	}

@@ -286,18 +286,28 @@ type RaftStore struct {
 // post runs fn in the loop, at the start of its next round.
 func (rs *RaftStore) post(fn func()) { rs.inbox.put(fn) }
 
+// FrameSize is the size of the frame before a proposed command: a caller
+// that builds a large command after FrameSize free bytes proposes it with
+// ProposeFramedRetrying, without a copy.
+const FrameSize = 17
+
 // frame prefixes a command with its origin store and request id so that
 // the proposing store can hand the result to the waiting caller.
 func frame(origin, id uint64, cmd []byte) []byte {
-	b := make([]byte, 0, 17+len(cmd))
-	b = append(b, 0xA1)
-	b = binary.BigEndian.AppendUint64(b, origin)
-	b = binary.BigEndian.AppendUint64(b, id)
+	b := make([]byte, FrameSize, FrameSize+len(cmd))
+	putFrame(b, origin, id)
 	return append(b, cmd...)
 }
 
+// putFrame writes the frame into the first FrameSize bytes of b.
+func putFrame(b []byte, origin, id uint64) {
+	b[0] = 0xA1
+	binary.BigEndian.PutUint64(b[1:], origin)
+	binary.BigEndian.PutUint64(b[9:], id)
+}
+
 func unframe(data []byte) (origin, id uint64, cmd []byte, err error) {
-	if len(data) < 17 || data[0] != 0xA1 {
+	if len(data) < FrameSize || data[0] != 0xA1 {
 		return 0, 0, nil, fmt.Errorf("raftstore: entry of %d bytes has no frame", len(data))
 	}
 	return binary.BigEndian.Uint64(data[1:]), binary.BigEndian.Uint64(data[9:]), data[17:], nil

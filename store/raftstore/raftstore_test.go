@@ -4,6 +4,7 @@ package raftstore
 // between stores whose links can be cut.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/rdb-project/rdb/proto/storepb"
 	"github.com/rdb-project/rdb/store/keys"
+	"github.com/rdb-project/rdb/store/kvread"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -272,6 +274,33 @@ func TestProposeApplyAndRead(t *testing.T) {
 		}
 	}
 	_ = leader
+}
+
+// A command built after FrameSize free bytes is proposed as it is, from any
+// replica, and every replica applies exactly the command.
+func TestProposeFramed(t *testing.T) {
+	_, nodes, _ := threeStores(t)
+	for i := range nodes {
+		cmd := bytes.Repeat([]byte{byte('a' + i)}, 1<<20)
+		buf := append(make([]byte, FrameSize), cmd...)
+		v, err := nodes[i].rs.ProposeFramedRetrying(ctxT(t, 10*time.Second), 7, buf)
+		if err != nil {
+			t.Fatalf("propose on store %d: %v", i+1, err)
+		}
+		idx := v.(uint64)
+		for j := range nodes {
+			if err := nodes[j].rs.ReadIndexRetrying(ctxT(t, 5*time.Second), 7); err != nil {
+				t.Fatal(err)
+			}
+			got, ok, err := kvread.Get(nodes[j].db, append(keys.StatePrefix(7), fmt.Sprintf("%08d", idx)...))
+			if err != nil || !ok || !bytes.Equal(got, cmd) {
+				t.Fatalf("store %d applied %d bytes at %d (%v %v), want the %d proposed", j+1, len(got), idx, ok, err, len(cmd))
+			}
+		}
+	}
+	if _, err := nodes[0].rs.ProposeFramedRetrying(ctxT(t, time.Second), 7, make([]byte, FrameSize-1)); err == nil {
+		t.Fatal("a buffer with no room for the frame was proposed")
+	}
 }
 
 func TestProposalOutcome(t *testing.T) {

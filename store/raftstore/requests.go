@@ -242,6 +242,25 @@ func (rs *RaftStore) ProposeRetrying(ctx context.Context, group uint64, cmd []by
 	}
 }
 
+// ProposeFramedRetrying is ProposeRetrying for a command that follows
+// FrameSize free bytes in buf: the frame is written there, and buf itself
+// is proposed (a large value is not copied once more). buf belongs to
+// Raft from then on. Each attempt frames buf anew: an attempt that fails
+// with no leader or no group handed nothing to Raft.
+func (rs *RaftStore) ProposeFramedRetrying(ctx context.Context, gid uint64, buf []byte) (any, error) {
+	if len(buf) < FrameSize {
+		return nil, fmt.Errorf("raftstore: a framed command of %d bytes has no room for its frame", len(buf))
+	}
+	for {
+		id := rs.newRequestID()
+		putFrame(buf, rs.cfg.StoreID, id)
+		v, err := rs.propose(ctx, gid, id, func(g *group) error { return g.rn.Propose(buf) })
+		if err == nil || !notYet(err) || !sleep(ctx, retryBackoff) {
+			return v, err
+		}
+	}
+}
+
 // ReadIndexRetrying is ReadIndex, tried again while the group has no
 // leader yet, until ctx ends.
 func (rs *RaftStore) ReadIndexRetrying(ctx context.Context, group uint64) error {
