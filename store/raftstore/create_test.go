@@ -187,3 +187,30 @@ func TestStartReaderReadsWhatTheDBHolds(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartedLeaderIsElectedAgainOnFirstCall: a store restarted while it
+// led a sleeping group serves the first call on it without waiting for an
+// election timeout: its replica, loaded knowing no leader, pre-votes at
+// the call, and its followers, whose leader it was, grant it at once.
+// With an election timeout of 5 s, nothing else could elect a leader
+// within 2.5 s.
+func TestRestartedLeaderIsElectedAgainOnFirstCall(t *testing.T) {
+	n := newNet()
+	slow := func(c *Config) { c.ElectionTicks = 500 }
+	nodes, fss := restartable(t, n, []uint64{7}, slow)
+	if _, err := nodes[0].rs.ProposeRetrying(ctxT(t, 10*time.Second), 7, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	waitAsleep(t, nodes, 7)
+	st, _ := nodes[0].rs.Status(7)
+	l := int(st.Leader) - 1
+	nodes[l].stop()
+	nd, err := n.open(uint64(l+1), fss[l], slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nd.stop)
+	if _, err := nd.rs.ProposeRetrying(ctxT(t, 2500*time.Millisecond), 7, []byte("b")); err != nil {
+		t.Fatalf("restarted leader's store, first call: %v", err)
+	}
+}

@@ -48,7 +48,10 @@ type group struct {
 	idleTicks int
 	// holdTicks: ticks a new replica that was not made to campaign lets
 	// pass before its election timer runs (flushBoots).
-	holdTicks  int
+	holdTicks int
+	// loaded: the replica was loaded at start-up and has not yet
+	// campaigned on a call (use).
+	loaded     bool
 	dirty      bool
 	undurable  bool
 	wakeQueued bool

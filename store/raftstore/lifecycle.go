@@ -70,6 +70,7 @@ func Open(cfg Config) (*RaftStore, error) {
 		if err != nil {
 			return nil, fmt.Errorf("raftstore: open group %d: %w", id, err)
 		}
+		g.loaded = true
 		if g.lastIndex > g.applied.index || rs.alwaysAwake(id) {
 			// Entries it may not know committed: it needs a leader now.
 			rs.wake(g)
@@ -226,6 +227,19 @@ func (rs *RaftStore) stepRemote(from, group uint64, m *eraftpb.Message, quiesce,
 		return
 	}
 	g.received.Add(1)
+	if m.GetType() == eraftpb.MsgPreVote && g.lead == from && from != rs.cfg.StoreID {
+		// Its own leader asks for votes: it leads no more (its store
+		// restarted, most likely). The replica heard from it last, so it
+		// would refuse for a whole election timeout yet (CheckQuorum's
+		// lease protects a leader from others' campaigns, and there is
+		// none to protect), and the group stay leaderless that long: run
+		// its clock past the lease. Votes never decide what is committed,
+		// and reads do not rely on leases (ReadOnlySafe): only
+		// availability is at stake.
+		for range rs.cfg.ElectionTicks {
+			g.rn.Tick()
+		}
+	}
 	quiesce = quiesce && m.GetType() == eraftpb.MsgHeartbeat
 	if g.tickIdx >= 0 || !(quiesce || m.GetType() == eraftpb.MsgHeartbeatResp) {
 		rs.wake(g)

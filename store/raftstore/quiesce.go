@@ -116,6 +116,15 @@ func (rs *RaftStore) sleep(g *group) {
 func (rs *RaftStore) use(g *group) {
 	rs.wake(g)
 	g.idleTicks = 0
+	if g.loaded && g.lead == raft.None && g.state == raft.StateFollower && g.received.Load() == 0 {
+		// Loaded at start-up, and no store has called it since: it knows
+		// no leader, and the call would wait an election timeout for it
+		// to campaign. It pre-votes now: a sleeping leader wakes on it
+		// and heartbeats; followers of this very store (it restarted)
+		// grant it (stepRemote); else the group elects as usual.
+		g.loaded = false
+		_ = g.rn.Campaign()
+	}
 }
 
 // Wake wakes this store's replica of group (its owner wants a membership
