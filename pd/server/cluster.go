@@ -36,6 +36,10 @@ type Cluster interface {
 	// and the table revision they are at: cheaper than Namespaces, and
 	// reads this term's own writes.
 	Records(ctx context.Context) ([]*storepb.NamespaceRecord, uint64, error)
+	// Changes returns the rows changed since its last call, and false
+	// when it cannot name them all (modeswitch.Changes): the switch driver
+	// then reads every row, not 100,000 each quarter second.
+	Changes() ([]*storepb.NamespaceRecord, bool)
 	// Namespace returns one namespace with its rollout status; NotFound if
 	// it does not exist.
 	Namespace(ctx context.Context, name string) (*pdpb.NamespaceStatus, error)
@@ -75,6 +79,8 @@ func (c *leaderCluster) Records(ctx context.Context) ([]*storepb.NamespaceRecord
 	recs, rev, err := c.l.table.records(ctx)
 	return recs, uint64(rev), err
 }
+
+func (c *leaderCluster) Changes() ([]*storepb.NamespaceRecord, bool) { return c.l.table.feed.Take() }
 
 func (c *leaderCluster) Namespaces(ctx context.Context) ([]*pdpb.NamespaceStatus, uint64, error) {
 	recs, rev, err := c.l.table.records(ctx)

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rdb-project/rdb/proto/storepb"
+	"github.com/rdb-project/rdb/store/modeswitch"
 )
 
 type tableCache struct {
@@ -32,6 +33,8 @@ type tableCache struct {
 	// wrote is the revision of this term's last write of a row: a read
 	// waits for the cache to reach it, so that the term reads its writes.
 	wrote atomic.Int64
+	// feed names the rows changed since the switch driver last looked.
+	feed modeswitch.Feed
 }
 
 func newTableCache() *tableCache { return &tableCache{advanced: make(chan struct{})} }
@@ -86,12 +89,16 @@ func (c *tableCache) put(rec *storepb.NamespaceRecord) {
 		c.recs = slices.Insert(c.recs, i, rec)
 	case c.recs[i].GetVersion() < rec.GetVersion():
 		c.recs[i] = rec
+	default:
+		return
 	}
+	c.feed.Add(rec)
 }
 
 func (c *tableCache) delete(name string) {
 	if i, found := slices.BinarySearchFunc(c.recs, name, byName); found {
 		c.recs = slices.Delete(c.recs, i, i+1)
+		c.feed.Lost()
 	}
 }
 
@@ -117,6 +124,7 @@ func (s *Server) runTableCache(ctx context.Context, c *tableCache) {
 		c.recs = recs
 		c.advanceLocked(rev)
 		c.mu.Unlock()
+		c.feed.Lost() // loaded again: what changed meanwhile is not known
 		s.followTable(ctx, c, rev+1)
 	}
 }

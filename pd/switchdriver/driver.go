@@ -57,6 +57,9 @@ type storeConn struct {
 	conn *grpc.ClientConn
 }
 
+// Changes names the rows changed since the last round (modeswitch.Changes).
+func (p *pdCluster) Changes() ([]*storepb.NamespaceRecord, bool) { return p.c.Changes() }
+
 func (p *pdCluster) Namespaces() []*storepb.NamespaceRecord {
 	recs, _, err := p.c.Records(p.ctx)
 	if err != nil {

@@ -30,6 +30,7 @@ import (
 	"github.com/rdb-project/rdb/store/clusterid"
 	"github.com/rdb-project/rdb/store/keys"
 	"github.com/rdb-project/rdb/store/kvread"
+	"github.com/rdb-project/rdb/store/modeswitch"
 	"github.com/rdb-project/rdb/store/modetable"
 	"github.com/rdb-project/rdb/store/namespace"
 	"github.com/rdb-project/rdb/store/raftstore"
@@ -82,56 +83,13 @@ type Meta struct {
 	clusterID uint64 // the cluster's id, as applied (0: a cluster born without one)
 
 	// changes feeds the switch driver the rows applied since it last
-	// looked (changeFeed).
-	changes changeFeed
+	// looked.
+	changes modeswitch.Feed
 
 	// startCommit is the meta log's durable commit index when the store
 	// started; caughtUp is set once the store has applied it again.
 	startCommit uint64
 	caughtUp    atomic.Bool
-}
-
-// changeFeedLimit bounds the rows a change feed holds: past it (a store
-// that does not run the driver, or one that fell far behind), it keeps
-// none and says so, and the driver reads the whole table.
-const changeFeedLimit = 4096
-
-// changeFeed collects the rows applied since the switch driver last
-// took them (modeswitch.Changes).
-type changeFeed struct {
-	mu       sync.Mutex
-	recs     map[string]*storepb.NamespaceRecord
-	overflow bool
-}
-
-// add records a row; it runs on the applier's goroutine.
-func (f *changeFeed) add(rec *storepb.NamespaceRecord) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.overflow {
-		return
-	}
-	if f.recs == nil {
-		f.recs = make(map[string]*storepb.NamespaceRecord)
-	}
-	if len(f.recs) >= changeFeedLimit {
-		f.recs, f.overflow = nil, true
-		return
-	}
-	f.recs[rec.GetName()] = rec
-}
-
-// take returns, and forgets, the rows recorded since the last call; ok is
-// false if there were too many to keep.
-func (f *changeFeed) take() (recs []*storepb.NamespaceRecord, ok bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, rec := range f.recs {
-		recs = append(recs, rec)
-	}
-	ok = !f.overflow
-	f.recs, f.overflow = nil, false
-	return recs, ok
 }
 
 // result is what applying a MetaCommand returns to its proposer.
@@ -164,7 +122,7 @@ func New(cfg Config) (*Meta, error) {
 	}
 	m := &Meta{cfg: cfg, log: cfg.Logger, stores: make(map[uint64]string)}
 	if cfg.Table != nil {
-		cfg.Table.OnChange(func(_, cur *storepb.NamespaceRecord) { m.changes.add(cur) })
+		cfg.Table.OnChange(func(_, cur *storepb.NamespaceRecord) { m.changes.Add(cur) })
 	}
 	st, err := loadState(cfg.DB)
 	if err != nil {

@@ -238,7 +238,7 @@ func (m *Meta) updateOwnAddress(ctx context.Context) bool {
 type cluster struct{ m *Meta }
 
 func (c cluster) Namespaces() []*storepb.NamespaceRecord      { return c.m.cfg.Table.Rows() }
-func (c cluster) Changes() ([]*storepb.NamespaceRecord, bool) { return c.m.changes.take() }
+func (c cluster) Changes() ([]*storepb.NamespaceRecord, bool) { return c.m.changes.Take() }
 func (c cluster) Stores() []*storepb.StoreInfo                { return c.m.storeList() }
 func (c cluster) Client(id uint64) (storepb.StoreInternalClient, error) {
 	return c.m.cfg.Client(id)
