@@ -237,18 +237,29 @@ func TestSwitchUnderLoadLosesNothing(t *testing.T) {
 	if _, err := c.Modes(1).UpdateNamespaceMode(ctx, &raftpb.UpdateNamespaceModeRequest{Namespace: "logs", Mode: "strong"}); err != nil {
 		t.Fatal(err)
 	}
-	// Once strong is active, raw writes are refused everywhere.
 	storetest.Eventually(t, 15*time.Second, func() error {
 		_, err := c.Cas(0).Get(ctx, &kvrpc.GetRequest{Namespace: "logs", Key: "k00"})
 		return err
 	}, "logs serves strong reads")
 	close(stop)
 	wg.Wait()
+	// Every store refuses raw writes now, but each says the switch is done
+	// only once its own replica of the group has applied the activation:
+	// store 1 serving strong reads does not mean store 3 has. Until then a
+	// store answers Aborted (namespace.Decide: "Aborted while a switch is
+	// under way on this store"); never does it accept the write.
 	for i := range 3 {
-		_, err := c.Raw(i).RawPut(ctx, &kvrpc.RawPutRequest{Namespace: "logs", Key: "late", Value: "x"})
-		if status.Code(err) != codes.FailedPrecondition {
-			t.Fatalf("RawPut on store %d after the switch = %v, want FailedPrecondition", i+1, err)
-		}
+		storetest.Eventually(t, 15*time.Second, func() error {
+			_, err := c.Raw(i).RawPut(ctx, &kvrpc.RawPutRequest{Namespace: "logs", Key: "late", Value: "x"})
+			switch status.Code(err) {
+			case codes.FailedPrecondition:
+				return nil
+			case codes.Aborted:
+				return err
+			}
+			t.Fatalf("RawPut on store %d after the switch = %v, want FailedPrecondition (or Aborted until its replica is active)", i+1, err)
+			return nil
+		}, "store %d refuses raw writes on strong logs", i+1)
 	}
 	t.Logf("%d raw writes acknowledged across the switch", log.n)
 	for key, w := range log.latest {
