@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"github.com/rdb-project/rdb/proto/kvrpc"
 	"github.com/rdb-project/rdb/proto/raftpb"
 	"github.com/rdb-project/rdb/store/storetest"
+	"github.com/rdb-project/rdb/store/testport"
 )
 
 var (
@@ -52,14 +52,15 @@ func binaries(t testing.TB) string {
 	return binDir
 }
 
+// freePort picks a port below the ephemeral range: a process restarted on
+// its address must not find it taken by an outgoing connection (testport).
 func freePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testport.Free()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // proc is a running program with its output kept for failure reports.

@@ -10,6 +10,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +23,7 @@ import (
 	"github.com/rdb-project/rdb/pd/pdclient"
 	"github.com/rdb-project/rdb/pd/server"
 	"github.com/rdb-project/rdb/store/storetest"
+	"github.com/rdb-project/rdb/store/testport"
 )
 
 // Cluster is a PD cluster of in-process members.
@@ -301,21 +304,22 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 	storetest.Eventually(t, timeout, cond, "condition")
 }
 
-// freePorts returns n distinct loopback ports that were free a moment ago.
+// freePorts returns n distinct loopback ports that were free a moment ago,
+// below the ephemeral range: a member restarted on its ports must not find
+// them taken by an outgoing connection (testport).
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	ports := make([]int, n)
-	ls := make([]net.Listener, n)
-	for i := range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports := make([]int, 0, n)
+	for len(ports) < n {
+		addr, err := testport.Free()
 		if err != nil {
 			t.Fatalf("free port: %v", err)
 		}
-		ls[i] = l
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	for _, l := range ls {
-		l.Close()
+		_, p, _ := net.SplitHostPort(addr)
+		port, _ := strconv.Atoi(p)
+		if !slices.Contains(ports, port) {
+			ports = append(ports, port)
+		}
 	}
 	return ports
 }

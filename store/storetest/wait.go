@@ -7,9 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"testing"
 	"time"
+
+	"github.com/rdb-project/rdb/store/testport"
 )
 
 // Eventually polls cond until it returns nil or the timeout passes, then
@@ -68,11 +69,6 @@ func FreeAddr(t testing.TB) string {
 	return addr
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := l.Addr().String()
-	return addr, l.Close()
-}
+// freeAddr picks a port below the ephemeral range: a store restarted on
+// its address must not find it taken by an outgoing connection (testport).
+func freeAddr() (string, error) { return testport.Free() }
