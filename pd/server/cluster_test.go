@@ -189,9 +189,9 @@ func TestDriverRunsOnLeaderOnly(t *testing.T) {
 	}
 }
 
-// Losing the leader key ends the term at once: the driver stops, and writes
-// of that term are refused even if the same member leads again.
-func TestLeaderKeyLossEndsTerm(t *testing.T) {
+// oneMemberDriving starts a one-member PD and waits for its driver.
+func oneMemberDriving(t *testing.T) (*pdtest.Cluster, *driverLog) {
+	t.Helper()
 	log := &driverLog{running: map[int]bool{}, clusters: map[int]server.Cluster{}}
 	c := pdtest.NewCluster(t, 1, pdtest.WithDriver(log.driver))
 	c.WaitLeader()
@@ -201,6 +201,13 @@ func TestLeaderKeyLossEndsTerm(t *testing.T) {
 		}
 		return nil
 	})
+	return c, log
+}
+
+// Losing the leader key ends the term at once: the driver stops, and writes
+// of that term are refused even if the same member leads again.
+func TestLeaderKeyLossEndsTerm(t *testing.T) {
+	c, log := oneMemberDriving(t)
 	old := log.cluster(0)
 
 	etcd := c.EtcdClient()
@@ -282,15 +289,7 @@ func TestRestartKeepsTableAndLeadsAgain(t *testing.T) {
 // changed since it last asked (the switch driver's rounds read those, not
 // 100,000 rows), and says when it cannot (the table was loaded again).
 func TestChangesNameTheRowsWritten(t *testing.T) {
-	log := &driverLog{running: map[int]bool{}, clusters: map[int]server.Cluster{}}
-	c := pdtest.NewCluster(t, 1, pdtest.WithDriver(log.driver))
-	c.WaitLeader()
-	pdtest.Eventually(t, 10*time.Second, func() error {
-		if log.cluster(0) == nil {
-			return errors.New("driver not started")
-		}
-		return nil
-	})
+	_, log := oneMemberDriving(t)
 	dc := log.cluster(0)
 	ctx := testContext(t)
 	// The table was loaded: what changed before is not named.

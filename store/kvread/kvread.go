@@ -4,6 +4,7 @@
 package kvread
 
 import (
+	"bytes"
 	"errors"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -28,7 +29,13 @@ func Get(r pebble.Reader, key []byte) ([]byte, bool, error) {
 // both are valid only during the call. An error from fn stops the scan
 // and is returned.
 func ScanPrefix(r pebble.Reader, prefix []byte, fn func(k, v []byte) error) error {
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: keys.PrefixEnd(prefix)})
+	return Scan(r, prefix, keys.PrefixEnd(prefix), fn)
+}
+
+// Scan calls fn for every key in [lower, upper), in order; fn's arguments
+// are valid only during the call.
+func Scan(r pebble.Reader, lower, upper []byte, fn func(k, v []byte) error) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return err
 	}
@@ -44,4 +51,20 @@ func ScanPrefix(r pebble.Reader, prefix []byte, fn func(k, v []byte) error) erro
 		}
 	}
 	return it.Close()
+}
+
+// SeekGet reads key through an open iterator, as Get reads it: a copy of
+// its value, and whether it exists. Reads of increasing keys through one
+// iterator move forward through the blocks they need, where each Get sets
+// up an iterator through every level of the LSM (start-up, which loads
+// 100,000 groups in order).
+func SeekGet(it *pebble.Iterator, key []byte) ([]byte, bool, error) {
+	if !it.SeekGE(key) || !bytes.Equal(it.Key(), key) {
+		return nil, false, it.Error()
+	}
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return nil, false, err
+	}
+	return bytes.Clone(v), true, nil
 }

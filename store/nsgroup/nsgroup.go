@@ -14,7 +14,6 @@
 package nsgroup
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"sync"
@@ -173,26 +172,18 @@ func (gs *Groups) loadState(id uint64) (*storepb.GroupState, error) {
 	if it == nil {
 		return loadState(gs.deps.DB, id)
 	}
-	key := keys.GroupState(id)
-	if !it.SeekGE(key) || !bytes.Equal(it.Key(), key) {
-		return &storepb.GroupState{}, it.Error()
-	}
-	b, err := it.ValueAndErr()
-	if err != nil {
-		return nil, err
-	}
-	return decodeState(b)
+	return decodeState(kvread.SeekGet(it, keys.GroupState(id)))
 }
 
 func loadState(r pebble.Reader, id uint64) (*storepb.GroupState, error) {
-	b, ok, err := kvread.Get(r, keys.GroupState(id))
+	return decodeState(kvread.Get(r, keys.GroupState(id)))
+}
+
+// decodeState decodes a stored switch state (none stored: the zero state).
+func decodeState(b []byte, ok bool, err error) (*storepb.GroupState, error) {
 	if err != nil || !ok {
 		return &storepb.GroupState{}, err
 	}
-	return decodeState(b)
-}
-
-func decodeState(b []byte) (*storepb.GroupState, error) {
 	st := &storepb.GroupState{}
 	if err := proto.Unmarshal(b, st); err != nil {
 		return nil, fmt.Errorf("decode switch state: %w", err)

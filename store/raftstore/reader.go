@@ -23,21 +23,7 @@ type dbReader struct{ db *pebble.DB }
 func (r dbReader) get(key []byte) ([]byte, bool, error) { return kvread.Get(r.db, key) }
 
 func (r dbReader) scan(lower, upper []byte, fn func(k, v []byte) error) error {
-	it, err := r.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return err
-	}
-	for it.First(); it.Valid(); it.Next() {
-		v, err := it.ValueAndErr()
-		if err == nil {
-			err = fn(it.Key(), v)
-		}
-		if err != nil {
-			_ = it.Close()
-			return err
-		}
-	}
-	return it.Close()
+	return kvread.Scan(r.db, lower, upper, fn)
 }
 
 // startReader reads the state of every group at start-up, in group order,
@@ -77,17 +63,7 @@ func (r *startReader) iter(key []byte) *pebble.Iterator {
 	return r.state
 }
 
-func (r *startReader) get(key []byte) ([]byte, bool, error) {
-	it := r.iter(key)
-	if !it.SeekGE(key) || !bytes.Equal(it.Key(), key) {
-		return nil, false, it.Error()
-	}
-	v, err := it.ValueAndErr()
-	if err != nil {
-		return nil, false, err
-	}
-	return bytes.Clone(v), true, nil
-}
+func (r *startReader) get(key []byte) ([]byte, bool, error) { return kvread.SeekGet(r.iter(key), key) }
 
 func (r *startReader) scan(lower, upper []byte, fn func(k, v []byte) error) error {
 	it := r.iter(lower)
