@@ -152,6 +152,7 @@ func (s *Store) fill(ctx context.Context, rec *storepb.NamespaceRecord) {
 			return
 		}
 		s.log.Info("replica filled", zap.String("namespace", ns), zap.Uint64("from", id))
+		s.changes.noteName(ns)
 		s.notifyStateChange()
 		return
 	}
@@ -188,6 +189,7 @@ func (s *Store) releaseReplica(ctx context.Context, rec *storepb.NamespaceRecord
 		}
 		s.forgetFilled(ns)
 		s.log.Info("replica released", zap.String("namespace", ns), zap.Uint64("to", id))
+		s.changes.noteName(ns)
 		s.notifyStateChange()
 		return
 	}
@@ -200,6 +202,7 @@ func (s *Store) forgetFilled(ns string) {
 	if err := s.db.Delete(keys.Filled(ns), pebble.Sync); err != nil {
 		s.fatal(err)
 	}
+	s.changes.noteName(ns)
 }
 
 // releasing: this store still has records of a namespace it no longer

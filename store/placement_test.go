@@ -8,12 +8,16 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/rdb-project/rdb/pd/pdclient"
 	"github.com/rdb-project/rdb/pd/pdtest"
+	"github.com/rdb-project/rdb/pd/report"
 	"github.com/rdb-project/rdb/pd/server"
 	"github.com/rdb-project/rdb/pd/switchdriver"
 	"github.com/rdb-project/rdb/proto/kvrpc"
 	"github.com/rdb-project/rdb/proto/pdpb"
+	"github.com/rdb-project/rdb/store"
 	"github.com/rdb-project/rdb/store/storetest"
 )
 
@@ -71,6 +75,10 @@ func waitPlaced(t *testing.T, cli *pdclient.Client, names []string, exclude []ui
 // replaced on the others and every write stays readable; a store removed
 // with RemoveStore ends removed, holding nothing.
 func TestPlacement(t *testing.T) {
+	// No sweep hides a change a store failed to note (reportsMatch).
+	sweep := report.SweepEvery
+	report.SweepEvery = 1 << 30
+	t.Cleanup(func() { report.SweepEvery = sweep })
 	pd, c, cli := placedCluster(t, 5)
 	c.WaitReady()
 	var names []string
@@ -124,6 +132,7 @@ func TestPlacement(t *testing.T) {
 		}
 	}
 	waitPlaced(t, cli, append(names, evs...), nil, 30*time.Second)
+	reportsMatch(t, pd, c)
 	rawEverywhere([]int{0, 1, 2, 3, 4})
 	readAll := func(skip ...int) {
 		t.Helper()
@@ -189,6 +198,7 @@ func TestPlacement(t *testing.T) {
 	placed := waitPlaced(t, cli, append(names, evs...), []uint64{5}, time.Minute)
 	readAll(4)
 	rawEverywhere([]int{0, 1, 2, 3})
+	reportsMatch(t, pd, c)
 	t.Logf("after store 5 died: %v", placed)
 
 	// Store 4 is removed while up: it ends removed and holds nothing.
@@ -213,6 +223,7 @@ func TestPlacement(t *testing.T) {
 	}
 	readAll(3, 4)
 	rawEverywhere([]int{0, 1, 2})
+	reportsMatch(t, pd, c)
 
 	// A placed eventual namespace switches to strong on its replicas and
 	// keeps every write.
@@ -231,4 +242,49 @@ func TestPlacement(t *testing.T) {
 			return nil
 		}, "e0 strong, k%d read", k)
 	}
+	reportsMatch(t, pd, c)
+}
+
+// reportsMatch waits until what PD holds of each running store's report,
+// which heartbeats carry as changes (only the entries the store noted as
+// changed), equals the store's whole report.
+func reportsMatch(t *testing.T, pd *pdtest.Cluster, c *storetest.Cluster) {
+	t.Helper()
+	storetest.Eventually(t, 20*time.Second, func() error {
+		srv := pd.Server(pd.WaitLeader())
+		for i := range c.N() {
+			s := c.Store(i)
+			if s == nil {
+				continue
+			}
+			want := store.WholeReport(s)
+			got, ok := srv.StoreReport(uint64(i + 1))
+			if !ok {
+				return fmt.Errorf("PD holds no report of store %d", i+1)
+			}
+			if err := sameEntries(want.Namespaces, got.Namespaces); err != nil {
+				return fmt.Errorf("store %d: namespace %w", i+1, err)
+			}
+			if err := sameEntries(want.Groups, got.Groups); err != nil {
+				return fmt.Errorf("store %d: group %w", i+1, err)
+			}
+		}
+		return nil
+	}, "PD holds every store's report as it is")
+}
+
+// sameEntries says which entry of a store's whole report PD holds
+// otherwise, if any.
+func sameEntries[K comparable, V proto.Message](want, got map[K]V) error {
+	for k, w := range want {
+		if g, ok := got[k]; !ok || !proto.Equal(g, w) {
+			return fmt.Errorf("%v is reported as %v, PD holds %v", k, w, g)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			return fmt.Errorf("%v is not reported, PD holds it", k)
+		}
+	}
+	return nil
 }

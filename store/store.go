@@ -160,6 +160,8 @@ type Store struct {
 	pd    *pdfollow.Follower // PD mode only
 	fwd   forwarder          // PD mode: where forwarded calls went
 	work  placeWork          // PD mode: eventual replicas to fill or release
+	// changes: what the next heartbeat to PD is to look at (report.go).
+	changes reportChanges
 	// forwarded counts client calls sent on to a store that holds their
 	// namespace.
 	forwarded atomic.Uint64
@@ -273,12 +275,15 @@ func (s *Store) open() error {
 		return err
 	}
 	s.groups = nsgroup.New(nsgroup.Deps{
-		DB:            s.db,
-		LWW:           s.lww,
-		Clock:         s.clock,
-		Namespace:     s.table.NamespaceOfGroup,
-		Logger:        s.log.Named("nsgroup"),
-		OnStateChange: func(uint64) { s.notifyStateChange() },
+		DB:        s.db,
+		LWW:       s.lww,
+		Clock:     s.clock,
+		Namespace: s.table.NamespaceOfGroup,
+		Logger:    s.log.Named("nsgroup"),
+		OnStateChange: func(group uint64) {
+			s.changes.noteGroup(group)
+			s.notifyStateChange()
+		},
 	})
 	// The authority loads the table this store holds, before anything
 	// watches it.
@@ -324,6 +329,7 @@ func (s *Store) open() error {
 		ValidateCommand:  s.validateCommand,
 		DesiredVoters:    s.desiredVoters,
 		OnGroupDestroyed: s.groups.Forget,
+		OnStatusChange:   s.changes.noteGroup,
 		OnRemoved:        s.removedHere,
 		OnRefusedMember:  s.refusedMember,
 		LearnersFirst:    s.pd != nil,
@@ -640,7 +646,10 @@ func (s *Store) desiredVoters(group uint64) []uint64 {
 
 // onTableChange runs after a row is applied: a namespace that now has a
 // Raft group with this store among its peers gets its replica here.
-func (s *Store) onTableChange(_, cur *storepb.NamespaceRecord) { s.ensureGroup(cur, true) }
+func (s *Store) onTableChange(old, cur *storepb.NamespaceRecord) {
+	s.noteRowChange(old, cur)
+	s.ensureGroup(cur, true)
+}
 
 // ensureGroup creates this store's replica of a row's group if it should
 // have one; wake (a row just applied) wakes an existing replica, whose

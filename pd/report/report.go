@@ -42,17 +42,26 @@ type GroupEntry struct {
 	Voters, Learners              []uint64
 }
 
+// SweepEvery is how often (in heartbeats) a store visits every entry of
+// its report even though PD has the rest: in between, it visits only the
+// entries it noted as changed (Builder.All). A change a store failed to
+// note reaches PD within this many heartbeats. Tests that check that every
+// change is noted set it out of reach before they start a store.
+var SweepEvery = 60
+
 // Sender is the store's side: what PD last acknowledged of its report.
-// A heartbeat's report costs a map lookup and a comparison per entry, and
-// an allocation per entry that changed.
+// A heartbeat's report costs a map lookup and a comparison per entry
+// visited, and an allocation per entry that changed.
 type Sender struct {
 	session, seq uint64
 	// full: the next report is whole (nothing acknowledged in this
 	// session yet, or a heartbeat's fate is unknown).
 	full bool
-	gen  uint64 // of the report being built
-	ns   map[string]*sent[NamespaceEntry]
-	gs   map[uint64]*sent[GroupEntry]
+	// sinceSweep counts the Builds since one visited every entry.
+	sinceSweep int
+	gen        uint64 // of the report being built
+	ns         map[string]*sent[NamespaceEntry]
+	gs         map[uint64]*sent[GroupEntry]
 	// What the pending heartbeat sent: made acknowledged by Acknowledge.
 	sentNS []*sent[NamespaceEntry]
 	sentGS []*sent[GroupEntry]
@@ -78,11 +87,17 @@ func NewSender() *Sender {
 type Builder struct {
 	s   *Sender
 	req *pdpb.StoreHeartbeatRequest
+	all bool
 }
 
 // Build fills req with the report fill gives, entry by entry: all of it if
 // the report must be whole, else what PD has not acknowledged. Every Build
 // is followed by Acknowledge with the heartbeat's outcome.
+//
+// fill gives every entry if the Builder says All; otherwise it gives at
+// least the entries that may have changed since the previous Build (of
+// any outcome), and names those of them that are no more with NoNamespace
+// and NoGroup.
 func (s *Sender) Build(req *pdpb.StoreHeartbeatRequest, fill func(*Builder)) {
 	s.seq++
 	s.gen++
@@ -91,21 +106,49 @@ func (s *Sender) Build(req *pdpb.StoreHeartbeatRequest, fill func(*Builder)) {
 		req.ReportBase = s.seq - 1
 	}
 	s.sentNS, s.sentGS, s.goneNS, s.goneGS = s.sentNS[:0], s.sentGS[:0], s.goneNS[:0], s.goneGS[:0]
-	fill(&Builder{s: s, req: req})
-	for name, e := range s.ns {
-		if e.seen != s.gen {
-			s.goneNS = append(s.goneNS, name)
-		}
+	b := &Builder{s: s, req: req, all: s.full || s.sinceSweep+1 >= SweepEvery}
+	if b.all {
+		s.sinceSweep = 0
+	} else {
+		s.sinceSweep++
 	}
-	for id, e := range s.gs {
-		if e.seen != s.gen {
-			s.goneGS = append(s.goneGS, id)
+	fill(b)
+	if b.all {
+		for name, e := range s.ns {
+			if e.seen != s.gen {
+				s.goneNS = append(s.goneNS, name)
+			}
+		}
+		for id, e := range s.gs {
+			if e.seen != s.gen {
+				s.goneGS = append(s.goneGS, id)
+			}
 		}
 	}
 	slices.Sort(s.goneNS)
 	slices.Sort(s.goneGS)
 	if !s.full {
 		req.GoneNamespaces, req.GoneGroups = slices.Clone(s.goneNS), slices.Clone(s.goneGS)
+	}
+}
+
+// All tells whether this Build needs every entry (a whole report, or a
+// sweep), rather than those that may have changed since the last Build.
+func (b *Builder) All() bool { return b.all }
+
+// NoNamespace says that a namespace that may have been reported before is
+// not reported now. Needed only when the Build is not All.
+func (b *Builder) NoNamespace(name string) {
+	if _, ok := b.s.ns[name]; ok && !b.all {
+		b.s.goneNS = append(b.s.goneNS, name)
+	}
+}
+
+// NoGroup says that a group that may have been reported before is not
+// reported now. Needed only when the Build is not All.
+func (b *Builder) NoGroup(id uint64) {
+	if _, ok := b.s.gs[id]; ok && !b.all {
+		b.s.goneGS = append(b.s.goneGS, id)
 	}
 }
 

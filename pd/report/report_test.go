@@ -26,10 +26,12 @@ func TestReceiverFollowsSender(t *testing.T) {
 	var delayed []*pdpb.StoreHeartbeatRequest
 	var ackedFull *pdpb.StoreHeartbeatRequest
 	fulls := 0
+	var built *pdpb.StoreHeartbeatRequest // the report at the last Build
 	for step := range 20000 {
 		full = randomReport(rng, full)
 		req := &pdpb.StoreHeartbeatRequest{StoreId: 1, AppliedRevision: uint64(step)}
-		s.Build(req, fillFrom(full))
+		s.Build(req, fillChanges(rng, built, full))
+		built = full
 		if req.GetFullReport() {
 			fulls++
 		}
@@ -99,7 +101,8 @@ func TestDeltaHoldsOnlyChanges(t *testing.T) {
 	next.Groups[7].Commit = 9
 	next.Namespaces = next.Namespaces[1:]
 	req = &pdpb.StoreHeartbeatRequest{}
-	s.Build(req, fillFrom(next))
+	rng := rand.New(rand.NewPCG(testseed.For(t, 5), 0))
+	s.Build(req, fillChanges(rng, full, next))
 	s.Acknowledge(r.Apply(req))
 	if req.GetFullReport() || len(req.GetGroups()) != 1 || len(req.GetNamespaces()) != 0 ||
 		len(req.GetGoneNamespaces()) != 1 || req.GetGoneNamespaces()[0] != "ns0" || len(req.GetGoneGroups()) != 0 {
@@ -109,11 +112,29 @@ func TestDeltaHoldsOnlyChanges(t *testing.T) {
 	if r.Groups[8].GetCommit() != 9 || r.Namespaces["ns0"] != nil || len(r.Namespaces) != 999 {
 		t.Fatalf("PD did not apply the delta")
 	}
+	// A change the store failed to note reaches PD by the next sweep.
+	missed := proto.Clone(next).(*pdpb.StoreHeartbeatRequest)
+	missed.Groups[9].Leader = 3
+	req = &pdpb.StoreHeartbeatRequest{}
+	s.Build(req, fillChanges(rng, missed, missed))
+	s.Acknowledge(r.Apply(req))
+	if r.Groups[10].GetLeader() == 3 {
+		t.Fatalf("a heartbeat that was not a sweep reported a change the store did not note")
+	}
+	for range SweepEvery - 1 {
+		req = &pdpb.StoreHeartbeatRequest{}
+		s.Build(req, fillChanges(rng, missed, missed))
+		s.Acknowledge(r.Apply(req))
+	}
+	if r.Groups[10].GetLeader() != 3 {
+		t.Fatalf("no sweep in %d heartbeats reported the change", SweepEvery)
+	}
+	next = missed
 	// A receiver that never saw the session refuses a delta and keeps
 	// nothing of it.
 	other := &Receiver{}
 	req = &pdpb.StoreHeartbeatRequest{}
-	s.Build(req, fillFrom(next))
+	s.Build(req, fillChanges(rng, next, next))
 	if other.Apply(req) || other.Namespaces != nil {
 		t.Fatalf("a delta of an unknown session was applied")
 	}
@@ -222,6 +243,45 @@ func fillFrom(full *pdpb.StoreHeartbeatRequest) func(*Builder) {
 			b.Group(g.GetGroupId(), groupEntry(g))
 		}
 	}
+}
+
+// fillChanges reports what a store that notes its changes would: every
+// entry if the Builder asks for all, else the entries that differ between
+// the report at the last Build and cur (and a few that do not: a store
+// may note a change that changed back).
+func fillChanges(rng *rand.Rand, last, cur *pdpb.StoreHeartbeatRequest) func(*Builder) {
+	return func(b *Builder) {
+		if b.All() || last == nil {
+			fillFrom(cur)(b)
+			return
+		}
+		was, is := indexOf(last), indexOf(cur)
+		for name := range mapsUnion(was.Namespaces, is.Namespaces) {
+			if n, ok := is.Namespaces[name]; !ok {
+				b.NoNamespace(name)
+			} else if !proto.Equal(n, was.Namespaces[name]) || rng.IntN(10) == 0 {
+				b.Namespace(name, namespaceEntry(n))
+			}
+		}
+		for id := range mapsUnion(was.Groups, is.Groups) {
+			if g, ok := is.Groups[id]; !ok {
+				b.NoGroup(id)
+			} else if !proto.Equal(g, was.Groups[id]) || rng.IntN(10) == 0 {
+				b.Group(id, groupEntry(g))
+			}
+		}
+	}
+}
+
+func mapsUnion[K comparable, V any](a, b map[K]V) map[K]bool {
+	out := map[K]bool{}
+	for k := range a {
+		out[k] = true
+	}
+	for k := range b {
+		out[k] = true
+	}
+	return out
 }
 
 // indexOf is a whole report by key.

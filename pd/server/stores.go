@@ -336,6 +336,20 @@ func (t *storeTracker) holding(id uint64) bool {
 	return false
 }
 
+// StoreReport returns what PD holds of a store's report (its entries are
+// shared: not to be modified), and whether it holds one. On a member that
+// is not the leader it may be stale or missing.
+func (s *Server) StoreReport(id uint64) (report.Index, bool) {
+	t := s.stores
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.stores[id]
+	if st == nil || st.report.Namespaces == nil {
+		return report.Index{}, false
+	}
+	return report.Index{Namespaces: maps.Clone(st.report.Namespaces), Groups: maps.Clone(st.report.Groups)}, true
+}
+
 // groupReports returns what each store last reported of a group, by store.
 func (t *storeTracker) groupReports(id uint64) map[uint64]*pdpb.GroupStatus {
 	return reportsOf(t, func(r *report.Receiver) map[uint64]*pdpb.GroupStatus { return r.Groups }, id)

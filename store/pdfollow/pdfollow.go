@@ -647,9 +647,9 @@ func (f *Follower) heartbeatLoop(ctx, pctx context.Context, fatal func(error)) {
 		case <-t.C:
 		case <-f.cfg.Table.Changed():
 			// Report a newly applied row or switch step at once: rollouts
-			// are timed by it. But a report looks at every namespace: with
-			// many (and rows changing by the thousand, as namespaces are
-			// created), reports are spaced so that they take at most a
+			// are timed by it. A report looks at what changed, but now and
+			// then at every namespace (a sweep, or a whole report to a new
+			// PD leader): reports are spaced so that they take at most a
 			// tenth of a core.
 			sleepCtx(pctx, 10*f.reportCost)
 		case <-f.cfg.Changed:

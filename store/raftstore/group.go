@@ -3,6 +3,7 @@ package raftstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -112,7 +113,8 @@ func (g *group) isLeader() bool { return g.state == raft.StateLeader }
 func (g *group) publishStatus() {
 	hs := g.rn.BasicStatus()
 	g.lead, g.state = hs.Lead, hs.RaftState
-	g.status.Store(&Status{
+	prev := g.status.Load()
+	st := &Status{
 		Group:    g.id,
 		Leader:   hs.Lead,
 		Term:     hs.HardState.GetTerm(),
@@ -124,7 +126,18 @@ func (g *group) publishStatus() {
 
 		SnapshotsApplied: g.snapshots,
 		Asleep:           g.tickIdx < 0,
-	})
+	}
+	g.status.Store(st)
+	if f := g.rs.cfg.OnStatusChange; f != nil && prev != nil && !prev.sameReport(st) {
+		f(g.id)
+	}
+}
+
+// sameReport tells whether two statuses agree on what OnStatusChange is
+// about.
+func (s *Status) sameReport(o *Status) bool {
+	return s.Leader == o.Leader && s.Term == o.Term && s.Commit == o.Commit && s.Applied == o.Applied &&
+		slices.Equal(s.Voters, o.Voters) && slices.Equal(s.Learners, o.Learners)
 }
 
 // writeEntries adds new log entries to b; entries after them left by an

@@ -533,6 +533,9 @@ func (rs *RaftStore) openGroupWith(r reader, id uint64) (*group, error) {
 	rs.mu.Lock()
 	rs.groups[id] = g
 	rs.mu.Unlock()
+	if rs.cfg.OnStatusChange != nil {
+		rs.cfg.OnStatusChange(id)
+	}
 	rs.stats.groups.Add(1)
 	rs.notePeers(lg.applied.conf, time.Now())
 	// Its committed entries not applied yet are applied in the first round.

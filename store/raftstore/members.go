@@ -240,5 +240,8 @@ func (rs *RaftStore) destroy(g *group, why string) error {
 	if rs.cfg.OnGroupDestroyed != nil {
 		rs.cfg.OnGroupDestroyed(g.id)
 	}
+	if rs.cfg.OnStatusChange != nil {
+		rs.cfg.OnStatusChange(g.id)
+	}
 	return nil
 }

@@ -71,6 +71,11 @@ type Config struct {
 	// OnGroupDestroyed is called, on the loop, after a replica was
 	// destroyed because its store left the group.
 	OnGroupDestroyed func(group uint64)
+	// OnStatusChange, if set, is called, on the loop (or in Open; it must
+	// not block), after a group's Status changed in its leader, term,
+	// commit, applied index or membership, and after a replica was created
+	// or destroyed.
+	OnStatusChange func(group uint64)
 	// OnRefusedMember is called, on the loop (it must not block), when a
 	// message to an existing replica is dropped because its sender is not
 	// a member of the replica's configuration (intake rule 6): the replica
