@@ -1120,6 +1120,411 @@ func (x *ScanResponse) GetMore() bool {
 	return false
 }
 
+// Batch limits: at most 10,000 keys, and 16 MiB of keys and values.
+type RawBatchPutRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Pairs         []*RawKv               `protobuf:"bytes,2,rep,name=pairs,proto3" json:"pairs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RawBatchPutRequest) Reset() {
+	*x = RawBatchPutRequest{}
+	mi := &file_kvrpc_kvrpc_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RawBatchPutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RawBatchPutRequest) ProtoMessage() {}
+
+func (x *RawBatchPutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvrpc_kvrpc_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RawBatchPutRequest.ProtoReflect.Descriptor instead.
+func (*RawBatchPutRequest) Descriptor() ([]byte, []int) {
+	return file_kvrpc_kvrpc_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RawBatchPutRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *RawBatchPutRequest) GetPairs() []*RawKv {
+	if x != nil {
+		return x.Pairs
+	}
+	return nil
+}
+
+type RawBatchPutResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The timestamps of the first and the last pair; those between are
+	// consecutive.
+	Timestamp     *HLC `protobuf:"bytes,1,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	LastTimestamp *HLC `protobuf:"bytes,2,opt,name=last_timestamp,proto3" json:"last_timestamp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RawBatchPutResponse) Reset() {
+	*x = RawBatchPutResponse{}
+	mi := &file_kvrpc_kvrpc_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RawBatchPutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RawBatchPutResponse) ProtoMessage() {}
+
+func (x *RawBatchPutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvrpc_kvrpc_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RawBatchPutResponse.ProtoReflect.Descriptor instead.
+func (*RawBatchPutResponse) Descriptor() ([]byte, []int) {
+	return file_kvrpc_kvrpc_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RawBatchPutResponse) GetTimestamp() *HLC {
+	if x != nil {
+		return x.Timestamp
+	}
+	return nil
+}
+
+func (x *RawBatchPutResponse) GetLastTimestamp() *HLC {
+	if x != nil {
+		return x.LastTimestamp
+	}
+	return nil
+}
+
+type RawBatchGetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Keys          []string               `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RawBatchGetRequest) Reset() {
+	*x = RawBatchGetRequest{}
+	mi := &file_kvrpc_kvrpc_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RawBatchGetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RawBatchGetRequest) ProtoMessage() {}
+
+func (x *RawBatchGetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvrpc_kvrpc_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RawBatchGetRequest.ProtoReflect.Descriptor instead.
+func (*RawBatchGetRequest) Descriptor() ([]byte, []int) {
+	return file_kvrpc_kvrpc_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RawBatchGetRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *RawBatchGetRequest) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type RawBatchGetResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The keys found, in the order asked (a key asked twice, twice).
+	Pairs         []*RawKv `protobuf:"bytes,1,rep,name=pairs,proto3" json:"pairs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RawBatchGetResponse) Reset() {
+	*x = RawBatchGetResponse{}
+	mi := &file_kvrpc_kvrpc_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RawBatchGetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RawBatchGetResponse) ProtoMessage() {}
+
+func (x *RawBatchGetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvrpc_kvrpc_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RawBatchGetResponse.ProtoReflect.Descriptor instead.
+func (*RawBatchGetResponse) Descriptor() ([]byte, []int) {
+	return file_kvrpc_kvrpc_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RawBatchGetResponse) GetPairs() []*RawKv {
+	if x != nil {
+		return x.Pairs
+	}
+	return nil
+}
+
+type RawBatchDeleteRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Keys          []string               `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RawBatchDeleteRequest) Reset() {
+	*x = RawBatchDeleteRequest{}
+	mi := &file_kvrpc_kvrpc_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RawBatchDeleteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RawBatchDeleteRequest) ProtoMessage() {}
+
+func (x *RawBatchDeleteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvrpc_kvrpc_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RawBatchDeleteRequest.ProtoReflect.Descriptor instead.
+func (*RawBatchDeleteRequest) Descriptor() ([]byte, []int) {
+	return file_kvrpc_kvrpc_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RawBatchDeleteRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *RawBatchDeleteRequest) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type RawBatchDeleteResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Timestamp     *HLC                   `protobuf:"bytes,1,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	LastTimestamp *HLC                   `protobuf:"bytes,2,opt,name=last_timestamp,proto3" json:"last_timestamp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RawBatchDeleteResponse) Reset() {
+	*x = RawBatchDeleteResponse{}
+	mi := &file_kvrpc_kvrpc_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RawBatchDeleteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RawBatchDeleteResponse) ProtoMessage() {}
+
+func (x *RawBatchDeleteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvrpc_kvrpc_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RawBatchDeleteResponse.ProtoReflect.Descriptor instead.
+func (*RawBatchDeleteResponse) Descriptor() ([]byte, []int) {
+	return file_kvrpc_kvrpc_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RawBatchDeleteResponse) GetTimestamp() *HLC {
+	if x != nil {
+		return x.Timestamp
+	}
+	return nil
+}
+
+func (x *RawBatchDeleteResponse) GetLastTimestamp() *HLC {
+	if x != nil {
+		return x.LastTimestamp
+	}
+	return nil
+}
+
+type BatchGetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Keys          []string               `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchGetRequest) Reset() {
+	*x = BatchGetRequest{}
+	mi := &file_kvrpc_kvrpc_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchGetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchGetRequest) ProtoMessage() {}
+
+func (x *BatchGetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvrpc_kvrpc_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchGetRequest.ProtoReflect.Descriptor instead.
+func (*BatchGetRequest) Descriptor() ([]byte, []int) {
+	return file_kvrpc_kvrpc_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *BatchGetRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *BatchGetRequest) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type BatchGetResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The keys found, in the order asked (a key asked twice, twice).
+	Kvs           []*VersionedKv `protobuf:"bytes,1,rep,name=kvs,proto3" json:"kvs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchGetResponse) Reset() {
+	*x = BatchGetResponse{}
+	mi := &file_kvrpc_kvrpc_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchGetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchGetResponse) ProtoMessage() {}
+
+func (x *BatchGetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvrpc_kvrpc_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchGetResponse.ProtoReflect.Descriptor instead.
+func (*BatchGetResponse) Descriptor() ([]byte, []int) {
+	return file_kvrpc_kvrpc_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *BatchGetResponse) GetKvs() []*VersionedKv {
+	if x != nil {
+		return x.Kvs
+	}
+	return nil
+}
+
 var File_kvrpc_kvrpc_proto protoreflect.FileDescriptor
 
 const file_kvrpc_kvrpc_proto_rawDesc = "" +
@@ -1204,17 +1609,47 @@ const file_kvrpc_kvrpc_proto_rawDesc = "" +
 	"\aversion\x18\x03 \x01(\x04R\aversion\"H\n" +
 	"\fScanResponse\x12$\n" +
 	"\x03kvs\x18\x01 \x03(\v2\x12.kvrpc.VersionedKvR\x03kvs\x12\x12\n" +
-	"\x04more\x18\x02 \x01(\bR\x04more2\xef\x01\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"V\n" +
+	"\x12RawBatchPutRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\"\n" +
+	"\x05pairs\x18\x02 \x03(\v2\f.kvrpc.RawKvR\x05pairs\"s\n" +
+	"\x13RawBatchPutResponse\x12(\n" +
+	"\ttimestamp\x18\x01 \x01(\v2\n" +
+	".kvrpc.HLCR\ttimestamp\x122\n" +
+	"\x0elast_timestamp\x18\x02 \x01(\v2\n" +
+	".kvrpc.HLCR\x0elast_timestamp\"F\n" +
+	"\x12RawBatchGetRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\tR\x04keys\"9\n" +
+	"\x13RawBatchGetResponse\x12\"\n" +
+	"\x05pairs\x18\x01 \x03(\v2\f.kvrpc.RawKvR\x05pairs\"I\n" +
+	"\x15RawBatchDeleteRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\tR\x04keys\"v\n" +
+	"\x16RawBatchDeleteResponse\x12(\n" +
+	"\ttimestamp\x18\x01 \x01(\v2\n" +
+	".kvrpc.HLCR\ttimestamp\x122\n" +
+	"\x0elast_timestamp\x18\x02 \x01(\v2\n" +
+	".kvrpc.HLCR\x0elast_timestamp\"C\n" +
+	"\x0fBatchGetRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\tR\x04keys\"8\n" +
+	"\x10BatchGetResponse\x12$\n" +
+	"\x03kvs\x18\x01 \x03(\v2\x12.kvrpc.VersionedKvR\x03kvs2\xca\x03\n" +
 	"\x05KvRaw\x125\n" +
 	"\x06RawPut\x12\x14.kvrpc.RawPutRequest\x1a\x15.kvrpc.RawPutResponse\x125\n" +
 	"\x06RawGet\x12\x14.kvrpc.RawGetRequest\x1a\x15.kvrpc.RawGetResponse\x12>\n" +
 	"\tRawDelete\x12\x17.kvrpc.RawDeleteRequest\x1a\x18.kvrpc.RawDeleteResponse\x128\n" +
-	"\aRawScan\x12\x15.kvrpc.RawScanRequest\x1a\x16.kvrpc.RawScanResponse2\xd6\x01\n" +
+	"\aRawScan\x12\x15.kvrpc.RawScanRequest\x1a\x16.kvrpc.RawScanResponse\x12D\n" +
+	"\vRawBatchPut\x12\x19.kvrpc.RawBatchPutRequest\x1a\x1a.kvrpc.RawBatchPutResponse\x12D\n" +
+	"\vRawBatchGet\x12\x19.kvrpc.RawBatchGetRequest\x1a\x1a.kvrpc.RawBatchGetResponse\x12M\n" +
+	"\x0eRawBatchDelete\x12\x1c.kvrpc.RawBatchDeleteRequest\x1a\x1d.kvrpc.RawBatchDeleteResponse2\x93\x02\n" +
 	"\x05KvCas\x127\n" +
 	"\x0eCompareAndSwap\x12\x11.kvrpc.CasRequest\x1a\x12.kvrpc.CasResponse\x12,\n" +
 	"\x03Get\x12\x11.kvrpc.GetRequest\x1a\x12.kvrpc.GetResponse\x125\n" +
 	"\x06Delete\x12\x14.kvrpc.DeleteRequest\x1a\x15.kvrpc.DeleteResponse\x12/\n" +
-	"\x04Scan\x12\x12.kvrpc.ScanRequest\x1a\x13.kvrpc.ScanResponseB.Z,github.com/rdb-project/rdb/proto/kvrpc;kvrpcb\x06proto3"
+	"\x04Scan\x12\x12.kvrpc.ScanRequest\x1a\x13.kvrpc.ScanResponse\x12;\n" +
+	"\bBatchGet\x12\x16.kvrpc.BatchGetRequest\x1a\x17.kvrpc.BatchGetResponseB.Z,github.com/rdb-project/rdb/proto/kvrpc;kvrpcb\x06proto3"
 
 var (
 	file_kvrpc_kvrpc_proto_rawDescOnce sync.Once
@@ -1228,54 +1663,77 @@ func file_kvrpc_kvrpc_proto_rawDescGZIP() []byte {
 	return file_kvrpc_kvrpc_proto_rawDescData
 }
 
-var file_kvrpc_kvrpc_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_kvrpc_kvrpc_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_kvrpc_kvrpc_proto_goTypes = []any{
-	(*HLC)(nil),               // 0: kvrpc.HLC
-	(*RawPutRequest)(nil),     // 1: kvrpc.RawPutRequest
-	(*RawPutResponse)(nil),    // 2: kvrpc.RawPutResponse
-	(*RawGetRequest)(nil),     // 3: kvrpc.RawGetRequest
-	(*RawGetResponse)(nil),    // 4: kvrpc.RawGetResponse
-	(*RawDeleteRequest)(nil),  // 5: kvrpc.RawDeleteRequest
-	(*RawDeleteResponse)(nil), // 6: kvrpc.RawDeleteResponse
-	(*RawScanRequest)(nil),    // 7: kvrpc.RawScanRequest
-	(*RawKv)(nil),             // 8: kvrpc.RawKv
-	(*RawScanResponse)(nil),   // 9: kvrpc.RawScanResponse
-	(*CasRequest)(nil),        // 10: kvrpc.CasRequest
-	(*CasResponse)(nil),       // 11: kvrpc.CasResponse
-	(*GetRequest)(nil),        // 12: kvrpc.GetRequest
-	(*GetResponse)(nil),       // 13: kvrpc.GetResponse
-	(*DeleteRequest)(nil),     // 14: kvrpc.DeleteRequest
-	(*DeleteResponse)(nil),    // 15: kvrpc.DeleteResponse
-	(*ScanRequest)(nil),       // 16: kvrpc.ScanRequest
-	(*VersionedKv)(nil),       // 17: kvrpc.VersionedKv
-	(*ScanResponse)(nil),      // 18: kvrpc.ScanResponse
+	(*HLC)(nil),                    // 0: kvrpc.HLC
+	(*RawPutRequest)(nil),          // 1: kvrpc.RawPutRequest
+	(*RawPutResponse)(nil),         // 2: kvrpc.RawPutResponse
+	(*RawGetRequest)(nil),          // 3: kvrpc.RawGetRequest
+	(*RawGetResponse)(nil),         // 4: kvrpc.RawGetResponse
+	(*RawDeleteRequest)(nil),       // 5: kvrpc.RawDeleteRequest
+	(*RawDeleteResponse)(nil),      // 6: kvrpc.RawDeleteResponse
+	(*RawScanRequest)(nil),         // 7: kvrpc.RawScanRequest
+	(*RawKv)(nil),                  // 8: kvrpc.RawKv
+	(*RawScanResponse)(nil),        // 9: kvrpc.RawScanResponse
+	(*CasRequest)(nil),             // 10: kvrpc.CasRequest
+	(*CasResponse)(nil),            // 11: kvrpc.CasResponse
+	(*GetRequest)(nil),             // 12: kvrpc.GetRequest
+	(*GetResponse)(nil),            // 13: kvrpc.GetResponse
+	(*DeleteRequest)(nil),          // 14: kvrpc.DeleteRequest
+	(*DeleteResponse)(nil),         // 15: kvrpc.DeleteResponse
+	(*ScanRequest)(nil),            // 16: kvrpc.ScanRequest
+	(*VersionedKv)(nil),            // 17: kvrpc.VersionedKv
+	(*ScanResponse)(nil),           // 18: kvrpc.ScanResponse
+	(*RawBatchPutRequest)(nil),     // 19: kvrpc.RawBatchPutRequest
+	(*RawBatchPutResponse)(nil),    // 20: kvrpc.RawBatchPutResponse
+	(*RawBatchGetRequest)(nil),     // 21: kvrpc.RawBatchGetRequest
+	(*RawBatchGetResponse)(nil),    // 22: kvrpc.RawBatchGetResponse
+	(*RawBatchDeleteRequest)(nil),  // 23: kvrpc.RawBatchDeleteRequest
+	(*RawBatchDeleteResponse)(nil), // 24: kvrpc.RawBatchDeleteResponse
+	(*BatchGetRequest)(nil),        // 25: kvrpc.BatchGetRequest
+	(*BatchGetResponse)(nil),       // 26: kvrpc.BatchGetResponse
 }
 var file_kvrpc_kvrpc_proto_depIdxs = []int32{
 	0,  // 0: kvrpc.RawPutResponse.timestamp:type_name -> kvrpc.HLC
 	0,  // 1: kvrpc.RawDeleteResponse.timestamp:type_name -> kvrpc.HLC
 	8,  // 2: kvrpc.RawScanResponse.kvs:type_name -> kvrpc.RawKv
 	17, // 3: kvrpc.ScanResponse.kvs:type_name -> kvrpc.VersionedKv
-	1,  // 4: kvrpc.KvRaw.RawPut:input_type -> kvrpc.RawPutRequest
-	3,  // 5: kvrpc.KvRaw.RawGet:input_type -> kvrpc.RawGetRequest
-	5,  // 6: kvrpc.KvRaw.RawDelete:input_type -> kvrpc.RawDeleteRequest
-	7,  // 7: kvrpc.KvRaw.RawScan:input_type -> kvrpc.RawScanRequest
-	10, // 8: kvrpc.KvCas.CompareAndSwap:input_type -> kvrpc.CasRequest
-	12, // 9: kvrpc.KvCas.Get:input_type -> kvrpc.GetRequest
-	14, // 10: kvrpc.KvCas.Delete:input_type -> kvrpc.DeleteRequest
-	16, // 11: kvrpc.KvCas.Scan:input_type -> kvrpc.ScanRequest
-	2,  // 12: kvrpc.KvRaw.RawPut:output_type -> kvrpc.RawPutResponse
-	4,  // 13: kvrpc.KvRaw.RawGet:output_type -> kvrpc.RawGetResponse
-	6,  // 14: kvrpc.KvRaw.RawDelete:output_type -> kvrpc.RawDeleteResponse
-	9,  // 15: kvrpc.KvRaw.RawScan:output_type -> kvrpc.RawScanResponse
-	11, // 16: kvrpc.KvCas.CompareAndSwap:output_type -> kvrpc.CasResponse
-	13, // 17: kvrpc.KvCas.Get:output_type -> kvrpc.GetResponse
-	15, // 18: kvrpc.KvCas.Delete:output_type -> kvrpc.DeleteResponse
-	18, // 19: kvrpc.KvCas.Scan:output_type -> kvrpc.ScanResponse
-	12, // [12:20] is the sub-list for method output_type
-	4,  // [4:12] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	8,  // 4: kvrpc.RawBatchPutRequest.pairs:type_name -> kvrpc.RawKv
+	0,  // 5: kvrpc.RawBatchPutResponse.timestamp:type_name -> kvrpc.HLC
+	0,  // 6: kvrpc.RawBatchPutResponse.last_timestamp:type_name -> kvrpc.HLC
+	8,  // 7: kvrpc.RawBatchGetResponse.pairs:type_name -> kvrpc.RawKv
+	0,  // 8: kvrpc.RawBatchDeleteResponse.timestamp:type_name -> kvrpc.HLC
+	0,  // 9: kvrpc.RawBatchDeleteResponse.last_timestamp:type_name -> kvrpc.HLC
+	17, // 10: kvrpc.BatchGetResponse.kvs:type_name -> kvrpc.VersionedKv
+	1,  // 11: kvrpc.KvRaw.RawPut:input_type -> kvrpc.RawPutRequest
+	3,  // 12: kvrpc.KvRaw.RawGet:input_type -> kvrpc.RawGetRequest
+	5,  // 13: kvrpc.KvRaw.RawDelete:input_type -> kvrpc.RawDeleteRequest
+	7,  // 14: kvrpc.KvRaw.RawScan:input_type -> kvrpc.RawScanRequest
+	19, // 15: kvrpc.KvRaw.RawBatchPut:input_type -> kvrpc.RawBatchPutRequest
+	21, // 16: kvrpc.KvRaw.RawBatchGet:input_type -> kvrpc.RawBatchGetRequest
+	23, // 17: kvrpc.KvRaw.RawBatchDelete:input_type -> kvrpc.RawBatchDeleteRequest
+	10, // 18: kvrpc.KvCas.CompareAndSwap:input_type -> kvrpc.CasRequest
+	12, // 19: kvrpc.KvCas.Get:input_type -> kvrpc.GetRequest
+	14, // 20: kvrpc.KvCas.Delete:input_type -> kvrpc.DeleteRequest
+	16, // 21: kvrpc.KvCas.Scan:input_type -> kvrpc.ScanRequest
+	25, // 22: kvrpc.KvCas.BatchGet:input_type -> kvrpc.BatchGetRequest
+	2,  // 23: kvrpc.KvRaw.RawPut:output_type -> kvrpc.RawPutResponse
+	4,  // 24: kvrpc.KvRaw.RawGet:output_type -> kvrpc.RawGetResponse
+	6,  // 25: kvrpc.KvRaw.RawDelete:output_type -> kvrpc.RawDeleteResponse
+	9,  // 26: kvrpc.KvRaw.RawScan:output_type -> kvrpc.RawScanResponse
+	20, // 27: kvrpc.KvRaw.RawBatchPut:output_type -> kvrpc.RawBatchPutResponse
+	22, // 28: kvrpc.KvRaw.RawBatchGet:output_type -> kvrpc.RawBatchGetResponse
+	24, // 29: kvrpc.KvRaw.RawBatchDelete:output_type -> kvrpc.RawBatchDeleteResponse
+	11, // 30: kvrpc.KvCas.CompareAndSwap:output_type -> kvrpc.CasResponse
+	13, // 31: kvrpc.KvCas.Get:output_type -> kvrpc.GetResponse
+	15, // 32: kvrpc.KvCas.Delete:output_type -> kvrpc.DeleteResponse
+	18, // 33: kvrpc.KvCas.Scan:output_type -> kvrpc.ScanResponse
+	26, // 34: kvrpc.KvCas.BatchGet:output_type -> kvrpc.BatchGetResponse
+	23, // [23:35] is the sub-list for method output_type
+	11, // [11:23] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_kvrpc_kvrpc_proto_init() }
@@ -1293,7 +1751,7 @@ func file_kvrpc_kvrpc_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvrpc_kvrpc_proto_rawDesc), len(file_kvrpc_kvrpc_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -24,10 +24,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	KvRaw_RawPut_FullMethodName    = "/kvrpc.KvRaw/RawPut"
-	KvRaw_RawGet_FullMethodName    = "/kvrpc.KvRaw/RawGet"
-	KvRaw_RawDelete_FullMethodName = "/kvrpc.KvRaw/RawDelete"
-	KvRaw_RawScan_FullMethodName   = "/kvrpc.KvRaw/RawScan"
+	KvRaw_RawPut_FullMethodName         = "/kvrpc.KvRaw/RawPut"
+	KvRaw_RawGet_FullMethodName         = "/kvrpc.KvRaw/RawGet"
+	KvRaw_RawDelete_FullMethodName      = "/kvrpc.KvRaw/RawDelete"
+	KvRaw_RawScan_FullMethodName        = "/kvrpc.KvRaw/RawScan"
+	KvRaw_RawBatchPut_FullMethodName    = "/kvrpc.KvRaw/RawBatchPut"
+	KvRaw_RawBatchGet_FullMethodName    = "/kvrpc.KvRaw/RawBatchGet"
+	KvRaw_RawBatchDelete_FullMethodName = "/kvrpc.KvRaw/RawBatchDelete"
 )
 
 // KvRawClient is the client API for KvRaw service.
@@ -43,6 +46,15 @@ type KvRawClient interface {
 	RawGet(ctx context.Context, in *RawGetRequest, opts ...grpc.CallOption) (*RawGetResponse, error)
 	RawDelete(ctx context.Context, in *RawDeleteRequest, opts ...grpc.CallOption) (*RawDeleteResponse, error)
 	RawScan(ctx context.Context, in *RawScanRequest, opts ...grpc.CallOption) (*RawScanResponse, error)
+	// RawBatchPut writes every pair as one write: the store that takes it
+	// applies all of it or none, stamps the pairs in order with consecutive
+	// timestamps, and replicates them as one unit. A key given twice keeps
+	// its last value. At most 10,000 pairs and 16 MiB of keys and values.
+	RawBatchPut(ctx context.Context, in *RawBatchPutRequest, opts ...grpc.CallOption) (*RawBatchPutResponse, error)
+	// RawBatchGet reads many keys of this store's replica at once.
+	RawBatchGet(ctx context.Context, in *RawBatchGetRequest, opts ...grpc.CallOption) (*RawBatchGetResponse, error)
+	// RawBatchDelete deletes many keys as one write, as RawBatchPut writes.
+	RawBatchDelete(ctx context.Context, in *RawBatchDeleteRequest, opts ...grpc.CallOption) (*RawBatchDeleteResponse, error)
 }
 
 type kvRawClient struct {
@@ -93,6 +105,36 @@ func (c *kvRawClient) RawScan(ctx context.Context, in *RawScanRequest, opts ...g
 	return out, nil
 }
 
+func (c *kvRawClient) RawBatchPut(ctx context.Context, in *RawBatchPutRequest, opts ...grpc.CallOption) (*RawBatchPutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RawBatchPutResponse)
+	err := c.cc.Invoke(ctx, KvRaw_RawBatchPut_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *kvRawClient) RawBatchGet(ctx context.Context, in *RawBatchGetRequest, opts ...grpc.CallOption) (*RawBatchGetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RawBatchGetResponse)
+	err := c.cc.Invoke(ctx, KvRaw_RawBatchGet_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *kvRawClient) RawBatchDelete(ctx context.Context, in *RawBatchDeleteRequest, opts ...grpc.CallOption) (*RawBatchDeleteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RawBatchDeleteResponse)
+	err := c.cc.Invoke(ctx, KvRaw_RawBatchDelete_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KvRawServer is the server API for KvRaw service.
 // All implementations must embed UnimplementedKvRawServer
 // for forward compatibility.
@@ -106,6 +148,15 @@ type KvRawServer interface {
 	RawGet(context.Context, *RawGetRequest) (*RawGetResponse, error)
 	RawDelete(context.Context, *RawDeleteRequest) (*RawDeleteResponse, error)
 	RawScan(context.Context, *RawScanRequest) (*RawScanResponse, error)
+	// RawBatchPut writes every pair as one write: the store that takes it
+	// applies all of it or none, stamps the pairs in order with consecutive
+	// timestamps, and replicates them as one unit. A key given twice keeps
+	// its last value. At most 10,000 pairs and 16 MiB of keys and values.
+	RawBatchPut(context.Context, *RawBatchPutRequest) (*RawBatchPutResponse, error)
+	// RawBatchGet reads many keys of this store's replica at once.
+	RawBatchGet(context.Context, *RawBatchGetRequest) (*RawBatchGetResponse, error)
+	// RawBatchDelete deletes many keys as one write, as RawBatchPut writes.
+	RawBatchDelete(context.Context, *RawBatchDeleteRequest) (*RawBatchDeleteResponse, error)
 	mustEmbedUnimplementedKvRawServer()
 }
 
@@ -127,6 +178,15 @@ func (UnimplementedKvRawServer) RawDelete(context.Context, *RawDeleteRequest) (*
 }
 func (UnimplementedKvRawServer) RawScan(context.Context, *RawScanRequest) (*RawScanResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RawScan not implemented")
+}
+func (UnimplementedKvRawServer) RawBatchPut(context.Context, *RawBatchPutRequest) (*RawBatchPutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RawBatchPut not implemented")
+}
+func (UnimplementedKvRawServer) RawBatchGet(context.Context, *RawBatchGetRequest) (*RawBatchGetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RawBatchGet not implemented")
+}
+func (UnimplementedKvRawServer) RawBatchDelete(context.Context, *RawBatchDeleteRequest) (*RawBatchDeleteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RawBatchDelete not implemented")
 }
 func (UnimplementedKvRawServer) mustEmbedUnimplementedKvRawServer() {}
 func (UnimplementedKvRawServer) testEmbeddedByValue()               {}
@@ -221,6 +281,60 @@ func _KvRaw_RawScan_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KvRaw_RawBatchPut_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RawBatchPutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KvRawServer).RawBatchPut(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KvRaw_RawBatchPut_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KvRawServer).RawBatchPut(ctx, req.(*RawBatchPutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _KvRaw_RawBatchGet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RawBatchGetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KvRawServer).RawBatchGet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KvRaw_RawBatchGet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KvRawServer).RawBatchGet(ctx, req.(*RawBatchGetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _KvRaw_RawBatchDelete_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RawBatchDeleteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KvRawServer).RawBatchDelete(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KvRaw_RawBatchDelete_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KvRawServer).RawBatchDelete(ctx, req.(*RawBatchDeleteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KvRaw_ServiceDesc is the grpc.ServiceDesc for KvRaw service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -244,6 +358,18 @@ var KvRaw_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "RawScan",
 			Handler:    _KvRaw_RawScan_Handler,
 		},
+		{
+			MethodName: "RawBatchPut",
+			Handler:    _KvRaw_RawBatchPut_Handler,
+		},
+		{
+			MethodName: "RawBatchGet",
+			Handler:    _KvRaw_RawBatchGet_Handler,
+		},
+		{
+			MethodName: "RawBatchDelete",
+			Handler:    _KvRaw_RawBatchDelete_Handler,
+		},
 	},
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "kvrpc/kvrpc.proto",
@@ -254,6 +380,7 @@ const (
 	KvCas_Get_FullMethodName            = "/kvrpc.KvCas/Get"
 	KvCas_Delete_FullMethodName         = "/kvrpc.KvCas/Delete"
 	KvCas_Scan_FullMethodName           = "/kvrpc.KvCas/Scan"
+	KvCas_BatchGet_FullMethodName       = "/kvrpc.KvCas/BatchGet"
 )
 
 // KvCasClient is the client API for KvCas service.
@@ -272,6 +399,9 @@ type KvCasClient interface {
 	// (0: whatever its version).
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
 	Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (*ScanResponse, error)
+	// BatchGet reads many keys in one linearizable read: every key as of the
+	// same point.
+	BatchGet(ctx context.Context, in *BatchGetRequest, opts ...grpc.CallOption) (*BatchGetResponse, error)
 }
 
 type kvCasClient struct {
@@ -322,6 +452,16 @@ func (c *kvCasClient) Scan(ctx context.Context, in *ScanRequest, opts ...grpc.Ca
 	return out, nil
 }
 
+func (c *kvCasClient) BatchGet(ctx context.Context, in *BatchGetRequest, opts ...grpc.CallOption) (*BatchGetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BatchGetResponse)
+	err := c.cc.Invoke(ctx, KvCas_BatchGet_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KvCasServer is the server API for KvCas service.
 // All implementations must embed UnimplementedKvCasServer
 // for forward compatibility.
@@ -338,6 +478,9 @@ type KvCasServer interface {
 	// (0: whatever its version).
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
 	Scan(context.Context, *ScanRequest) (*ScanResponse, error)
+	// BatchGet reads many keys in one linearizable read: every key as of the
+	// same point.
+	BatchGet(context.Context, *BatchGetRequest) (*BatchGetResponse, error)
 	mustEmbedUnimplementedKvCasServer()
 }
 
@@ -359,6 +502,9 @@ func (UnimplementedKvCasServer) Delete(context.Context, *DeleteRequest) (*Delete
 }
 func (UnimplementedKvCasServer) Scan(context.Context, *ScanRequest) (*ScanResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Scan not implemented")
+}
+func (UnimplementedKvCasServer) BatchGet(context.Context, *BatchGetRequest) (*BatchGetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BatchGet not implemented")
 }
 func (UnimplementedKvCasServer) mustEmbedUnimplementedKvCasServer() {}
 func (UnimplementedKvCasServer) testEmbeddedByValue()               {}
@@ -453,6 +599,24 @@ func _KvCas_Scan_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KvCas_BatchGet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchGetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KvCasServer).BatchGet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KvCas_BatchGet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KvCasServer).BatchGet(ctx, req.(*BatchGetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KvCas_ServiceDesc is the grpc.ServiceDesc for KvCas service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -475,6 +639,10 @@ var KvCas_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Scan",
 			Handler:    _KvCas_Scan_Handler,
+		},
+		{
+			MethodName: "BatchGet",
+			Handler:    _KvCas_BatchGet_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
