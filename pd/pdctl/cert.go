@@ -178,7 +178,7 @@ func certError(err error) error {
 	if errors.Is(err, fs.ErrExist) {
 		err = fmt.Errorf("%w (--overwrite replaces it)", err)
 	}
-	return runError{err}
+	return runError{Err: err}
 }
 
 // printCert prints the pair just written, read back from its file so that
@@ -186,7 +186,7 @@ func certError(err error) error {
 func (a *app) printCert(kind, certPath, keyPath string) error {
 	cert, err := readCert(certPath)
 	if err != nil {
-		return runError{err}
+		return runError{Err: err}
 	}
 	v := certView{
 		Kind: kind, CommonName: cert.Subject.CommonName, CertFile: certPath, KeyFile: keyPath,

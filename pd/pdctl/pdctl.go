@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rdb-project/rdb/pd/pdclient"
+	"github.com/rdb-project/rdb/store/cmdtree"
 	"github.com/rdb-project/rdb/store/security"
 )
 
@@ -27,31 +28,17 @@ const EndpointsEnv = "RDB_PD"
 
 // Exit codes.
 const (
-	ExitOK    = 0
-	ExitError = 1 // the request failed
-	ExitUsage = 2 // the command line is wrong
+	ExitOK    = cmdtree.ExitOK
+	ExitError = cmdtree.ExitError // the request failed
+	ExitUsage = cmdtree.ExitUsage // the command line is wrong
 )
 
 // Run runs pdctl with args (without the program name) and returns its exit
 // code. Errors are printed to stderr.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a := &app{stdout: stdout, stderr: stderr}
-	root := a.rootCommand()
-	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
-	a.close()
-	if err == nil {
-		return ExitOK
-	}
-	var re runError
-	if errors.As(err, &re) {
-		fmt.Fprintf(stderr, "Error: %s\n", message(re.err))
-		return ExitError
-	}
-	fmt.Fprintf(stderr, "Error: %s\nRun 'pdctl --help' for usage.\n", err)
-	return ExitUsage
+	defer a.close()
+	return cmdtree.Execute(ctx, a.rootCommand(), args, stdout, stderr, message)
 }
 
 // message is what the user reads for err: a gRPC status is shown by its
@@ -65,10 +52,7 @@ func message(err error) string {
 
 // runError marks an error of a request, as opposed to one of the command
 // line (cobra's own errors: unknown command, bad flag, wrong arguments).
-type runError struct{ err error }
-
-func (e runError) Error() string { return e.err.Error() }
-func (e runError) Unwrap() error { return e.err }
+type runError = cmdtree.RunError
 
 // app holds the global flags and the client of one invocation.
 type app struct {
@@ -135,21 +119,21 @@ func helpOnly(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 func (a *app) action(f func(ctx context.Context, pd *pdclient.Client, cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := a.tls.Check(""); err != nil {
-			return runError{errors.New("--cacert, --cert and --key go together")}
+			return runError{Err: errors.New("--cacert, --cert and --key go together")}
 		}
 		creds, err := a.tls.ClientCredentials()
 		if err != nil {
-			return runError{err}
+			return runError{Err: err}
 		}
 		pd, err := pdclient.New(a.endpoints, pdclient.WithAttemptTimeout(3*time.Second), pdclient.WithCredentials(creds))
 		if err != nil {
-			return runError{err}
+			return runError{Err: err}
 		}
 		a.client = pd
 		ctx, cancel := context.WithTimeout(cmd.Context(), a.requestTimeout)
 		defer cancel()
 		if err := f(ctx, pd, cmd, args); err != nil {
-			return runError{err}
+			return runError{Err: err}
 		}
 		return nil
 	}
