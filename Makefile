@@ -4,7 +4,7 @@ BIN      := bin
 PROTOS   := proto/raftpb/raftpb.proto proto/kvrpc/kvrpc.proto proto/storepb/storepb.proto proto/pdpb/pdpb.proto
 GOTOOLBIN := $(CURDIR)/.tools
 
-.PHONY: all build test race proto lint run chaos bench images demo demo-tls demo-down clean
+.PHONY: all build test race proto lint run chaos bench bench-compare images demo demo-tls demo-down clean
 
 all: build
 
@@ -82,6 +82,18 @@ run: build
 BENCHTIME ?= 20000x
 bench: build
 	$(GO) test -run XXX -bench . -benchtime $(BENCHTIME) ./store/ ./store/lww/ ./tests/
+
+# rdb against etcd, side by side: three etcd members, then three static-mode
+# stores, as processes on this machine (loopback, data in a temporary
+# directory), each loaded by every rdb-bench workload for BENCH_DURATION
+# (64 clients, 256-byte values), then one table of both with the ratios and
+# rdb's targets. etcd is built from the version go.mod pins (its tool line).
+# BENCH_FLAGS passes more flags to rdb-bench compare (--clients, --dir, -o json).
+BENCH_DURATION ?= 20s
+BENCH_FLAGS ?=
+bench-compare: build
+	$(GO) build -o $(BIN)/etcd go.etcd.io/etcd/server/v3
+	$(BIN)/rdb-bench compare --etcd-bin $(BIN)/etcd --server-bin $(BIN)/rdb-server --duration $(BENCH_DURATION) $(BENCH_FLAGS)
 
 # The demo cluster in Docker (deploy/): three PD members and three stores.
 # The image is built FROM scratch out of the static binaries in bin/.
