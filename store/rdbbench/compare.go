@@ -21,9 +21,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/rdb-project/rdb/proto/raftpb"
+	"github.com/rdb-project/rdb/store/security"
 	"github.com/rdb-project/rdb/store/testport"
 )
 
@@ -323,7 +322,7 @@ func startStores(ctx context.Context, c *cluster, bin, dir string) ([]string, er
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for _, addr := range addrs {
-		t, err := dialRDB(addr, "default", insecure.NewCredentials())
+		t, err := dialRDB([]string{addr}, "default", security.Files{})
 		if err != nil {
 			return nil, err
 		}
@@ -339,9 +338,9 @@ func startStores(ctx context.Context, c *cluster, bin, dir string) ([]string, er
 // waitServing waits until the store serves its default namespace.
 func waitServing(ctx context.Context, t *rdbTarget, c *cluster) error {
 	for {
-		m, err := t.modes.GetMode(ctx, &raftpb.GetModeRequest{Namespace: "default"})
-		if err == nil && m.GetState() != "active" {
-			err = fmt.Errorf("default namespace is %s", m.GetState())
+		m, err := t.cli.GetMode(ctx, "default")
+		if err == nil && m.State != "active" {
+			err = fmt.Errorf("default namespace is %s", m.State)
 		}
 		if err == nil {
 			return nil

@@ -86,8 +86,10 @@ func (a *app) rootCommand() *cobra.Command {
 		Long: `rdb-bench runs one workload against an rdb cluster and reports its
 throughput, its errors by gRPC code and its latency (percentiles and a
 histogram). --clients clients each send their next request as soon as the
-last is answered, over --conns connections spread over --endpoints (default
-$RDB_ENDPOINTS, else ` + DefaultEndpoint + `), for --duration or --total requests.
+last is answered, over --conns Go clients, each connected to every store of
+--endpoints (default $RDB_ENDPOINTS, else ` + DefaultEndpoint + `), for --duration
+or --total requests. Strong calls go to the namespace's leader once a store
+names it.
 
 The namespace is put in the mode the workload needs first (strong for cas,
 get and mixed, eventual for the raw workloads; changing a mode needs an
@@ -246,7 +248,7 @@ func (a *app) runWorkload(cmd *cobra.Command, w workload) error {
 	return nil
 }
 
-// connCount is --conns, or one a endpoint.
+// connCount is --conns, or one per endpoint.
 func (a *app) connCount(endpoints int) int {
 	if a.conns > 0 {
 		return a.conns
@@ -254,15 +256,11 @@ func (a *app) connCount(endpoints int) int {
 	return endpoints
 }
 
-// rdbTargets opens --conns connections, round-robin over the endpoints.
+// rdbTargets opens --conns clients, each over every endpoint.
 func (a *app) rdbTargets(endpoints []string, ns string) ([]Target, error) {
-	creds, err := a.tls.ClientCredentials()
-	if err != nil {
-		return nil, err
-	}
 	var ts []Target
-	for i := range a.connCount(len(endpoints)) {
-		t, err := dialRDB(endpoints[i%len(endpoints)], ns, creds)
+	for range a.connCount(len(endpoints)) {
+		t, err := dialRDB(endpoints, ns, a.tls)
 		if err != nil {
 			return ts, err
 		}

@@ -11,13 +11,12 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
-	"github.com/rdb-project/rdb/proto/kvrpc"
-	"github.com/rdb-project/rdb/proto/raftpb"
+	"github.com/rdb-project/rdb/store/security"
+
+	rdbclient "github.com/rdb-project/rdb/store/client"
 )
 
 // Modes a workload needs its namespace in.
@@ -51,101 +50,94 @@ type Target interface {
 	Close() error
 }
 
-// rdbTarget calls one rdb store over one gRPC connection.
+// rdbTarget calls the cluster through one Go client (store/client): its
+// own connection to each store, strong calls routed to the namespace's
+// leader once a store names it, and the client's retries of what had no
+// effect. A run's errors are what the client gives up on.
 type rdbTarget struct {
-	endpoint  string
 	namespace string
-	conn      *grpc.ClientConn
-	cas       kvrpc.KvCasClient
-	raw       kvrpc.KvRawClient
-	modes     raftpb.RaftServiceClient
+	cli       *rdbclient.Client
 }
 
-func dialRDB(endpoint, namespace string, creds credentials.TransportCredentials) (*rdbTarget, error) {
-	conn, err := grpc.NewClient(endpoint, grpc.WithTransportCredentials(creds))
+func dialRDB(endpoints []string, namespace string, tlsFiles security.Files) (*rdbTarget, error) {
+	cli, err := rdbclient.New(endpoints, rdbclient.WithTLSFiles(tlsFiles))
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", endpoint, err)
+		return nil, fmt.Errorf("connect to %s: %w", strings.Join(endpoints, ","), err)
 	}
-	return &rdbTarget{
-		endpoint: endpoint, namespace: namespace, conn: conn,
-		cas: kvrpc.NewKvCasClient(conn), raw: kvrpc.NewKvRawClient(conn), modes: raftpb.NewRaftServiceClient(conn),
-	}, nil
+	return &rdbTarget{namespace: namespace, cli: cli}, nil
 }
 
 func (t *rdbTarget) Cas(ctx context.Context, key, value string, expected uint64) (bool, uint64, error) {
-	r, err := t.cas.CompareAndSwap(ctx, &kvrpc.CasRequest{Namespace: t.namespace, Key: key, Value: value, ExpectedVersion: expected})
-	if err != nil {
-		return false, 0, err
-	}
-	return r.GetSuccess(), r.GetVersion(), nil
+	r, err := t.cli.CompareAndSwap(ctx, t.namespace, key, value, expected)
+	return r.Success, r.Version, err
 }
 
 func (t *rdbTarget) Get(ctx context.Context, key string) (bool, error) {
-	r, err := t.cas.Get(ctx, &kvrpc.GetRequest{Namespace: t.namespace, Key: key})
-	return r.GetFound(), err
+	r, err := t.cli.Get(ctx, t.namespace, key)
+	return r.Found, err
 }
 
 func (t *rdbTarget) RawPut(ctx context.Context, key, value string) error {
-	_, err := t.raw.RawPut(ctx, &kvrpc.RawPutRequest{Namespace: t.namespace, Key: key, Value: value})
+	_, err := t.cli.RawPut(ctx, t.namespace, key, value)
 	return err
 }
 
 func (t *rdbTarget) RawGet(ctx context.Context, key string) (bool, error) {
-	r, err := t.raw.RawGet(ctx, &kvrpc.RawGetRequest{Namespace: t.namespace, Key: key})
-	return r.GetFound(), err
+	_, found, err := t.cli.RawGet(ctx, t.namespace, key)
+	return found, err
 }
 
 func (t *rdbTarget) RawBatchPut(ctx context.Context, pairs []KV) error {
-	req := &kvrpc.RawBatchPutRequest{Namespace: t.namespace, Pairs: make([]*kvrpc.RawKv, len(pairs))}
+	kvs := make([]rdbclient.KV, len(pairs))
 	for i, p := range pairs {
-		req.Pairs[i] = &kvrpc.RawKv{Key: p.Key, Value: p.Value}
+		kvs[i] = rdbclient.KV{Key: p.Key, Value: p.Value}
 	}
-	_, err := t.raw.RawBatchPut(ctx, req)
+	_, err := t.cli.RawBatchPut(ctx, t.namespace, kvs)
 	return err
 }
 
 // SetMode asks for the mode (a no-op when the namespace has it already),
-// then waits until the store says the namespace serves it: active, and
+// then waits until the cluster says the namespace serves it: active, and
 // for a strong namespace with a leader. With TLS, changing a mode needs an
 // admin certificate; a client's is enough when the mode is right already.
 func (t *rdbTarget) SetMode(ctx context.Context, mode string) error {
 	for {
-		_, err := t.modes.UpdateNamespaceMode(ctx, &raftpb.UpdateNamespaceModeRequest{Namespace: t.namespace, Mode: mode})
+		_, err := t.cli.UpdateNamespaceMode(ctx, t.namespace, mode, false)
 		if err == nil || status.Code(err) == codes.PermissionDenied {
 			break
 		}
 		if !retryable(err) {
-			return fmt.Errorf("set namespace %s to %s on %s: %w", t.namespace, mode, t.endpoint, err)
+			return fmt.Errorf("set namespace %s to %s: %w", t.namespace, mode, err)
 		}
 		if err := pause(ctx, 100*time.Millisecond, err); err != nil {
-			return fmt.Errorf("set namespace %s to %s on %s: %w", t.namespace, mode, t.endpoint, err)
+			return fmt.Errorf("set namespace %s to %s: %w", t.namespace, mode, err)
 		}
 	}
 	for {
-		m, err := t.modes.GetMode(ctx, &raftpb.GetModeRequest{Namespace: t.namespace})
+		m, err := t.cli.GetMode(ctx, t.namespace)
 		switch {
 		case err != nil && !retryable(err):
-			return fmt.Errorf("read namespace %s's mode on %s: %w", t.namespace, t.endpoint, err)
+			return fmt.Errorf("read namespace %s's mode: %w", t.namespace, err)
 		case err != nil:
-		case m.GetMode() != mode && m.GetState() == "active":
+		case m.Mode != mode && m.State == "active":
 			return fmt.Errorf("namespace %s is %s, this workload needs it %s: set it with an admin certificate (pdctl namespace set %s %s, in PD mode)",
-				t.namespace, m.GetMode(), mode, t.namespace, mode)
-		case m.GetMode() != mode:
-			err = fmt.Errorf("namespace %s is %s (%s)", t.namespace, m.GetMode(), m.GetState())
-		case m.GetState() != "active":
-			err = fmt.Errorf("namespace %s is %s", t.namespace, m.GetState())
-		case mode == modeStrong && m.GetLeader() == 0:
+				t.namespace, m.Mode, mode, t.namespace, mode)
+		case m.Mode != mode:
+			err = fmt.Errorf("namespace %s is %s (%s)", t.namespace, m.Mode, m.State)
+		case m.State != "active":
+			err = fmt.Errorf("namespace %s is %s", t.namespace, m.State)
+		case mode == modeStrong && m.Leader == 0:
 			err = fmt.Errorf("namespace %s has no leader yet", t.namespace)
 		default:
 			return nil
 		}
 		if err := pause(ctx, 50*time.Millisecond, err); err != nil {
-			return fmt.Errorf("wait for namespace %s to be %s on %s: %w", t.namespace, mode, t.endpoint, err)
+			return fmt.Errorf("wait for namespace %s to be %s: %w", t.namespace, mode, err)
 		}
 	}
 }
 
-func (t *rdbTarget) Close() error { return t.conn.Close() }
+func (t *rdbTarget) Close() error { return t.cli.Close() }
 
 // retryable reports whether a request that failed with err may succeed
 // later: the cluster is starting, electing or switching.
