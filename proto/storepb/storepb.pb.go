@@ -1555,9 +1555,15 @@ func (x *JoinResponse) GetClusterId() uint64 {
 }
 
 type NamespaceRecords struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	Records       []*LWWRecord           `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Records   []*LWWRecord           `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	// The records are one write (a RawBatchPut or RawBatchDelete): the
+	// receiver applies all of them in one atomic batch, or none (then
+	// anti-entropy brings them). A sender never splits a unit across
+	// entries or messages, nor adds other records to its entry. At most
+	// 10,000 records.
+	Unit          bool `protobuf:"varint,3,opt,name=unit,proto3" json:"unit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1604,6 +1610,13 @@ func (x *NamespaceRecords) GetRecords() []*LWWRecord {
 		return x.Records
 	}
 	return nil
+}
+
+func (x *NamespaceRecords) GetUnit() bool {
+	if x != nil {
+		return x.Unit
+	}
+	return false
 }
 
 type ReplicateBatch struct {
@@ -2458,10 +2471,11 @@ const file_storepb_storepb_proto_rawDesc = "" +
 	"\fJoinResponse\x12.\n" +
 	"\x06stores\x18\x01 \x03(\v2\x16.rdb.storepb.StoreInfoR\x06stores\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x02 \x01(\x04R\tclusterId\"b\n" +
+	"cluster_id\x18\x02 \x01(\x04R\tclusterId\"v\n" +
 	"\x10NamespaceRecords\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x120\n" +
-	"\arecords\x18\x02 \x03(\v2\x16.rdb.storepb.LWWRecordR\arecords\"n\n" +
+	"\arecords\x18\x02 \x03(\v2\x16.rdb.storepb.LWWRecordR\arecords\x12\x12\n" +
+	"\x04unit\x18\x03 \x01(\bR\x04unit\"n\n" +
 	"\x0eReplicateBatch\x12\x1d\n" +
 	"\n" +
 	"from_store\x18\x01 \x01(\x04R\tfromStore\x12=\n" +

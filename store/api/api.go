@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/rdb-project/rdb/proto/kvrpc"
 	"github.com/rdb-project/rdb/proto/storepb"
 )
 
@@ -24,6 +25,11 @@ const (
 	MaxValueBytes   = 1 << 20
 	DefaultScan     = 1000
 	MaxScan         = 10000
+	// MaxBatchKeys and MaxBatchBytes bound one batch call (RawBatchPut,
+	// RawBatchGet, RawBatchDelete, BatchGet): its keys, and the bytes of
+	// its keys and values together.
+	MaxBatchKeys  = 10000
+	MaxBatchBytes = 16 << 20
 )
 
 // ValidNamespaceName reports whether ns is a namespace name: 1 to
@@ -114,6 +120,67 @@ func ValidateScan(ns, start, end string, limit uint32) (int, error) {
 	return int(limit), nil
 }
 
+// ValidateBatchPut checks a RawBatchPut: the namespace, every pair's key
+// and value, and the batch limits. An empty batch is valid (it writes
+// nothing).
+func ValidateBatchPut(ns string, pairs []*kvrpc.RawKv) error {
+	if err := validateBatchSize(ns, len(pairs)); err != nil {
+		return err
+	}
+	size := 0
+	for i, p := range pairs {
+		if err := ValidateKey(p.GetKey()); err != nil {
+			return inBatch(i, err)
+		}
+		if err := ValidateValue(p.GetValue()); err != nil {
+			return inBatch(i, err)
+		}
+		if size += len(p.GetKey()) + len(p.GetValue()); size > MaxBatchBytes {
+			return batchTooLarge(i)
+		}
+	}
+	return nil
+}
+
+// ValidateBatchKeys checks a batch of keys (RawBatchGet, RawBatchDelete,
+// BatchGet): the namespace, every key, and the batch limits. An empty
+// batch is valid.
+func ValidateBatchKeys(ns string, keys []string) error {
+	if err := validateBatchSize(ns, len(keys)); err != nil {
+		return err
+	}
+	size := 0
+	for i, k := range keys {
+		if err := ValidateKey(k); err != nil {
+			return inBatch(i, err)
+		}
+		if size += len(k); size > MaxBatchBytes {
+			return batchTooLarge(i)
+		}
+	}
+	return nil
+}
+
+func validateBatchSize(ns string, n int) error {
+	if err := ValidateNamespace(ns); err != nil {
+		return err
+	}
+	if n > MaxBatchKeys {
+		return status.Errorf(codes.InvalidArgument, "batch of %d keys: a batch holds at most %d keys: split it", n, MaxBatchKeys)
+	}
+	return nil
+}
+
+// inBatch names the batch entry a validation error is about.
+func inBatch(i int, err error) error {
+	return status.Errorf(codes.InvalidArgument, "batch entry %d: %s", i, status.Convert(err).Message())
+}
+
+func batchTooLarge(i int) error {
+	return status.Errorf(codes.InvalidArgument,
+		"batch carries more than %d bytes (16 MiB) of keys and values (passed at entry %d): split it", MaxBatchBytes, i)
+}
+
 // Reasons carried by Unavailable and Aborted answers, as the Reason of a
 // google.rpc.ErrorInfo detail in Domain: a client tells from them, without
 // reading the message, whether a retry is safe.
@@ -154,13 +221,13 @@ func Reason(err error) string {
 // ErrWrongModeForRaw answers a KvRaw write on a strong namespace.
 func ErrWrongModeForRaw(ns string) error {
 	return status.Errorf(codes.FailedPrecondition,
-		"namespace %q is strong: write it with kvrpc.KvCas/CompareAndSwap or kvrpc.KvCas/Delete (or switch it with UpdateNamespaceMode)", ns)
+		"namespace %q is strong: write it with kvrpc.KvCas/CompareAndSwap or kvrpc.KvCas/Delete, read many keys with kvrpc.KvCas/BatchGet (or switch it with UpdateNamespaceMode)", ns)
 }
 
 // ErrWrongModeForCas answers a KvCas call on an eventual namespace.
 func ErrWrongModeForCas(ns string) error {
 	return status.Errorf(codes.FailedPrecondition,
-		"namespace %q is eventual: use kvrpc.KvRaw/RawPut, RawGet, RawDelete or RawScan (or switch it with UpdateNamespaceMode)", ns)
+		"namespace %q is eventual: use kvrpc.KvRaw/RawPut, RawGet, RawDelete, RawScan or their batch forms RawBatchPut, RawBatchGet, RawBatchDelete (or switch it with UpdateNamespaceMode)", ns)
 }
 
 // ErrSwitching answers a write (or a read that cannot be served) while the

@@ -146,7 +146,15 @@ func (c *Clock) PhysicalNow() int64 { return c.physical() }
 // It returns an error when persisting a new upper bound fails (the clock
 // then hands nothing out and the next call tries again), and ErrExhausted
 // when the clock has reached the largest timestamp there is.
-func (c *Clock) Now() (Timestamp, error) {
+func (c *Clock) Now() (Timestamp, error) { return c.NowRange(1) }
+
+// NowRange returns the first of n consecutive timestamps, all greater
+// than every one the clock has handed out or received: the i-th (from 0)
+// is the first with Logical+i, at the same wall time. The clock moves past
+// the last, so none of them is handed out again. n = 0 is taken as 1.
+// Errors are Now's.
+func (c *Clock) NowRange(n uint32) (Timestamp, error) {
+	span := max(n, 1) - 1
 	pt := c.physical()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -154,17 +162,17 @@ func (c *Clock) Now() (Timestamp, error) {
 	switch {
 	case pt > wall:
 		wall, logical = pt, 0
-	case logical == math.MaxUint32:
+	case logical >= math.MaxUint32-span:
+		// The range would run past the largest logical part: start it at
+		// the next wall time, where all of it fits.
 		if wall == math.MaxInt64 {
-			// wall+1 would wrap to the most negative time, before
-			// everything handed out so far.
 			return Timestamp{}, ErrExhausted
 		}
 		wall, logical = wall+1, 0
 	default:
 		logical++
 	}
-	if err := c.advanceLocked(wall, logical); err != nil {
+	if err := c.advanceLocked(wall, logical+span); err != nil {
 		return Timestamp{}, err
 	}
 	return Timestamp{Wall: wall, Logical: logical, StoreID: c.storeID}, nil

@@ -610,3 +610,61 @@ func TestRestartAfterTinyMaxOffset(t *testing.T) {
 		})
 	}
 }
+
+// TestNowRange: a range is n consecutive logical values at one wall time,
+// after everything handed out before, and nothing in it is handed out
+// again; a range that would run past the largest logical part starts at
+// the next wall time.
+func TestNowRange(t *testing.T) {
+	var pt manual
+	pt.set(1000)
+	c := newClock(t, Config{StoreID: 3, Physical: pt.now})
+	before := mustNow(t, c)
+	first, err := c.NowRange(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Timestamp{Wall: 1000, Logical: before.Logical + 1, StoreID: 3}); first != want {
+		t.Fatalf("NowRange(100) = %v, want %v", first, want)
+	}
+	if next := mustNow(t, c); next != (Timestamp{Wall: 1000, Logical: first.Logical + 100, StoreID: 3}) {
+		t.Fatalf("Now after a range of 100 from %v = %v, want the logical part after the range", first, next)
+	}
+	// Zero is one timestamp.
+	zero, err := c.NowRange(0)
+	if err != nil || zero.Logical != first.Logical+101 {
+		t.Fatalf("NowRange(0) = %v, %v", zero, err)
+	}
+
+	// Near the top of the logical part: the range moves to the next wall
+	// time rather than wrap.
+	if err := c.Update(Timestamp{Wall: 1000, Logical: math.MaxUint32 - 5, StoreID: 2}); err != nil {
+		t.Fatal(err)
+	}
+	fits, err := c.NowRange(5) // logicals MaxUint32-4 .. MaxUint32
+	if err != nil || fits != (Timestamp{Wall: 1000, Logical: math.MaxUint32 - 4, StoreID: 3}) {
+		t.Fatalf("NowRange(5) at the top = %v, %v", fits, err)
+	}
+	if err := c.Update(Timestamp{Wall: 1000, Logical: math.MaxUint32 - 5, StoreID: 2}); err != nil {
+		t.Fatal(err)
+	}
+	carried, err := c.NowRange(2)
+	if err != nil || carried != (Timestamp{Wall: 1001, Logical: 0, StoreID: 3}) {
+		t.Fatalf("NowRange(2) past the top = %v, %v, want wall 1001 logical 0", carried, err)
+	}
+	if next := mustNow(t, c); next != (Timestamp{Wall: 1001, Logical: 2, StoreID: 3}) {
+		t.Fatalf("Now after the carried range = %v", next)
+	}
+
+	// A range at the largest wall time that does not fit is refused.
+	top := newClock(t, Config{StoreID: 1, Physical: func() int64 { return math.MaxInt64 }})
+	if err := top.Update(Timestamp{Wall: math.MaxInt64, Logical: math.MaxUint32 - 2, StoreID: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if ts, err := top.NowRange(3); !errors.Is(err, ErrExhausted) {
+		t.Fatalf("NowRange(3) with two timestamps left = %v, %v, want ErrExhausted", ts, err)
+	}
+	if ts, err := top.NowRange(2); err != nil || ts.Logical != math.MaxUint32-1 {
+		t.Fatalf("NowRange(2) with two timestamps left = %v, %v", ts, err)
+	}
+}

@@ -6,6 +6,9 @@
 //
 //   - Durability: Put and Delete return after a synced write; StageReplace
 //     writes only into the caller's batch.
+//   - Batches: PutBatch and DeleteBatch write many keys as one write, in
+//     one synced pebble batch, and push it to each peer as one unit that
+//     the peer applies in one batch too (batch.go).
 //     Records received from other stores are written synced too.
 //   - One merge rule everywhere (Newer): the greater HLC timestamp wins; at
 //     an equal timestamp a tombstone wins. Applying a set of records in any
@@ -114,7 +117,8 @@ type Config struct {
 	// GCInterval is the time between two tombstone collections. Zero means
 	// a quarter of TombstoneGrace, at most ten minutes.
 	GCInterval time.Duration
-	// MaxBatch is the most records one pushed ReplicateBatch carries.
+	// MaxBatch is the most records one pushed ReplicateBatch carries,
+	// unless it carries one unit (a batch write) that holds more.
 	MaxBatch int
 	// FlushInterval is how long a pushed record may wait for others to
 	// share its batch; a full batch is sent at once.
@@ -124,9 +128,11 @@ type Config struct {
 	// repair: anti-entropy brings it over instead.
 	QueueBytes int64
 	// MaxMessageBytes sizes pushed batches and anti-entropy messages:
-	// each stays under about 1.5 × MaxMessageBytes, or holds one record.
-	// The default (2 MiB) keeps messages with 1 MiB values under gRPC's
-	// default 4 MiB receive limit.
+	// each stays under about 1.5 × MaxMessageBytes, or holds one record,
+	// or one unit (a batch write of up to 16 MiB, which travels whole:
+	// stores take peer messages of up to 64 MiB). The default (2 MiB)
+	// keeps messages with 1 MiB values under gRPC's default 4 MiB receive
+	// limit.
 	MaxMessageBytes int64
 	// RPCTimeout bounds each call to a peer.
 	RPCTimeout time.Duration

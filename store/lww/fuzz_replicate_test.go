@@ -8,7 +8,9 @@ package lww
 // is taken: every record is applied by the merge rule, except those whose
 // timestamp is too far ahead of the local clock (refused one by one and
 // counted, the batch still succeeds) and tombstones older than the grace
-// (ignored). Applying the same batch again changes nothing.
+// (ignored); a unit (a batch write) is taken whole, or refused whole when
+// one of its records is too far ahead. Applying the same batch again
+// changes nothing.
 
 import (
 	"context"
@@ -55,6 +57,9 @@ func FuzzApplyReplicateBatch(f *testing.F) {
 	group := func(ns string, recs ...*storepb.LWWRecord) *storepb.NamespaceRecords {
 		return &storepb.NamespaceRecords{Namespace: ns, Records: recs}
 	}
+	unit := func(ns string, recs ...*storepb.LWWRecord) *storepb.NamespaceRecords {
+		return &storepb.NamespaceRecords{Namespace: ns, Records: recs, Unit: true}
+	}
 	batch := func(groups ...*storepb.NamespaceRecords) *storepb.ReplicateBatch {
 		return &storepb.ReplicateBatch{FromStore: 2, Namespaces: groups}
 	}
@@ -70,6 +75,11 @@ func FuzzApplyReplicateBatch(f *testing.F) {
 		batch(group("logs", rec("early", "v", 1, 0, 0), rec("neg", "v", -1, 0, 2), rec("logical", "v", 0, 1, 0))),
 		batch(group(strings.Repeat("n", api.MaxNamespaceLen), rec(strings.Repeat("k", api.MaxKeyBytes), strings.Repeat("v", 1024), now, math.MaxUint32, 2))),
 		batch(group("empty")),
+		// Units: taken whole, or refused whole.
+		batch(unit("logs", rec("u1", "1", now, 0, 2), rec("u2", "2", now, 1, 2), tomb("u3", now, 2, 2)), group("logs", rec("single", "s", now, 3, 2))),
+		batch(unit("logs", rec("u1", "late", now, 5, 2), rec("u4", "ahead", now+hour, 0, 2))),
+		batch(unit("logs", rec("dup", "a", now, 0, 2), rec("dup", "b", now, 1, 2)), unit("other")),
+		batch(unit("logs", rec("bad", "v", now, 0, 2), rec("", "v", now, 1, 2))),
 		{FromStore: 2},
 		{},
 		// Malformed: refused whole, the valid group before the bad one too.
@@ -135,16 +145,31 @@ func FuzzApplyReplicateBatch(f *testing.F) {
 		// somewhere in [t0, t1]: a record is surely refused above
 		// t1+maxOffset, surely taken at or below t0+maxOffset.
 		var total, refused, unsure uint64
+		maybeRefusedUnit := map[*storepb.NamespaceRecords]bool{}
 		for _, nr := range b.GetNamespaces() {
+			var groupRefused, groupUnsure uint64
 			for _, r := range nr.GetRecords() {
-				total++
 				switch w := r.GetTs().GetWallTime(); {
 				case w > t1 && uint64(w-t1) > uint64(maxOffset):
-					refused++
+					groupRefused++
 				case w > t0 && uint64(w-t0) > uint64(maxOffset):
-					unsure++
+					groupUnsure++
 				}
 			}
+			n := uint64(len(nr.GetRecords()))
+			total += n
+			if nr.GetUnit() && groupRefused+groupUnsure > 0 {
+				// Refused whole: surely if one record surely is.
+				maybeRefusedUnit[nr] = true
+				if groupRefused > 0 {
+					refused += n
+				} else {
+					unsure += n
+				}
+				continue
+			}
+			refused += groupRefused
+			unsure += groupUnsure
 		}
 		if got := after.Received - before.Received; got != total {
 			t.Fatalf("received %d records of %d", got, total)
@@ -155,6 +180,9 @@ func FuzzApplyReplicateBatch(f *testing.F) {
 		for _, nr := range b.GetNamespaces() {
 			ns := nr.GetNamespace()
 			for _, r := range nr.GetRecords() {
+				if maybeRefusedUnit[nr] {
+					break // maybe none of it was taken
+				}
 				s, err := eng.readRecord(keys.LWWKey(ns, r.GetKey()))
 				if err != nil {
 					t.Fatal(err)

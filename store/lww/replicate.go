@@ -35,10 +35,12 @@ const (
 	maxRetry = 2 * time.Second
 )
 
-// outRecord is a record waiting to be pushed.
+// outRecord is a write waiting to be pushed: one record, or the records
+// of one batch write (unit), which are queued, sent and dropped together.
 type outRecord struct {
 	ns   string
-	rec  *storepb.LWWRecord
+	recs []*storepb.LWWRecord
+	unit bool
 	size int64
 }
 
@@ -55,6 +57,7 @@ type peer struct {
 	mu          sync.Mutex
 	queue       []outRecord
 	queued      int64 // bytes in queue
+	queuedRecs  int   // records in queue
 	down        bool  // the last send failed: drop, and probe until it answers
 	needsRepair bool  // a record for it was dropped since the last repair
 }
@@ -126,11 +129,24 @@ func (e *Engine) holders(ns string) ([]uint64, bool) {
 
 // enqueue queues a local write to every peer that holds ns.
 func (e *Engine) enqueue(ns string, rec *storepb.LWWRecord) {
+	e.push(outRecord{ns: ns, recs: []*storepb.LWWRecord{rec}, size: recordSize(rec.Key, rec.Value)})
+}
+
+// enqueueUnit queues the records of one batch write to every peer that
+// holds ns, as one unit.
+func (e *Engine) enqueueUnit(ns string, recs []*storepb.LWWRecord) {
+	o := outRecord{ns: ns, recs: recs, unit: true}
+	for _, r := range recs {
+		o.size += recordSize(r.Key, r.Value)
+	}
+	e.push(o)
+}
+
+func (e *Engine) push(o outRecord) {
 	if !e.started.Load() {
 		return // anti-entropy carries writes made before Start
 	}
-	o := outRecord{ns: ns, rec: rec, size: recordSize(rec.Key, rec.Value)}
-	ids, all := e.holders(ns)
+	ids, all := e.holders(o.ns)
 	for _, p := range *e.peerList.Load() {
 		if all || slices.Contains(ids, p.id) {
 			p.push(o)
@@ -143,15 +159,16 @@ func (p *peer) push(o outRecord) {
 	defer p.mu.Unlock()
 	if p.down || p.queued+o.size > p.e.cfg.QueueBytes {
 		p.needsRepair = true
-		p.e.st.dropped.Add(1)
+		p.e.st.dropped.Add(uint64(len(o.recs)))
 		return
 	}
 	p.queue = append(p.queue, o)
 	p.queued += o.size
+	p.queuedRecs += len(o.recs)
 	if len(p.queue) == 1 {
 		signal(p.ready)
 	}
-	if len(p.queue) >= p.e.cfg.MaxBatch {
+	if p.queuedRecs >= p.e.cfg.MaxBatch {
 		signal(p.full)
 	}
 }
@@ -188,7 +205,7 @@ func (p *peer) run() {
 		if !p.wait(p.e.cfg.FlushInterval, p.full) {
 			return
 		}
-		out := p.take()
+		out, n := p.take()
 		if len(out) == 0 {
 			continue
 		}
@@ -197,11 +214,11 @@ func (p *peer) run() {
 				return
 			}
 			p.e.log.Warn("lww: push failed; the peer will be repaired", zap.Uint64("peer", p.id),
-				zap.Int("records", len(out)), zap.Error(err))
-			p.markDown(len(out))
+				zap.Int("records", n), zap.Error(err))
+			p.markDown(n)
 			continue
 		}
-		p.e.st.pushed.Add(uint64(len(out)))
+		p.e.st.pushed.Add(uint64(n))
 		p.markUp()
 	}
 }
@@ -238,25 +255,25 @@ func (p *peer) isDown() bool {
 	return p.down
 }
 
-// take empties the queue.
-func (p *peer) take() []outRecord {
+// take empties the queue and returns what it held, and how many records.
+func (p *peer) take() ([]outRecord, int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := p.queue
-	p.queue, p.queued = nil, 0
+	out, n := p.queue, p.queuedRecs
+	p.queue, p.queued, p.queuedRecs = nil, 0, 0
 	// Drain a stale full signal, so the next batch lingers as it should.
 	select {
 	case <-p.full:
 	default:
 	}
-	return out
+	return out, n
 }
 
 // markDown drops the queue after a failed send of lost records.
 func (p *peer) markDown(lost int) {
 	p.mu.Lock()
-	dropped := lost + len(p.queue)
-	p.queue, p.queued = nil, 0
+	dropped := lost + p.queuedRecs
+	p.queue, p.queued, p.queuedRecs = nil, 0, 0
 	p.down = true
 	p.needsRepair = true
 	p.mu.Unlock()
@@ -289,7 +306,8 @@ func (p *peer) probe(ctx context.Context) error {
 }
 
 // send pushes records in batches of at most MaxBatch records and about
-// MaxMessageBytes.
+// MaxMessageBytes, or of one unit (a batch write) that is larger: a unit
+// travels whole in one NamespaceRecords of its own.
 func (p *peer) send(ctx context.Context, out []outRecord) error {
 	var batches []*storepb.ReplicateBatch
 	var cur *storepb.ReplicateBatch
@@ -297,11 +315,21 @@ func (p *peer) send(ctx context.Context, out []outRecord) error {
 	var size int64
 	groups := map[string]*storepb.NamespaceRecords{}
 	for _, o := range out {
-		if cur == nil || n >= p.e.cfg.MaxBatch || size >= p.e.cfg.MaxMessageBytes {
+		full := n >= p.e.cfg.MaxBatch || size >= p.e.cfg.MaxMessageBytes
+		if o.unit && n > 0 && (n+len(o.recs) > p.e.cfg.MaxBatch || size+o.size > p.e.cfg.MaxMessageBytes) {
+			full = true // the unit does not fit beside what the batch holds
+		}
+		if cur == nil || full {
 			cur = &storepb.ReplicateBatch{FromStore: p.e.cfg.StoreID}
 			batches = append(batches, cur)
 			clear(groups)
 			n, size = 0, 0
+		}
+		n += len(o.recs)
+		size += o.size
+		if o.unit {
+			cur.Namespaces = append(cur.Namespaces, &storepb.NamespaceRecords{Namespace: o.ns, Records: o.recs, Unit: true})
+			continue
 		}
 		g := groups[o.ns]
 		if g == nil {
@@ -309,9 +337,7 @@ func (p *peer) send(ctx context.Context, out []outRecord) error {
 			groups[o.ns] = g
 			cur.Namespaces = append(cur.Namespaces, g)
 		}
-		g.Records = append(g.Records, o.rec)
-		n++
-		size += o.size
+		g.Records = append(g.Records, o.recs...)
 	}
 	return p.stream(ctx, batches)
 }
@@ -368,7 +394,8 @@ func (e *Engine) PeerUp(id uint64) {
 // of the stream (synced), then answers. A batch with a malformed record is
 // refused whole (InvalidArgument); records of namespaces this store does
 // not serve are ignored; records too far ahead of the clock are refused
-// one by one and logged.
+// one by one and logged, except in a unit (a batch write), which is
+// applied in one pebble batch and refused whole if one of its records is.
 func (e *Engine) HandleReplicate(stream storepb.StoreInternal_ReplicateServer) error {
 	for {
 		b, err := stream.Recv()
@@ -395,6 +422,12 @@ func (e *Engine) applyReplicateBatch(b *storepb.ReplicateBatch) error {
 	defer e.opMu.RUnlock()
 	for _, nr := range b.Namespaces {
 		if !e.cfg.Serving(nr.Namespace) {
+			continue
+		}
+		if nr.Unit {
+			if err := e.mergeUnit(nr.Namespace, nr.Records, b.FromStore); err != nil {
+				return err
+			}
 			continue
 		}
 		if _, err := e.mergeRemote(nr.Namespace, nr.Records, true, b.FromStore); err != nil {

@@ -72,6 +72,9 @@ func ValidateReplicateBatch(b *storepb.ReplicateBatch) error {
 		if err := validRecords(nr.Namespace, nr.Records); err != nil {
 			return err
 		}
+		if nr.Unit && len(nr.Records) > api.MaxBatchKeys {
+			return fmt.Errorf("%w: namespace %q: a unit of %d records, above %d", ErrInvalid, nr.Namespace, len(nr.Records), api.MaxBatchKeys)
+		}
 	}
 	return nil
 }
