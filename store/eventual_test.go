@@ -72,6 +72,37 @@ func rawContents(ctx context.Context, c *storetest.Cluster, i int, ns string) (m
 	return out, nil
 }
 
+// waitHolds waits until store i's live records of ns are want.
+func waitHolds(t *testing.T, ctx context.Context, c *storetest.Cluster, i int, ns string, want map[string]string, within time.Duration) {
+	t.Helper()
+	storetest.Eventually(t, within, func() error {
+		got, err := rawContents(ctx, c, i, ns)
+		if err != nil {
+			return err
+		}
+		return sameContents(want, got)
+	}, "store %d holds the %d keys wanted in %s", i+1, len(want), ns)
+}
+
+// replicasDiffer says how the first store whose records of ns differ from
+// store 1's differs (nil: every store holds the same).
+func replicasDiffer(ctx context.Context, c *storetest.Cluster, ns string) error {
+	want, err := rawContents(ctx, c, 0, ns)
+	if err != nil {
+		return err
+	}
+	for i := 1; i < c.N(); i++ {
+		got, err := rawContents(ctx, c, i, ns)
+		if err != nil {
+			return err
+		}
+		if err := sameContents(want, got); err != nil {
+			return fmt.Errorf("store %d differs from store 1: %v", i+1, err)
+		}
+	}
+	return nil
+}
+
 func sameContents(a, b map[string]string) error {
 	if len(a) != len(b) {
 		return fmt.Errorf("%d keys vs %d keys", len(a), len(b))
@@ -96,22 +127,7 @@ func TestPartitionedStoreConverges(t *testing.T) {
 		}
 	}
 	converged := func(what string) {
-		storetest.Eventually(t, 15*time.Second, func() error {
-			want, err := rawContents(ctx, c, 0, "logs")
-			if err != nil {
-				return err
-			}
-			for i := 1; i < 3; i++ {
-				got, err := rawContents(ctx, c, i, "logs")
-				if err != nil {
-					return err
-				}
-				if err := sameContents(want, got); err != nil {
-					return fmt.Errorf("store %d differs from store 1: %v", i+1, err)
-				}
-			}
-			return nil
-		}, "%s: replicas converge", what)
+		storetest.Eventually(t, 15*time.Second, func() error { return replicasDiffer(ctx, c, "logs") }, "%s: replicas converge", what)
 	}
 	converged("before")
 
@@ -182,6 +198,21 @@ func (w *writeLog) ack(key, value string, ts *kvrpc.HLC) {
 // stop is closed; Aborted answers (a switch in progress) are retried later.
 // Any other failure fails the test: nothing else should go wrong here.
 func rawWriters(t *testing.T, c *storetest.Cluster, ns string, seed uint64, stop <-chan struct{}, log *writeLog) *sync.WaitGroup {
+	return writers(t, seed, stop, func(ctx context.Context, rng *rand.Rand, w, n int) error {
+		key, val := fmt.Sprintf("k%02d", rng.IntN(40)), fmt.Sprintf("w%d-%d", w, n)
+		r, err := c.Raw(rng.IntN(3)).RawPut(ctx, &kvrpc.RawPutRequest{Namespace: ns, Key: key, Value: val})
+		if err == nil {
+			log.ack(key, val, r.GetTimestamp())
+		}
+		return err
+	})
+}
+
+// writers runs six writers that call write (writer w's n-th call, with a
+// rand of its own) until stop is closed. A call answered Aborted or
+// FailedPrecondition (a switch in progress, or done) is retried later; any
+// other failure fails the test.
+func writers(t *testing.T, seed uint64, stop <-chan struct{}, write func(ctx context.Context, rng *rand.Rand, w, n int) error) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	for w := range 6 {
 		wg.Add(1)
@@ -194,17 +225,15 @@ func rawWriters(t *testing.T, c *storetest.Cluster, ns string, seed uint64, stop
 					return
 				default:
 				}
-				key, val := fmt.Sprintf("k%02d", rng.IntN(40)), fmt.Sprintf("w%d-%d", w, n)
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				r, err := c.Raw(rng.IntN(3)).RawPut(ctx, &kvrpc.RawPutRequest{Namespace: ns, Key: key, Value: val})
+				err := write(ctx, rng, w, n)
 				cancel()
 				switch status.Code(err) {
 				case codes.OK:
-					log.ack(key, val, r.GetTimestamp())
 				case codes.Aborted, codes.FailedPrecondition:
 					time.Sleep(time.Millisecond)
 				default:
-					t.Errorf("RawPut %s: %v", key, err)
+					t.Errorf("writer %d: %v", w, err)
 					return
 				}
 			}
@@ -249,17 +278,10 @@ func TestSwitchUnderLoadLosesNothing(t *testing.T) {
 	// store answers Aborted (namespace.Decide: "Aborted while a switch is
 	// under way on this store"); never does it accept the write.
 	for i := range 3 {
-		storetest.Eventually(t, 15*time.Second, func() error {
+		waitRawRefused(t, i, "RawPut", func() error {
 			_, err := c.Raw(i).RawPut(ctx, &kvrpc.RawPutRequest{Namespace: "logs", Key: "late", Value: "x"})
-			switch status.Code(err) {
-			case codes.FailedPrecondition:
-				return nil
-			case codes.Aborted:
-				return err
-			}
-			t.Fatalf("RawPut on store %d after the switch = %v, want FailedPrecondition (or Aborted until its replica is active)", i+1, err)
-			return nil
-		}, "store %d refuses raw writes on strong logs", i+1)
+			return err
+		})
 	}
 	t.Logf("%d raw writes acknowledged across the switch", log.n)
 	for key, w := range log.latest {
@@ -299,13 +321,7 @@ func TestSwitchUnderLoadLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		storetest.Eventually(t, 15*time.Second, func() error {
-			got, err := rawContents(ctx, c, i, "logs")
-			if err != nil {
-				return err
-			}
-			return sameContents(final, got)
-		}, "store %d holds the strong state as LWW records", i+1)
+		waitHolds(t, ctx, c, i, "logs", final, 15*time.Second) // the strong state, as LWW records
 	}
 	// And raw writes are accepted again, after the converted values.
 	r, err := c.Raw(0).RawPut(ctx, &kvrpc.RawPutRequest{Namespace: "logs", Key: "k01", Value: "after"})
@@ -322,6 +338,24 @@ func TestSwitchUnderLoadLosesNothing(t *testing.T) {
 	if _, err := c.Cas(0).CompareAndSwap(ctx, &kvrpc.CasRequest{Namespace: "logs", Key: "x"}); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("CAS on eventual logs = %v", err)
 	}
+}
+
+// waitRawRefused waits until store i refuses a raw write (call, named
+// what) on a namespace switched to strong: FailedPrecondition, or Aborted
+// until its replica is active. Any other answer fails the test.
+func waitRawRefused(t *testing.T, i int, what string, call func() error) {
+	t.Helper()
+	storetest.Eventually(t, 15*time.Second, func() error {
+		err := call()
+		switch status.Code(err) {
+		case codes.FailedPrecondition:
+			return nil
+		case codes.Aborted:
+			return err
+		}
+		t.Fatalf("%s on store %d after the switch = %v, want FailedPrecondition (or Aborted until its replica is active)", what, i+1, err)
+		return nil
+	}, "store %d refuses %s on strong logs", i+1, what)
 }
 
 // TestSwitchWaitsForUnreachableStore: eventual -> strong holds while a

@@ -9,6 +9,7 @@ package store
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,18 +29,24 @@ import (
 
 const forwardedKey = "rdb-forwarded-by"
 
-// kvPrefix is the client KV services' method prefix.
-const kvPrefix = "/kvrpc."
+// kvPrefix is the client KV services' method prefix, casPrefix the
+// strong API's.
+const (
+	kvPrefix  = "/kvrpc."
+	casPrefix = "/kvrpc.KvCas/"
+)
 
 // getModeMethod is forwarded too: a namespace's state (active or
 // switching) and leader are its holders' to tell.
 const getModeMethod = "/raftpb.RaftService/GetMode"
 
 // forwarder remembers, per namespace, the store that last answered a
-// forwarded call: the leader, for a strong namespace, most of the time.
+// forwarded call (the leader, for a strong namespace, most of the time),
+// and counts, per method, the calls this store sent on to another store.
 type forwarder struct {
-	mu   sync.Mutex
-	last map[string]uint64
+	mu     sync.Mutex
+	last   map[string]uint64
+	counts map[string]uint64
 }
 
 func (f *forwarder) hint(ns string) uint64 {
@@ -57,12 +64,30 @@ func (f *forwarder) remember(ns string, id uint64) {
 	f.last[ns] = id
 }
 
+// count counts one call of method sent on to another store.
+func (f *forwarder) count(method string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.counts == nil {
+		f.counts = map[string]uint64{}
+	}
+	f.counts[method]++
+}
+
+// forwarded returns the calls sent on to another store, by method.
+func (f *forwarder) forwarded() map[string]uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.counts)
+}
+
 type namespaced interface{ GetNamespace() string }
 
-// forwardUnary serves a KV call here, or forwards it to a store that holds
-// its namespace.
+// forwardUnary serves a KV call here, or (PD mode) forwards it to a store
+// that holds its namespace. A strong call answered here carries the leader
+// hint (leader.go); one forwarded carries the hint its holder gave.
 func (s *Store) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if s.pd == nil || !(strings.HasPrefix(info.FullMethod, kvPrefix) || info.FullMethod == getModeMethod) {
+	if !(strings.HasPrefix(info.FullMethod, kvPrefix) || info.FullMethod == getModeMethod) {
 		return handler(ctx, req)
 	}
 	nr, ok := req.(namespaced)
@@ -73,28 +98,44 @@ func (s *Store) forwardUnary(ctx context.Context, req any, info *grpc.UnaryServe
 	if api.ValidateNamespace(ns) != nil {
 		return handler(ctx, req) // it says what is wrong
 	}
+	if s.pd != nil {
+		if resp, forwarded, err := s.forwardUnheld(ctx, info.FullMethod, ns, req); forwarded {
+			return resp, err
+		}
+	}
+	resp, err := handler(ctx, req)
+	if strings.HasPrefix(info.FullMethod, casPrefix) {
+		s.servedStrong(ctx, info.FullMethod, ns, err)
+	}
+	return resp, err
+}
+
+// forwardUnheld forwards a call on a namespace this store does not serve
+// itself to a store that does; forwarded is false when the call is to be
+// served here.
+func (s *Store) forwardUnheld(ctx context.Context, method, ns string, req any) (resp any, forwarded bool, err error) {
 	rec, ok := s.table.Get(ns)
 	if !ok {
 		// A new namespace: create it (as the handler would) to learn
 		// where PD placed it.
-		var err error
 		if rec, err = s.namespace(ctx, ns); err != nil {
-			return nil, err
+			return nil, true, err
 		}
 	}
 	if s.ready(rec) {
-		return handler(ctx, req)
+		return nil, false, nil
 	}
 	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(forwardedKey)) > 0 {
-		return nil, api.ErrNotHeld(ns, s.cfg.StoreID)
+		return nil, true, api.ErrNotHeld(ns, s.cfg.StoreID)
 	}
 	msg, ok := req.(proto.Message)
 	if !ok {
-		return handler(ctx, req)
+		return nil, false, nil
 	}
 	ctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	return s.forward(ctx, info.FullMethod, ns, msg, complete(rec))
+	resp, err = s.forward(ctx, method, ns, msg, complete(rec))
+	return resp, true, err
 }
 
 // forward calls method on the namespace's holders in turn, the one that
@@ -123,10 +164,12 @@ func (s *Store) forward(ctx context.Context, method, ns string, req proto.Messag
 		if err != nil {
 			return nil, api.Internal("forward %s: %v", method, err)
 		}
-		s.forwarded.Add(1)
-		err = conn.Invoke(out, method, req, resp)
+		s.fwd.count(method)
+		var header metadata.MD
+		err = conn.Invoke(out, method, req, resp, grpc.Header(&header))
 		if err == nil {
 			s.fwd.remember(ns, id)
+			relayLeader(ctx, header)
 			return resp, nil
 		}
 		st := status.Convert(err)
@@ -143,6 +186,7 @@ func (s *Store) forward(ctx context.Context, method, ns string, req proto.Messag
 		case st.Code() == codes.Unavailable && api.Reason(err) == "" && unreached(err):
 			last = err // the connection was never made: nothing was sent
 		default:
+			relayLeader(ctx, header)
 			return nil, err
 		}
 		s.log.Debug("forward failed; trying another holder", zap.String("namespace", ns), zap.Uint64("store", id), zap.Error(err))
@@ -166,7 +210,7 @@ func unreached(err error) bool {
 // isWrite: the method changes data, so a call that reached its server and
 // got no answer may have been applied.
 func isWrite(method string) bool {
-	for _, m := range []string{"/CompareAndSwap", "/Delete", "/RawPut", "/RawDelete"} {
+	for _, m := range []string{"/CompareAndSwap", "/Delete", "/RawPut", "/RawDelete", "/RawBatchPut", "/RawBatchDelete"} {
 		if strings.HasSuffix(method, m) {
 			return true
 		}

@@ -210,7 +210,7 @@ func (r *rawService) rawWrite(ctx context.Context, ns string, fn func() (hlc.Tim
 	case err != nil:
 		return nil, api.Internal("write: %v", err)
 	}
-	return &kvrpc.HLC{WallTime: ts.Wall, Logical: ts.Logical, StoreId: ts.StoreID}, nil
+	return hlcProto(ts), nil
 }
 
 func (r *rawService) RawPut(ctx context.Context, req *kvrpc.RawPutRequest) (*kvrpc.RawPutResponse, error) {

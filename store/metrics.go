@@ -83,6 +83,9 @@ var (
 	switchingDesc  = prometheus.NewDesc("rdb_namespaces_switching", "Namespaces whose mode switch is under way on this store.", nil, nil)
 	groupsDesc     = prometheus.NewDesc("rdb_raft_groups", "Raft group replicas on this store: awake (ticking) or asleep (quiesced).", []string{"state"}, nil)
 	snapsInDesc    = prometheus.NewDesc("rdb_raft_snapshots_receiving", "Snapshot streams being received (staged) now.", nil, nil)
+	forwardedDesc  = prometheus.NewDesc("rdb_forwarded_requests_total",
+		"Client calls this store sent on to another store, by method: to a store that holds the namespace (PD mode), "+
+			"or, for a strong call answered by a follower replica, through the namespace's Raft leader.", []string{"method"}, nil)
 )
 
 func counterDesc(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
@@ -98,6 +101,7 @@ func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- switchingDesc
 	ch <- groupsDesc
 	ch <- snapsInDesc
+	ch <- forwardedDesc
 }
 
 func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -117,6 +121,9 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(groupsDesc, prometheus.GaugeValue, float64(r.Awake), "awake")
 	ch <- prometheus.MustNewConstMetric(groupsDesc, prometheus.GaugeValue, float64(r.Groups-min(r.Awake, r.Groups)), "asleep")
 	ch <- prometheus.MustNewConstMetric(snapsInDesc, prometheus.GaugeValue, float64(r.SnapshotsReceiving))
+	for method, n := range c.s.fwd.forwarded() {
+		ch <- prometheus.MustNewConstMetric(forwardedDesc, prometheus.CounterValue, float64(n), method)
+	}
 }
 
 // unary records every client call's outcome and latency.

@@ -22,8 +22,9 @@ import (
 )
 
 // placedCluster starts a PD that places three replicas of each namespace,
-// declares a silent store down after 3s, and five PD-mode stores.
-func placedCluster(t *testing.T, stores int) (*pdtest.Cluster, *storetest.Cluster, *pdclient.Client) {
+// declares a silent store down after 3s, and the given number of PD-mode
+// stores, each configured by configure (nil: as they come).
+func placedCluster(t *testing.T, stores int, configure func(i int, cfg *store.Config)) (*pdtest.Cluster, *storetest.Cluster, *pdclient.Client) {
 	t.Helper()
 	pd := pdtest.NewCluster(t, 1,
 		pdtest.WithDriver(func(int) server.Driver { return switchdriver.New(nil, 50*time.Millisecond) }),
@@ -34,7 +35,7 @@ func placedCluster(t *testing.T, stores int) (*pdtest.Cluster, *storetest.Cluste
 			cfg.ScheduleInterval = 200 * time.Millisecond
 			cfg.FormSettle = 500 * time.Millisecond
 		})
-	c := storetest.NewCluster(t, stores, storetest.Options{PD: strings.Split(pd.Endpoints(), ",")})
+	c := storetest.NewCluster(t, stores, storetest.Options{PD: strings.Split(pd.Endpoints(), ","), Configure: configure})
 	cli := pd.Client()
 	t.Cleanup(func() { _ = cli.Close() })
 	return pd, c, cli
@@ -79,7 +80,7 @@ func TestPlacement(t *testing.T) {
 	sweep := report.SweepEvery
 	report.SweepEvery = 1 << 30
 	t.Cleanup(func() { report.SweepEvery = sweep })
-	pd, c, cli := placedCluster(t, 5)
+	pd, c, cli := placedCluster(t, 5, nil)
 	c.WaitReady()
 	var names []string
 	for i := range 10 {

@@ -116,10 +116,15 @@ func (s *Store) clusterStream(srv any, ss grpc.ServerStream, info *grpc.StreamSe
 
 // limitClientMessages refuses a client API request larger than
 // maxClientMessage: the port takes peer messages of up to maxPeerMessage,
-// and a client has no business sending one that large.
+// and a client has no business sending one that large. A batch past its
+// limits is refused first, for what it is (InvalidArgument), before it is
+// forwarded anywhere.
 func limitClientMessages(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if strings.HasPrefix(info.FullMethod, "/rdb.storepb.") {
 		return handler(ctx, req)
+	}
+	if err := validateBatch(req); err != nil {
+		return nil, err
 	}
 	if m, ok := req.(proto.Message); ok {
 		if n := proto.Size(m); n > maxClientMessage {

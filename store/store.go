@@ -24,7 +24,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -158,15 +157,12 @@ type Store struct {
 	auth  modetable.Authority
 	meta  *meta.Meta         // static mode only
 	pd    *pdfollow.Follower // PD mode only
-	fwd   forwarder          // PD mode: where forwarded calls went
+	fwd   forwarder          // where forwarded calls went, and how many
 	work  placeWork          // PD mode: eventual replicas to fill or release
 	// changes: what the next heartbeat to PD is to look at (report.go).
 	changes reportChanges
-	// forwarded counts client calls sent on to a store that holds their
-	// namespace.
-	forwarded atomic.Uint64
-	lww       *lww.Engine
-	groups    *nsgroup.Groups
+	lww     *lww.Engine
+	groups  *nsgroup.Groups
 	// cluster is this store's cluster id (0 until it is known).
 	cluster *clusterIdentity
 	// stateChanged is signalled when a group's switch state changes.
@@ -546,10 +542,8 @@ func (s *Store) release() {
 // resolve returns a store's address: from the authority's store list,
 // else from the --peer flags.
 func (s *Store) resolve(id uint64) (string, bool) {
-	for _, st := range s.auth.Stores() {
-		if st.GetId() == id {
-			return st.GetAddr(), true
-		}
+	if addr, ok := s.auth.StoreAddr(id); ok {
+		return addr, true
 	}
 	addr, ok := s.cfg.Peers[id]
 	return addr, ok

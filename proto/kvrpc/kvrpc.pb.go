@@ -1120,7 +1120,10 @@ func (x *ScanResponse) GetMore() bool {
 	return false
 }
 
-// Batch limits: at most 10,000 keys, and 16 MiB of keys and values.
+// Batch limits: at most 10,000 keys, and 16 MiB of keys and values
+// (InvalidArgument past them, and for any bad entry: nothing is written).
+// An empty batch is not an error: it writes nothing and answers no
+// timestamps or keys.
 type RawBatchPutRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`

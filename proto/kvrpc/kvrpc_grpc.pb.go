@@ -389,6 +389,13 @@ const (
 //
 // KvCas is the API of strong namespaces: linearizable reads and
 // compare-and-swap writes through the namespace's Raft group.
+//
+// Leader hint: every KvCas answer, and every error, of a store that knows
+// the Raft leader of the call's namespace carries the response header
+// metadata "rdb-leader: HOST:PORT", the leader store's advertised address.
+// Any store serves these calls (a follower sends them on to the leader); a
+// client that sends the next call for that namespace straight to the
+// leader saves that hop.
 type KvCasClient interface {
 	// CompareAndSwap writes value if the key's current version equals
 	// expected_version (0: the key must not exist). A mismatch is an answer
@@ -468,6 +475,13 @@ func (c *kvCasClient) BatchGet(ctx context.Context, in *BatchGetRequest, opts ..
 //
 // KvCas is the API of strong namespaces: linearizable reads and
 // compare-and-swap writes through the namespace's Raft group.
+//
+// Leader hint: every KvCas answer, and every error, of a store that knows
+// the Raft leader of the call's namespace carries the response header
+// metadata "rdb-leader: HOST:PORT", the leader store's advertised address.
+// Any store serves these calls (a follower sends them on to the leader); a
+// client that sends the next call for that namespace straight to the
+// leader saves that hop.
 type KvCasServer interface {
 	// CompareAndSwap writes value if the key's current version equals
 	// expected_version (0: the key must not exist). A mismatch is an answer

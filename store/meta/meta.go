@@ -455,6 +455,14 @@ func (m *Meta) CaughtUp() bool {
 // Stores lists every store of the cluster.
 func (m *Meta) Stores() []*storepb.StoreInfo { return m.storeList() }
 
+// StoreAddr returns the address of a store of the cluster.
+func (m *Meta) StoreAddr(id uint64) (string, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	addr, ok := m.stores[id]
+	return addr, ok
+}
+
 // Ensure creates a namespace a client names before the table has it. A
 // namespace this store was started with (--namespace-mode) gets that mode:
 // a client can call before the seed loop has proposed the row, and the

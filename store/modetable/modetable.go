@@ -31,6 +31,9 @@ type Authority interface {
 	SetMode(ctx context.Context, ns, mode string, force bool) (rec *storepb.NamespaceRecord, changed bool, err error)
 	// Stores lists every store of the cluster.
 	Stores() []*storepb.StoreInfo
+	// StoreAddr returns a store's address, if the cluster has the store:
+	// what Stores says, without building the list.
+	StoreAddr(id uint64) (string, bool)
 	// CaughtUp reports whether the table is at least as new as what this
 	// store had durably applied before it (re)started. Until then it
 	// accepts no raw writes.

@@ -174,6 +174,18 @@ func (f *Follower) Stores() []*storepb.StoreInfo {
 	return f.stores
 }
 
+// StoreAddr returns the address of a store PD lists.
+func (f *Follower) StoreAddr(id uint64) (string, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, st := range f.stores {
+		if st.GetId() == id {
+			return st.GetAddr(), true
+		}
+	}
+	return "", false
+}
+
 // CaughtUp gates raw writes. Rows are persisted before they are applied,
 // so the table a store restarts with is all it ever applied, but PD may
 // have moved on while the store was down: PD replaces the replicas of a
