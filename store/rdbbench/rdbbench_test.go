@@ -11,8 +11,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/rdb-project/rdb/pd/pdtest"
 	"github.com/rdb-project/rdb/proto/kvrpc"
@@ -182,20 +180,10 @@ func TestNamespaceIsSwitchedToTheWorkloadsMode(t *testing.T) {
 	}
 }
 
-// TestRawBatchPut runs batches of 10 keys; a cluster that does not serve
-// RawBatchPut yet makes the run stop at once with the reason.
+// TestRawBatchPut runs batches of 10 keys.
 func TestRawBatchPut(t *testing.T) {
 	c := storetest.NewCluster(t, 3, storetest.Options{NamespaceModes: map[string]string{"bench-raw": "eventual"}})
 	args := []string{"rawbatchput", "--endpoints=" + c.Addr(0) + "," + c.Addr(2), "--total", "50", "--clients", "4", "--batch", "10", "--key-space", "100"}
-	_, err := c.Raw(0).RawBatchPut(context.Background(), &kvrpc.RawBatchPutRequest{Namespace: "bench-raw", Pairs: []*kvrpc.RawKv{{Key: "probe", Value: "v"}}})
-	if status.Code(err) == codes.Unimplemented {
-		r := bench(t, args...)
-		if r.code != rdbbench.ExitError || !strings.Contains(r.stderr, "answers Unimplemented") || r.stdout != "" {
-			t.Fatalf("against a cluster without RawBatchPut: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
-		}
-		t.Logf("the cluster does not serve RawBatchPut yet: %s", r.stderr)
-		return
-	}
 	rep := report(t, args...)
 	checkReport(t, rep, "rawbatchput", 50)
 	if rep.Keys != 500 || rep.KeysPerSecond <= rep.OpsPerSecond {
