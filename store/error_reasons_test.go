@@ -68,4 +68,16 @@ func TestUnavailableSaysWhetherApplied(t *testing.T) {
 	if status.Code(err) != codes.Unavailable || reasonOf(err) != "NOT_APPLIED" {
 		t.Fatalf("Get with no leader = %v (reason %q), want Unavailable with reason NOT_APPLIED", err, reasonOf(err))
 	}
+	// A client's own deadline, shorter than the store's timeout: the store
+	// answers just before it, and says so, rather than leave the client
+	// with only its deadline (which would not tell whether the write was
+	// applied).
+	for _, d := range []time.Duration{30 * time.Millisecond, 400 * time.Millisecond} {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		_, err = c.Cas(leader).CompareAndSwap(ctx, &kvrpc.CasRequest{Namespace: "default", Key: "k", Value: "v"})
+		cancel()
+		if status.Code(err) != codes.Unavailable || reasonOf(err) != "NOT_APPLIED" {
+			t.Fatalf("CAS with no leader and a %v deadline = %v (reason %q), want Unavailable with reason NOT_APPLIED", d, err, reasonOf(err))
+		}
+	}
 }

@@ -337,11 +337,24 @@ func (s *Store) namespace(ctx context.Context, ns string) (*storepb.NamespaceRec
 	return rec, nil
 }
 
+// withTimeout bounds a request: by the store's RequestTimeout if the
+// client gave no deadline, else by a little less than the client's. The
+// store then answers before the client stops listening, and the client
+// learns whether a write was applied ("not applied: retry") rather than
+// only that its deadline passed.
 func (s *Store) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	}
-	return context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	return context.WithDeadline(ctx, deadline.Add(-answerMargin(time.Until(deadline))))
+}
+
+// answerMargin is how long before a client's deadline the store gives up
+// on a request, to leave its answer time to arrive: a tenth of the time
+// left, between 5ms and 250ms.
+func answerMargin(left time.Duration) time.Duration {
+	return min(max(left/10, 5*time.Millisecond), 250*time.Millisecond)
 }
 
 // sleepCtx waits for d or until ctx ends; it reports whether to go on.
