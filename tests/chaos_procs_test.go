@@ -49,6 +49,7 @@ type procCluster struct {
 	t     *testing.T
 	bin   string
 	procs []*proc
+	addrs []string
 	conns []*grpc.ClientConn
 	modes map[string]string
 
@@ -60,8 +61,8 @@ type procCluster struct {
 func newProcCluster(t *testing.T, modes map[string]string) *procCluster {
 	bin := binaries(t) + "/rdb-server"
 	dir := t.TempDir()
-	c := &procCluster{t: t, bin: bin, modes: modes, down: make([]bool, 3), paused: make([]bool, 3)}
 	addrs := []string{freePort(t), freePort(t), freePort(t)}
+	c := &procCluster{t: t, bin: bin, modes: modes, addrs: addrs, down: make([]bool, 3), paused: make([]bool, 3)}
 	for i := range 3 {
 		args := []string{"--store-id", fmt.Sprint(i + 1), "--addr", addrs[i], "--data-dir", filepath.Join(dir, fmt.Sprintf("s%d", i+1)),
 			"--raft-log-compact-threshold", fmt.Sprint(procCompactThreshold), "--anti-entropy-interval", "200ms", "--log-level", "warn"}
@@ -83,6 +84,7 @@ func newProcCluster(t *testing.T, modes map[string]string) *procCluster {
 }
 
 func (c *procCluster) N() int                              { return len(c.procs) }
+func (c *procCluster) Addr(i int) string                   { return c.addrs[i] }
 func (c *procCluster) Conn(i int) grpc.ClientConnInterface { return c.conns[i] }
 func (c *procCluster) modesClient(i int) raftpb.RaftServiceClient {
 	return raftpb.NewRaftServiceClient(c.conns[i])

@@ -32,6 +32,7 @@ type placedProcs struct {
 
 	mu     sync.Mutex
 	stores []*proc
+	addrs  []string
 	conns  []*grpc.ClientConn
 	down   []bool
 }
@@ -65,6 +66,7 @@ func (c *placedProcs) addStore() int {
 	p := startProc(c.t, c.dir, c.bin+"/rdb-server", "--store-id", fmt.Sprint(id), "--addr", addr,
 		"--data-dir", filepath.Join(c.dir, fmt.Sprintf("s%d", id)), "--pd", c.pd, "--log-level", "warn")
 	c.stores = append(c.stores, p)
+	c.addrs = append(c.addrs, addr)
 	c.conns = append(c.conns, dial(c.t, addr))
 	c.down = append(c.down, false)
 	return id - 1
@@ -74,6 +76,12 @@ func (c *placedProcs) N() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.stores)
+}
+
+func (c *placedProcs) Addr(i int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.addrs[i]
 }
 
 func (c *placedProcs) Conn(i int) grpc.ClientConnInterface {

@@ -1,9 +1,10 @@
 // Package chaos is rdb's fault-injection suite: a workload of concurrent
-// clients records every operation it makes while a nemesis crashes,
-// restarts, pauses and cuts off stores and switches namespaces between
-// modes; a checker then proves that the strong namespaces were
-// linearizable (porcupine, per key) and that the eventual ones converged
-// without losing an acknowledged write.
+// clients (rdb's Go client, store/client, with its retries and failover)
+// records every operation it makes while a nemesis crashes, restarts,
+// pauses and cuts off stores and switches namespaces between modes; a
+// checker then proves that the strong namespaces were linearizable
+// (porcupine, per key) and that the eventual ones converged without losing
+// an acknowledged write.
 //
 // Every random choice of a run comes from one seed, which is logged, so a
 // failing run can be replayed with -seed (the timing of a replay differs,
@@ -21,7 +22,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rdb-project/rdb/proto/kvrpc"
+	"github.com/rdb-project/rdb/store/client"
 )
 
 // Kind is what an operation did.
@@ -64,8 +65,8 @@ type TS struct {
 	Store   uint64
 }
 
-func tsOf(h *kvrpc.HLC) TS {
-	return TS{Wall: h.GetWallTime(), Logical: h.GetLogical(), Store: h.GetStoreId()}
+func tsOf(t client.Timestamp) TS {
+	return TS{Wall: t.WallTime, Logical: t.Logical, Store: t.StoreID}
 }
 
 // Less orders timestamps as the LWW engine does: wall, logical, store.
@@ -85,10 +86,20 @@ func (a TS) String() string { return fmt.Sprintf("%d.%d@%d", a.Wall, a.Logical, 
 // happened (nanoseconds since the run started).
 type Op struct {
 	Client int
-	Store  int // index of the store called
-	NS     string
-	Key    string
-	Kind   Kind
+	// ToLeader: the client routes strong calls to the namespace's leader
+	// once a store names it (otherwise the store it calls forwards them).
+	ToLeader bool
+	// Store is the index of the store that answered: the one the last
+	// attempt was sent to (or, for an error, the one the client names);
+	// -1 if none is known.
+	Store int
+	// Sends is how many attempts the client sent (it resends only what
+	// had no effect).
+	Sends int
+
+	NS   string
+	Key  string
+	Kind Kind
 
 	// Input.
 	Expected uint64 // CAS and Delete
@@ -171,7 +182,29 @@ func (o *Op) String() string {
 			out = "observed " + o.Observed.String()
 		}
 	}
-	return fmt.Sprintf("c%d@s%d %s%s -> %s", o.Client, o.Store+1, o.Kind, in, out)
+	return fmt.Sprintf("%s %s%s -> %s", o.who(), o.Kind, in, out)
+}
+
+// who names the client and the store of an operation: "c3/leader@s2" (a
+// client that routes strong calls to the leader, answered by store 2),
+// "c4/any@s?" (a client that leaves forwarding to the stores; no store
+// known), with the attempts sent if the client sent more than one.
+func (o *Op) who() string {
+	if o.Kind == Transition {
+		return fmt.Sprintf("c%d", o.Client)
+	}
+	route, at := "any", "s?"
+	if o.ToLeader {
+		route = "leader"
+	}
+	if o.Store >= 0 {
+		at = fmt.Sprintf("s%d", o.Store+1)
+	}
+	s := fmt.Sprintf("c%d/%s@%s", o.Client, route, at)
+	if o.Sends > 1 {
+		s += fmt.Sprintf("(%d sends)", o.Sends)
+	}
+	return s
 }
 
 // History records operations from many goroutines.

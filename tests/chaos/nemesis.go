@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rdb-project/rdb/proto/raftpb"
+	"github.com/rdb-project/rdb/store/client"
 	"github.com/rdb-project/rdb/store/storetest"
 )
 
@@ -103,6 +104,7 @@ func (n *nemesis) Events() []Event {
 type switcher struct {
 	h       *History
 	c       Cluster
+	cli     *client.Client // asks for the switches
 	ns      string
 	rng     *rand.Rand
 	minGap  time.Duration
@@ -151,28 +153,16 @@ func (s *switcher) run(ctx, finishCtx context.Context) {
 	}
 }
 
-// update asks any running store to switch, until one accepts.
+// update asks for the switch until a store accepts it. Asking again after
+// an answer was lost is safe: a namespace that has the mode already is
+// left as it is.
 func (s *switcher) update(ctx context.Context, mode string) error {
 	return storetest.Poll(ctx, func() error {
-		i, ok := s.anyRunning()
-		if !ok {
-			return fmt.Errorf("no store runs")
-		}
-		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, switchTimeout)
 		defer cancel()
-		_, err := raftpb.NewRaftServiceClient(s.c.Conn(i)).UpdateNamespaceMode(cctx, &raftpb.UpdateNamespaceModeRequest{Namespace: s.ns, Mode: mode})
+		_, err := s.cli.UpdateNamespaceMode(cctx, s.ns, mode, false)
 		return err
 	})
-}
-
-func (s *switcher) anyRunning() (int, bool) {
-	start := s.rng.IntN(s.c.N())
-	for j := range s.c.N() {
-		if i := (start + j) % s.c.N(); s.c.Running(i) {
-			return i, true
-		}
-	}
-	return 0, false
 }
 
 // waitActive waits until every store serves the namespace in mode.

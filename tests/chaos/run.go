@@ -13,7 +13,15 @@ import (
 	"time"
 
 	"github.com/rdb-project/rdb/proto/kvrpc"
+	"github.com/rdb-project/rdb/store/client"
 	"github.com/rdb-project/rdb/store/storetest"
+)
+
+// switchTimeout bounds each request for a mode switch, finalTimeout each
+// read of the final state.
+const (
+	switchTimeout = 3 * time.Second
+	finalTimeout  = 2 * time.Second
 )
 
 // RunConfig describes a run.
@@ -82,10 +90,23 @@ func Run(ctx context.Context, cfg RunConfig) RunResult {
 		OpTimeout: cfg.OpTimeout, Think: cfg.Think}
 	nem := &nemesis{h: h, faults: cfg.Faults, rng: rand.New(rand.NewPCG(cfg.Seed, 1)),
 		minGap: cfg.FaultGap[0], maxGap: cfg.FaultGap[1], minHold: cfg.FaultHold[0], maxHold: cfg.FaultHold[1], logf: logf}
+	// The switches and the final reads go through clients of their own.
+	admin, err := newClient(cfg.Cluster, switchTimeout)
+	if err != nil {
+		res.Violations = append(res.Violations, fmt.Sprintf("client: %v", err))
+		return res
+	}
+	defer func() { _ = admin.Close() }()
+	reader, err := newCaller(cfg.Cluster, true, finalTimeout)
+	if err != nil {
+		res.Violations = append(res.Violations, fmt.Sprintf("client: %v", err))
+		return res
+	}
+	defer reader.close()
 	var sws []*switcher
 	for k, ns := range cfg.Namespaces {
 		if ns.Mode == Flip {
-			sws = append(sws, &switcher{h: h, c: cfg.Cluster, ns: ns.Name, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(10+k))),
+			sws = append(sws, &switcher{h: h, c: cfg.Cluster, cli: admin, ns: ns.Name, rng: rand.New(rand.NewPCG(cfg.Seed, uint64(10+k))),
 				minGap: cfg.SwitchGap[0], maxGap: cfg.SwitchGap[1], logf: logf, current: ns.Initial})
 		}
 	}
@@ -107,8 +128,9 @@ func Run(ctx context.Context, cfg RunConfig) RunResult {
 	finishCtx, cancelFinish := context.WithTimeout(ctx, cfg.Duration+2*time.Minute)
 	defer cancelFinish()
 	var wlWG, bgWG sync.WaitGroup
+	var wlErr error
 	wlWG.Add(1)
-	go func() { defer wlWG.Done(); wl.Run(wlCtx) }()
+	go func() { defer wlWG.Done(); wlErr = wl.Run(wlCtx) }()
 	if len(cfg.Faults) > 0 {
 		bgWG.Add(1)
 		go func() { defer bgWG.Done(); nem.run(nemCtx, finishCtx) }()
@@ -140,6 +162,9 @@ func Run(ctx context.Context, cfg RunConfig) RunResult {
 	sleepCtx(ctx, 3*time.Second)
 	stopWorkload()
 	wlWG.Wait()
+	if wlErr != nil {
+		res.Violations = append(res.Violations, fmt.Sprintf("workload: %v", wlErr))
+	}
 
 	for _, ev := range nem.Events() {
 		res.Faults[ev.Name]++
@@ -188,7 +213,7 @@ func Run(ctx context.Context, cfg RunConfig) RunResult {
 			continue
 		}
 		for _, k := range ns.Keys {
-			op, err := finalGet(qctx, h, cfg.Cluster, cfg.Clients, ns.Name, k)
+			op, err := finalGet(qctx, h, reader, cfg.Clients, ns.Name, k)
 			if err != nil {
 				res.Violations = append(res.Violations, err.Error())
 				continue
@@ -274,21 +299,18 @@ func converged(ctx context.Context, c Cluster, ns string) (map[string]string, er
 
 // finalGet reads a key linearizably once the cluster is healthy, and
 // records the read.
-func finalGet(ctx context.Context, h *History, c Cluster, client int, ns, key string) (*Op, error) {
+func finalGet(ctx context.Context, h *History, k *caller, id int, ns, key string) (*Op, error) {
 	var op *Op
 	err := storetest.Poll(ctx, func() error {
-		i := int(h.Now()) % c.N()
-		o := &Op{Client: client, Store: i, NS: ns, Key: key, Kind: Get, Call: h.Now()}
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		resp, err := kvrpc.NewKvCasClient(c.Conn(i)).Get(cctx, &kvrpc.GetRequest{Namespace: ns, Key: key})
-		cancel()
-		o.Return = h.Now()
-		if err != nil {
+		o := &Op{Client: id, NS: ns, Key: key, Kind: Get}
+		return k.do(ctx, h, o, finalTimeout, func(ctx context.Context, cli *client.Client) error {
+			res, err := cli.Get(ctx, ns, key)
+			if err == nil {
+				o.Found, o.OutValue, o.Version = res.Found, res.Value, res.Version
+				op = o
+			}
 			return err
-		}
-		o.Found, o.OutValue, o.Version = resp.GetFound(), resp.GetValue(), resp.GetVersion()
-		op = o
-		return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s/%s: no linearizable read after healing: %w", ns, key, err)
