@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rdb-project/rdb/store/cmdtree"
 	"github.com/rdb-project/rdb/store/security"
 )
 
@@ -200,9 +201,9 @@ func (a *app) printCert(kind, certPath, keyPath string) error {
 	}
 	v.Hosts = append(v.Hosts, cert.DNSNames...)
 	if a.json() {
-		return writeJSON(a.stdout, v)
+		return cmdtree.WriteJSON(a.stdout, v)
 	}
-	return table(a.stdout, []string{"KIND", "COMMON_NAME", "CERT_FILE", "KEY_FILE", "HOSTS", "EXPIRES"},
+	return cmdtree.WriteTable(a.stdout, []string{"KIND", "COMMON_NAME", "CERT_FILE", "KEY_FILE", "HOSTS", "EXPIRES"},
 		[][]string{{v.Kind, v.CommonName, v.CertFile, v.KeyFile, joinOrDash(v.Hosts), v.NotAfter}})
 }
 

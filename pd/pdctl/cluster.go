@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rdb-project/rdb/pd/pdclient"
+	"github.com/rdb-project/rdb/store/cmdtree"
 )
 
 func (a *app) storeCommand() *cobra.Command {
@@ -49,7 +50,7 @@ func (a *app) storeRemoveCommand() *cobra.Command {
 			}
 			v := viewStore(st)
 			if a.json() {
-				return writeJSON(a.stdout, v)
+				return cmdtree.WriteJSON(a.stdout, v)
 			}
 			_, err = fmt.Fprintf(a.stdout, "store %d is %s (%d replicas left)\n", v.ID, v.State, v.ReplicaCount)
 			return err
@@ -74,7 +75,7 @@ func (a *app) storeListCommand() *cobra.Command {
 				views[i] = viewStore(s)
 			}
 			if a.json() {
-				return writeJSON(a.stdout, struct {
+				return cmdtree.WriteJSON(a.stdout, struct {
 					Stores []storeView `json:"stores"`
 				}{views})
 			}
@@ -84,7 +85,7 @@ func (a *app) storeListCommand() *cobra.Command {
 				rows[i] = []string{fmt.Sprint(v.ID), v.Addr, v.State, age(v.LastHeartbeat, now), fmt.Sprint(v.AppliedRevision),
 					fmt.Sprint(v.ReplicaCount), fmt.Sprint(v.LeaderCount)}
 			}
-			return table(a.stdout, []string{"ID", "ADDRESS", "STATE", "LAST_HEARTBEAT", "APPLIED_REVISION", "REPLICAS", "LEADERS"}, rows)
+			return cmdtree.WriteTable(a.stdout, []string{"ID", "ADDRESS", "STATE", "LAST_HEARTBEAT", "APPLIED_REVISION", "REPLICAS", "LEADERS"}, rows)
 		}),
 	}
 }
@@ -104,7 +105,7 @@ func (a *app) memberCommand() *cobra.Command {
 				views[i] = viewMember(m)
 			}
 			if a.json() {
-				return writeJSON(a.stdout, struct {
+				return cmdtree.WriteJSON(a.stdout, struct {
 					Leader  string       `json:"leader"`
 					Members []memberView `json:"members"`
 				}{resp.GetLeader().GetName(), views})
@@ -113,7 +114,7 @@ func (a *app) memberCommand() *cobra.Command {
 			for i, v := range views {
 				rows[i] = []string{v.Name, v.ID, joinOrDash(v.ClientURLs), joinOrDash(v.PeerURLs), fmt.Sprint(v.IsLeader)}
 			}
-			return table(a.stdout, []string{"NAME", "ID", "CLIENT_URLS", "PEER_URLS", "LEADER"}, rows)
+			return cmdtree.WriteTable(a.stdout, []string{"NAME", "ID", "CLIENT_URLS", "PEER_URLS", "LEADER"}, rows)
 		}),
 	})
 }
@@ -183,7 +184,7 @@ func (a *app) clusterCommand() *cobra.Command {
 				st.Moving = append(st.Moving, ns.GetRecord().GetName())
 			}
 			if a.json() {
-				return writeJSON(a.stdout, st)
+				return cmdtree.WriteJSON(a.stdout, st)
 			}
 			leader := st.Leader
 			if leader == "" {
@@ -202,7 +203,7 @@ func (a *app) clusterCommand() *cobra.Command {
 				{"under-replicated", listOrNone(st.UnderReplicated)},
 				{"moving", listOrNone(st.Moving)},
 			}
-			return table(a.stdout, []string{"FIELD", "VALUE"}, rows)
+			return cmdtree.WriteTable(a.stdout, []string{"FIELD", "VALUE"}, rows)
 		}),
 	})
 }

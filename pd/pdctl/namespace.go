@@ -12,6 +12,7 @@ import (
 
 	"github.com/rdb-project/rdb/pd/pdclient"
 	"github.com/rdb-project/rdb/proto/pdpb"
+	"github.com/rdb-project/rdb/store/cmdtree"
 )
 
 func (a *app) namespaceCommand() *cobra.Command {
@@ -34,7 +35,7 @@ func (a *app) namespaceSetReplicasCommand() *cobra.Command {
 				return err
 			}
 			if a.json() {
-				return writeJSON(a.stdout, struct {
+				return cmdtree.WriteJSON(a.stdout, struct {
 					Name              string `json:"name"`
 					ReplicationFactor uint32 `json:"replication_factor"`
 					Changed           bool   `json:"changed"`
@@ -78,7 +79,7 @@ applied that version.`,
 			}
 			v := viewNamespace(st)
 			if a.json() {
-				return writeJSON(a.stdout, struct {
+				return cmdtree.WriteJSON(a.stdout, struct {
 					Changed   bool          `json:"changed"`
 					Namespace namespaceView `json:"namespace"`
 				}{resp.GetChanged(), v})
@@ -89,7 +90,7 @@ applied that version.`,
 				header = append(header, "APPLIED")
 				row = append(row, fmt.Sprintf("%d/%d", v.AppliedStores, v.UpStores))
 			}
-			return table(a.stdout, header, [][]string{row})
+			return cmdtree.WriteTable(a.stdout, header, [][]string{row})
 		}),
 	}
 	c.Flags().BoolVar(&wait, "wait", false, "wait until every up store has applied the change and the mode switch is done")
@@ -181,9 +182,9 @@ func (a *app) namespaceGetCommand() *cobra.Command {
 			}
 			v := viewNamespace(st)
 			if a.json() {
-				return writeJSON(a.stdout, v)
+				return cmdtree.WriteJSON(a.stdout, v)
 			}
-			return table(a.stdout, namespaceHeader, [][]string{namespaceRow(v)})
+			return cmdtree.WriteTable(a.stdout, namespaceHeader, [][]string{namespaceRow(v)})
 		}),
 	}
 }
@@ -203,7 +204,7 @@ func (a *app) namespaceListCommand() *cobra.Command {
 				views = append(views, viewNamespace(st))
 			}
 			if a.json() {
-				return writeJSON(a.stdout, struct {
+				return cmdtree.WriteJSON(a.stdout, struct {
 					Revision   uint64          `json:"revision"`
 					Namespaces []namespaceView `json:"namespaces"`
 				}{resp.GetRevision(), views})
@@ -212,7 +213,7 @@ func (a *app) namespaceListCommand() *cobra.Command {
 			for i, v := range views {
 				rows[i] = namespaceRow(v)
 			}
-			return table(a.stdout, namespaceHeader, rows)
+			return cmdtree.WriteTable(a.stdout, namespaceHeader, rows)
 		}),
 	}
 }

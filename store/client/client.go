@@ -55,9 +55,7 @@ package client
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -93,19 +91,9 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 		opt(&o)
 	}
 	o.retry = o.retry.withDefaults()
-	var addrs []string
-	for _, ep := range endpoints {
-		ep = strings.TrimSpace(ep)
-		if ep == "" {
-			continue
-		}
-		if !validAddr(ep) {
-			return nil, fmt.Errorf("store endpoint %q: want host:port", ep)
-		}
-		addrs = append(addrs, ep)
-	}
-	if len(addrs) == 0 {
-		return nil, errors.New("no store endpoint given: want at least one host:port")
+	addrs, err := checkEndpoints(endpoints)
+	if err != nil {
+		return nil, err
 	}
 	creds := o.creds
 	if o.tlsFiles.Enabled() {
@@ -115,7 +103,6 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 		if err := o.tlsFiles.Check(""); err != nil {
 			return nil, err
 		}
-		var err error
 		if creds, err = o.tlsFiles.ClientCredentials(); err != nil {
 			return nil, err
 		}

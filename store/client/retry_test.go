@@ -6,6 +6,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -341,5 +342,18 @@ func TestNewChecksEndpoints(t *testing.T) {
 	defer c.Close()
 	if got := c.Endpoints(); len(got) != 3 {
 		t.Errorf("Endpoints = %q, want the 3 distinct ones", got)
+	}
+}
+
+// SplitEndpoints takes a command line's list with New's rules.
+func TestSplitEndpoints(t *testing.T) {
+	for _, list := range []string{"", " , ", "nohost", "127.0.0.1:1,http://a:1", "a:0"} {
+		if got, err := client.SplitEndpoints(list); err == nil {
+			t.Errorf("SplitEndpoints(%q) = %q, want an error", list, got)
+		}
+	}
+	got, err := client.SplitEndpoints(" 127.0.0.1:1,,localhost:2 ,[::1]:3")
+	if err != nil || !slices.Equal(got, []string{"127.0.0.1:1", "localhost:2", "[::1]:3"}) {
+		t.Fatalf("SplitEndpoints = %q, %v", got, err)
 	}
 }

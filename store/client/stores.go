@@ -8,10 +8,12 @@ package client
 import (
 	"container/list"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -298,6 +300,34 @@ func leaderOf(mds ...metadata.MD) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// SplitEndpoints parses a comma-separated list of store addresses, as the
+// command lines take them ("10.0.0.1:20160,10.0.0.2:20160"), with the
+// rules of New: host:port each, blanks around them and empty items
+// dropped, at least one.
+func SplitEndpoints(list string) ([]string, error) {
+	return checkEndpoints(strings.Split(list, ","))
+}
+
+// checkEndpoints returns the endpoints New was given, trimmed, without the
+// empty ones; an error if one is not host:port or none is left.
+func checkEndpoints(endpoints []string) ([]string, error) {
+	var addrs []string
+	for _, ep := range endpoints {
+		ep = strings.TrimSpace(ep)
+		if ep == "" {
+			continue
+		}
+		if !validAddr(ep) {
+			return nil, fmt.Errorf("store endpoint %q: want host:port", ep)
+		}
+		addrs = append(addrs, ep)
+	}
+	if len(addrs) == 0 {
+		return nil, errors.New("no store endpoint given: want at least one host:port")
+	}
+	return addrs, nil
 }
 
 // validAddr reports whether a is a host:port the client may connect to:

@@ -2,7 +2,9 @@
 // does: errors go to stderr, and the exit code says whose fault it was —
 // 1 when the work failed (a request, a run), 2 when the command line is
 // wrong (cobra's own errors: an unknown command, a bad flag, wrong
-// arguments, and a command's checks of its flags).
+// arguments, and a command's checks of its flags). It also holds what the
+// command lines share: how they print (WriteJSON, WriteTable) and which
+// stores they talk to by default (StoreEndpoints).
 package cmdtree
 
 import (
@@ -10,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -20,6 +24,24 @@ const (
 	ExitError = 1 // the work failed
 	ExitUsage = 2 // the command line is wrong
 )
+
+// StoreEndpointsEnv names the environment variable that, when set, is the
+// default of --endpoints, the stores of the command lines that talk to
+// them (rdbctl, rdb-bench), as ETCDCTL_ENDPOINTS is etcdctl's.
+const StoreEndpointsEnv = "RDB_ENDPOINTS"
+
+// DefaultStoreEndpoint is --endpoints' default without $RDB_ENDPOINTS: the
+// first store of `make run`.
+const DefaultStoreEndpoint = "127.0.0.1:50051"
+
+// StoreEndpoints is the default of --endpoints: $RDB_ENDPOINTS if set,
+// else DefaultStoreEndpoint.
+func StoreEndpoints() string {
+	if env := strings.TrimSpace(os.Getenv(StoreEndpointsEnv)); env != "" {
+		return env
+	}
+	return DefaultStoreEndpoint
+}
 
 // RunError marks an error of the work, as opposed to one of the command
 // line. A command returns it from RunE.

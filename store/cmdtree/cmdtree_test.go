@@ -46,3 +46,31 @@ func TestExitCodes(t *testing.T) {
 		}
 	}
 }
+
+func TestOutput(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteJSON(&b, map[string]any{"value": "<a&b>", "n": 3}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "{\n  \"n\": 3,\n  \"value\": \"<a&b>\"\n}\n"; b.String() != want {
+		t.Errorf("WriteJSON = %q, want %q", b.String(), want)
+	}
+	b.Reset()
+	if err := WriteTable(&b, []string{"KEY", "VALUE"}, [][]string{{"a", "1"}, {"longer", "2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "KEY     VALUE\na       1\nlonger  2\n"; b.String() != want {
+		t.Errorf("WriteTable = %q, want %q", b.String(), want)
+	}
+}
+
+func TestStoreEndpoints(t *testing.T) {
+	t.Setenv(StoreEndpointsEnv, " ")
+	if got := StoreEndpoints(); got != DefaultStoreEndpoint {
+		t.Errorf("StoreEndpoints without $%s = %q, want %q", StoreEndpointsEnv, got, DefaultStoreEndpoint)
+	}
+	t.Setenv(StoreEndpointsEnv, " 10.0.0.1:1,10.0.0.2:1 ")
+	if got := StoreEndpoints(); got != "10.0.0.1:1,10.0.0.2:1" {
+		t.Errorf("StoreEndpoints = %q, want $%s's list", got, StoreEndpointsEnv)
+	}
+}

@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -32,10 +31,10 @@ import (
 
 // EndpointsEnv names the environment variable that, when set, is
 // --endpoints' default.
-const EndpointsEnv = "RDB_ENDPOINTS"
+const EndpointsEnv = cmdtree.StoreEndpointsEnv
 
 // DefaultEndpoint is the store --endpoints names without $RDB_ENDPOINTS.
-const DefaultEndpoint = "127.0.0.1:50051"
+const DefaultEndpoint = cmdtree.DefaultStoreEndpoint
 
 // Exit codes.
 const (
@@ -132,11 +131,7 @@ func (a *app) workloadCommand(name, short string) *cobra.Command {
 		RunE:  func(cmd *cobra.Command, _ []string) error { return a.runWorkload(cmd, workloads[name]) },
 	}
 	f := cmd.Flags()
-	endpoints := DefaultEndpoint
-	if env := strings.TrimSpace(os.Getenv(EndpointsEnv)); env != "" {
-		endpoints = env
-	}
-	f.StringVar(&a.endpoints, "endpoints", endpoints, "rdb stores, comma-separated host:port; $"+EndpointsEnv+" sets the default")
+	f.StringVar(&a.endpoints, "endpoints", cmdtree.StoreEndpoints(), "rdb stores, comma-separated host:port; $"+EndpointsEnv+" sets the default")
 	f.StringVar(&a.etcd, "etcd", "", "run against these etcd members instead (comma-separated host:port or URLs)")
 	f.StringVar(&a.etcdCas, "etcd-cas", "put", "what cas is on etcd: put, or txn (put if the mod revision is the one last seen)")
 	f.StringVar(&a.tls.TrustedCAFile, "cacert", "", "CA of a cluster that runs with TLS (with --cert and --key, as etcdctl)")
