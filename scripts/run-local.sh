@@ -64,6 +64,7 @@ Try:
   grpcurl -plaintext 127.0.0.1:${STORE_PORTS[1]} raftpb.RaftService/ListNamespaceModes
   grpcurl -plaintext -d '{"namespace":"default","key":"a","value":"b","expected_version":0}' 127.0.0.1:${STORE_PORTS[0]} kvrpc.KvCas/CompareAndSwap
   grpcurl -plaintext -d '{"namespace":"default","key":"a"}' 127.0.0.1:${STORE_PORTS[2]} kvrpc.KvCas/Get
+  bin/rdbctl --endpoints 127.0.0.1:${STORE_PORTS[1]} get default a
   bin/pdctl store list
 
 Ctrl-C stops everything.

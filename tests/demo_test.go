@@ -43,7 +43,8 @@ type demoCluster struct {
 
 // TestDemoCluster brings the demo cluster up and checks what the README
 // shows: it becomes healthy; pdctl sets a namespace eventual; a RawPut on
-// store 1 is read on stores 2 and 3; CAS and Get work on every store;
+// store 1 is read on stores 2 and 3 (and by the image's rdbctl); CAS and
+// Get work on every store;
 // stopping the store that leads a strong namespace leaves strong writes
 // working through the others, and once started again it catches up;
 // stopping the PD leader leaves pdctl working; a restart of the whole
@@ -113,6 +114,11 @@ func TestDemoCluster(t *testing.T) {
 		}
 	}
 	c.grpcurlQuickstart()
+	// rdbctl is in the image: in a store's container it finds the store
+	// on its default endpoint.
+	if out := c.run(time.Minute, "exec", "-T", "store1", "/rdbctl", "get", "logs", "a", "-o", "json"); !strings.Contains(out, `"value": "b"`) {
+		t.Fatalf("rdbctl get logs a in store1's container:\n%s", out)
+	}
 
 	// Stop the store that leads "default": strong writes go on through the
 	// other two; started again, it catches up.
@@ -239,7 +245,7 @@ func buildDemoImage(t *testing.T, bins, image string) {
 	if err := os.Mkdir(filepath.Join(buildCtx, "bin"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range []string{"rdb-server", "pd-server", "pdctl"} {
+	for _, b := range []string{"rdb-server", "pd-server", "pdctl", "rdbctl"} {
 		data, err := os.ReadFile(filepath.Join(bins, b))
 		if err != nil {
 			t.Fatal(err)

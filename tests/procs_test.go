@@ -40,7 +40,7 @@ func binaries(t testing.TB) string {
 			return
 		}
 		binDir = dir
-		cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/rdb-server", "../cmd/pd-server", "../cmd/pdctl")
+		cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/rdb-server", "../cmd/pd-server", "../cmd/pdctl", "../cmd/rdbctl")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
