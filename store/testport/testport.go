@@ -8,8 +8,10 @@
 // connection (another server dialing a peer, a client) can take it, for as
 // long as that connection lives: the server then cannot start ("address
 // already in use"). Ports below the ephemeral range are never given to
-// connections; two tests picking the same one at once is left to the
-// check that it can be bound now, and to chance.
+// connections. A port is handed out once per process, and is reserved for
+// the process's life by a lock on a file named for it (lock_unix.go), so
+// that test processes running side by side (go test runs packages in
+// parallel) do not pick the same port between one's pick and its bind.
 package testport
 
 import (
@@ -19,6 +21,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // lowest is the lowest port picked: above the well-known and the commonly
@@ -35,6 +38,9 @@ func Free() (string, error) {
 		}
 		port := lowest + rand.IntN(below-lowest)
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if !reserve(port) {
+			continue
+		}
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			continue
@@ -66,4 +72,23 @@ func ephemeralStart() int {
 		return 49152
 	}
 	return n
+}
+
+var (
+	mu sync.Mutex
+	// given are the ports this process handed out (or found reserved by
+	// another process).
+	given = map[int]bool{}
+)
+
+// reserve reports whether port is this process's to hand out: not handed
+// out before, and not reserved by another process running now.
+func reserve(port int) bool {
+	mu.Lock()
+	defer mu.Unlock()
+	if given[port] {
+		return false
+	}
+	given[port] = true
+	return lock(port)
 }

@@ -26,3 +26,30 @@ func TestFreeIsBelowTheEphemeralRange(t *testing.T) {
 		_ = l.Close()
 	}
 }
+
+// TestFreeHandsOutAPortOnce: a process never gets the same port twice, and
+// a port another process reserved is not handed out (a second lock on the
+// same file stands for that process: file locks are per open file).
+func TestFreeHandsOutAPortOnce(t *testing.T) {
+	seen := map[string]bool{}
+	for range 2000 {
+		addr, err := Free()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[addr] {
+			t.Fatalf("%s handed out twice", addr)
+		}
+		seen[addr] = true
+	}
+	port := lowest + 1
+	for given[port] {
+		port++
+	}
+	if !lock(port) {
+		t.Fatalf("port %d: the first lock failed", port)
+	}
+	if lock(port) {
+		t.Fatalf("port %d: reserved twice", port)
+	}
+}
