@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/rdb-project/rdb/proto/kvrpc"
 	"github.com/rdb-project/rdb/store"
 	"github.com/rdb-project/rdb/store/api"
 	"github.com/rdb-project/rdb/store/client"
@@ -118,6 +119,11 @@ func leaderOf(t *testing.T, c *storetest.Cluster, ns string) int {
 func noLeaderAt(t *testing.T, c *storetest.Cluster, i int, ns string) {
 	t.Helper()
 	storetest.Eventually(t, 10*time.Second, func() error {
+		// A group asleep does not tick, and its leader learns that it
+		// lost its quorum only once it is used: a read wakes it.
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		_, _ = c.Cas(i).Get(ctx, &kvrpc.GetRequest{Namespace: ns, Key: "wake"})
+		cancel()
 		if st, _ := c.Store(i).GroupStatus(ns); st.Leader != 0 {
 			return fmt.Errorf("store %d sees leader %d", i+1, st.Leader)
 		}
