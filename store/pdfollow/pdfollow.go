@@ -78,7 +78,10 @@ type Config struct {
 // behind is tried again.
 var (
 	refusalReportInterval = 30 * time.Second
-	behindRetry           = 10 * time.Second
+	// maxReportSpacing bounds the wait after a costly report (a sweep of
+	// 100,000 namespaces on a busy store takes a good part of a second).
+	maxReportSpacing = 500 * time.Millisecond
+	behindRetry      = 10 * time.Second
 )
 
 // Follower follows PD.
@@ -662,10 +665,12 @@ func (f *Follower) heartbeatLoop(ctx, pctx context.Context, fatal func(error)) {
 			// are timed by it. A report looks at what changed, but now and
 			// then at every namespace (a sweep, or a whole report to a new
 			// PD leader): reports are spaced so that they take at most a
-			// tenth of a core.
-			sleepCtx(pctx, 10*f.reportCost)
+			// tenth of a core, but never by more than maxReportSpacing:
+			// PD counts a store that is silent for a few seconds out of
+			// the new groups it forms.
+			sleepCtx(pctx, min(10*f.reportCost, maxReportSpacing))
 		case <-f.cfg.Changed:
-			sleepCtx(pctx, 10*f.reportCost)
+			sleepCtx(pctx, min(10*f.reportCost, maxReportSpacing))
 		}
 		if ctx.Err() != nil {
 			return
