@@ -101,9 +101,14 @@ func (t *rdbTarget) RawBatchPut(ctx context.Context, pairs []KV) error {
 // for a strong namespace with a leader. With TLS, changing a mode needs an
 // admin certificate; a client's is enough when the mode is right already.
 func (t *rdbTarget) SetMode(ctx context.Context, mode string) error {
+	// set is the version of the row that set the mode: a store that has
+	// not applied it yet answers with an older one (retry), and only an
+	// answer at least as new can refuse the workload.
+	var set uint64
 	for {
-		_, err := t.cli.UpdateNamespaceMode(ctx, t.namespace, mode, false)
+		u, err := t.cli.UpdateNamespaceMode(ctx, t.namespace, mode, false)
 		if err == nil || status.Code(err) == codes.PermissionDenied {
+			set = u.Version
 			break
 		}
 		if !retryable(err) {
@@ -119,6 +124,8 @@ func (t *rdbTarget) SetMode(ctx context.Context, mode string) error {
 		case err != nil && !retryable(err):
 			return fmt.Errorf("read namespace %s's mode: %w", t.namespace, err)
 		case err != nil:
+		case m.Version < set:
+			err = fmt.Errorf("namespace %s: version %d answered, %d set", t.namespace, m.Version, set)
 		case m.Mode != mode && m.State == "active":
 			return fmt.Errorf("namespace %s is %s, this workload needs it %s: set it with an admin certificate (pdctl namespace set %s %s, in PD mode)",
 				t.namespace, m.Mode, mode, t.namespace, mode)
