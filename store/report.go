@@ -21,12 +21,18 @@ import (
 // have changed since the last heartbeat was built: rows applied, Raft
 // statuses published, switch states saved, replicas filled or released.
 type reportChanges struct {
+	// on: the store reports to PD (set before the store starts). A
+	// static-mode store sends no reports, and notes nothing.
+	on     bool
 	mu     sync.Mutex
 	names  map[string]struct{}
 	groups map[uint64]struct{}
 }
 
 func (c *reportChanges) noteName(name string) {
+	if !c.on {
+		return
+	}
 	c.mu.Lock()
 	if c.names == nil {
 		c.names = make(map[string]struct{})
@@ -36,7 +42,7 @@ func (c *reportChanges) noteName(name string) {
 }
 
 func (c *reportChanges) noteGroup(id uint64) {
-	if id == 0 {
+	if id == 0 || !c.on {
 		return
 	}
 	c.mu.Lock()

@@ -270,6 +270,7 @@ func (s *Store) open() error {
 	if err != nil {
 		return err
 	}
+	s.changes.on = len(cfg.PD) > 0
 	s.groups = nsgroup.New(nsgroup.Deps{
 		DB:        s.db,
 		LWW:       s.lww,
