@@ -143,6 +143,12 @@ const (
 	maxClientMessage = 20 << 20
 	// maxStreams bounds the concurrent calls on one connection.
 	maxStreams = 1024
+	// streamWorkers is the pool of goroutines that serve calls. A call
+	// served by a new goroutine grows its stack (copied each time it
+	// doubles) through gRPC, the handler and pebble: 16% of a store's CPU
+	// under 64 clients' Gets. A worker keeps its stack from call to call;
+	// calls past the pool start a goroutine as before.
+	streamWorkers = 128
 )
 
 // Store is one rdb store.
@@ -433,6 +439,7 @@ func (s *Store) start() error {
 		grpc.Creds(creds),
 		grpc.MaxRecvMsgSize(maxPeerMessage), grpc.MaxSendMsgSize(maxPeerMessage),
 		grpc.MaxConcurrentStreams(maxStreams),
+		grpc.NumStreamWorkers(streamWorkers),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(storePolicy.StreamInterceptor(), s.clusterStream),
 	)

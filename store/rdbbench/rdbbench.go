@@ -20,6 +20,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -59,23 +61,24 @@ type runError = cmdtree.RunError
 type app struct {
 	stdout, stderr io.Writer
 
-	endpoints string
-	etcd      string
-	etcdCas   string
-	tls       security.Files
-	output    string
-	clients   int
-	conns     int
-	duration  time.Duration
-	total     int64
-	valSize   int
-	keySpace  int
-	namespace string
-	batch     int
-	readRatio float64
-	seed      uint64
-	timeout   time.Duration
-	ready     time.Duration
+	endpoints  string
+	etcd       string
+	etcdCas    string
+	tls        security.Files
+	output     string
+	clients    int
+	conns      int
+	duration   time.Duration
+	total      int64
+	valSize    int
+	keySpace   int
+	namespace  string
+	batch      int
+	readRatio  float64
+	seed       uint64
+	timeout    time.Duration
+	ready      time.Duration
+	cpuProfile string
 }
 
 func (a *app) rootCommand() *cobra.Command {
@@ -148,6 +151,7 @@ func (a *app) workloadCommand(name, short string) *cobra.Command {
 	f.Uint64Var(&a.seed, "seed", 1, "seed of the keys and values drawn")
 	f.DurationVar(&a.timeout, "request-timeout", 10*time.Second, "how long one request may take before it counts as failed")
 	f.DurationVar(&a.ready, "ready-timeout", time.Minute, "how long to wait for the namespace to serve the workload's mode")
+	f.StringVar(&a.cpuProfile, "cpuprofile", "", "write a CPU profile of this program's run (the load, not the cluster) to this file")
 	return cmd
 }
 
@@ -222,7 +226,14 @@ func (a *app) runWorkload(cmd *cobra.Command, w workload) error {
 		return runError{Err: err}
 	}
 	rep.Conns = len(targets)
+	stopProfile, err := startCPUProfile(a.cpuProfile)
+	if err != nil {
+		return err
+	}
 	s, elapsed, err := run(cmd.Context(), p, targets)
+	if perr := stopProfile(); perr != nil && err == nil {
+		err = perr
+	}
 	if s == nil {
 		return runError{Err: err}
 	}
@@ -302,4 +313,27 @@ func splitList(s string) ([]string, error) {
 		return nil, errors.New("no endpoints given")
 	}
 	return out, nil
+}
+
+// startCPUProfile starts a CPU profile into path (nothing if path is
+// empty) and returns what stops it and closes the file.
+func startCPUProfile(path string) (stop func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		return nil
+	}, nil
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -195,6 +197,26 @@ func TestRawBatchPut(t *testing.T) {
 	checkReport(t, rep, "rawbatchput", 50)
 	if rep.Keys != 500 || rep.KeysPerSecond <= rep.OpsPerSecond {
 		t.Fatalf("50 batches of 10: %d keys, %v keys/s, %v ops/s", rep.Keys, rep.KeysPerSecond, rep.OpsPerSecond)
+	}
+}
+
+// TestCPUProfile writes a profile of the run: a gzip stream (pprof's
+// format), and a path that cannot be created is an error before any load.
+func TestCPUProfile(t *testing.T) {
+	c := storetest.NewCluster(t, 3, storetest.Options{})
+	path := filepath.Join(t.TempDir(), "cpu.prof")
+	args := []string{"cas", "--endpoints=" + c.Addr(0), "--total", "100", "--clients", "2", "--cpuprofile", path}
+	checkReport(t, report(t, args...), "cas", 100)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Fatalf("profile of %d bytes is not gzip (pprof's format)", len(b))
+	}
+	bad := []string{"cas", "--endpoints=" + c.Addr(0), "--total", "10", "--cpuprofile", filepath.Join(t.TempDir(), "no", "such", "dir", "cpu.prof")}
+	if r := bench(t, bad...); r.code == rdbbench.ExitOK || !strings.Contains(r.stderr, "--cpuprofile") {
+		t.Fatalf("unwritable --cpuprofile: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
 
