@@ -192,7 +192,7 @@ func (a *app) clusterCommand() *cobra.Command {
 			}
 			applied := "all applied by every up store"
 			if !st.AllApplied {
-				applied = fmt.Sprintf("%d rolling out: %s", len(st.NotApplied), strings.Join(st.NotApplied, ", "))
+				applied = fmt.Sprintf("%d rolling out: %s", len(st.NotApplied), someNames(st.NotApplied))
 			}
 			rows := [][]string{
 				{"leader", leader},
@@ -212,5 +212,19 @@ func listOrNone(names []string) string {
 	if len(names) == 0 {
 		return "none"
 	}
-	return fmt.Sprintf("%d: %s", len(names), strings.Join(names, ", "))
+	return fmt.Sprintf("%d: %s", len(names), someNames(names))
+}
+
+// tableNames is how many names a list in the table shows: a cluster of
+// 100,000 namespaces can have thousands in one list, which -o json gives
+// whole.
+const tableNames = 10
+
+// someNames joins the first tableNames names and says how many more there
+// are.
+func someNames(names []string) string {
+	if len(names) <= tableNames {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more (-o json lists them all)", strings.Join(names[:tableNames], ", "), len(names)-tableNames)
 }
