@@ -181,7 +181,7 @@ func newPlanner(stores []*pdpb.StoreStatus, recs []*storepb.NamespaceRecord, vie
 				ps.replicas++
 			}
 		}
-		if p.moving(rec, views[rec.GetGroupId()]) {
+		if p.started(rec, views[rec.GetGroupId()]) {
 			p.budget--
 		}
 	}
@@ -193,9 +193,21 @@ func newPlanner(stores []*pdpb.StoreStatus, recs []*storepb.NamespaceRecord, vie
 	return p
 }
 
-// moving: the namespace's replicas are changing.
+// moving: the namespace's replicas are changing, or are to change (it has
+// more or fewer than its replication factor).
 func (p *planner) moving(rec *storepb.NamespaceRecord, v *groupView) bool {
 	return len(replicasOf(rec)) != replicationFactor(rec, p.defaultRF) || !settled(rec, v)
+}
+
+// started: a move of the namespace is under way, and takes one of the
+// round's --max-concurrent-moves: its group has not settled on its row's
+// replicas yet, or it has settled with a replica too many, which the
+// round drops. A settled namespace with fewer replicas than its replication
+// factor (a group formed while a store was silent, a lost replica dropped)
+// waits for a move; counted as one, thousands of them would use up every
+// round's budget and none would ever be repaired.
+func (p *planner) started(rec *storepb.NamespaceRecord, v *groupView) bool {
+	return len(replicasOf(rec)) > replicationFactor(rec, p.defaultRF) || !settled(rec, v)
 }
 
 // underReplicated: fewer of the namespace's replicas are live than it
