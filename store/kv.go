@@ -331,8 +331,7 @@ func (s *Store) namespace(ctx context.Context, ns string) (*storepb.NamespaceRec
 	if gid := rec.GetGroupId(); gid != 0 && slices.Contains(rec.GetGroupPeers(), s.cfg.StoreID) {
 		wctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		for s.groups.Get(gid) == nil && sleepCtx(wctx, 20*time.Millisecond) {
-		}
+		s.groups.Wait(wctx, gid)
 	}
 	return rec, nil
 }
@@ -355,18 +354,6 @@ func (s *Store) withTimeout(ctx context.Context) (context.Context, context.Cance
 // left, between 5ms and 250ms.
 func answerMargin(left time.Duration) time.Duration {
 	return min(max(left/10, 5*time.Millisecond), 250*time.Millisecond)
-}
-
-// sleepCtx waits for d or until ctx ends; it reports whether to go on.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // lwwServing tells the LWW engine whether it may replicate, repair and

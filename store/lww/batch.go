@@ -107,7 +107,7 @@ func (e *Engine) writeBatch(ctx context.Context, ns string, recs []*storepb.LWWR
 	if err := b.Commit(pebble.Sync); err != nil {
 		return first, last, fmt.Errorf("lww: commit a batch of %d records of %q: %w", len(uniq), ns, err)
 	}
-	st.apply(changes)
+	e.committed(st, ns, changes)
 	e.enqueueUnit(ns, uniq)
 	return first, last, nil
 }

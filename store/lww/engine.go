@@ -226,6 +226,9 @@ type Engine struct {
 	log   *zap.Logger
 
 	stripes [numStripes]sync.Mutex
+	// cache holds the current record of recently written keys
+	// (reccache.go).
+	cache *recordCache
 
 	nsMu sync.RWMutex
 	ns   map[string]*nsState
@@ -259,6 +262,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
+		cache:    newRecordCache(),
 		cfg:      cfg,
 		db:       cfg.DB,
 		clock:    cfg.Clock,

@@ -68,7 +68,7 @@ func (e *Engine) writeLocal(ctx context.Context, ns string, key, value []byte, t
 		mu.Unlock()
 		return hlc.Timestamp{}, err
 	}
-	old, err := e.readRecord(lk)
+	old, err := e.currentRecord(lk)
 	if err != nil {
 		mu.Unlock()
 		return hlc.Timestamp{}, err
@@ -86,6 +86,7 @@ func (e *Engine) writeLocal(ctx context.Context, ns string, key, value []byte, t
 		return hlc.Timestamp{}, fmt.Errorf("lww: write %q: %w", lk, err)
 	}
 	st.change(key, old, &r)
+	e.cache.put(lk, &r)
 	mu.Unlock()
 
 	e.enqueue(ns, r.toProto(key))
@@ -233,7 +234,7 @@ func (e *Engine) apply(ns string, recs []*storepb.LWWRecord, sync, replace, remo
 	if err := b.Commit(writeOptions(sync)); err != nil {
 		return 0, fmt.Errorf("lww: commit %d records of %q: %w", len(changes), ns, err)
 	}
-	st.apply(changes)
+	e.committed(st, ns, changes)
 	return len(changes), nil
 }
 
@@ -277,7 +278,13 @@ func (e *Engine) stage(r pebble.Reader, w *pebble.Batch, ns string, recs []*stor
 	var changes []change
 	for _, in := range recs {
 		lk := keys.LWWKey(ns, in.Key)
-		old, err := readRecord(r, lk)
+		var old *record
+		var err error
+		if r == pebble.Reader(e.db) {
+			old, err = e.currentRecord(lk)
+		} else {
+			old, err = readRecord(r, lk)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -429,6 +436,8 @@ func (e *Engine) StageReplace(b *pebble.Batch, ns string, ts hlc.Timestamp, kvs 
 		if committed {
 			st.apply(changes)
 		}
+		// Held exclusively: no writer fills the cache meanwhile.
+		e.cache.removeNamespace(ns)
 		release()
 	}, nil
 }
@@ -474,6 +483,7 @@ func (e *Engine) Drop(ns string) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	prefix := keys.LWWPrefix(ns)
+	e.cache.removeNamespace(ns)
 	if err := e.db.DeleteRange(prefix, keys.PrefixEnd(prefix), pebble.Sync); err != nil {
 		return fmt.Errorf("lww: drop %q: %w", ns, err)
 	}

@@ -14,8 +14,10 @@
 package nsgroup
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -60,6 +62,9 @@ type Groups struct {
 	deps Deps
 	mu   sync.RWMutex
 	m    map[uint64]*Group
+	// waiters are closed when their group is registered (Wait); an
+	// entry lives only while someone waits.
+	waiters map[uint64][]chan struct{}
 	// loading, while the store starts, is the iterator Open reads states
 	// through (StartLoading).
 	loading *pebble.Iterator
@@ -104,8 +109,42 @@ func (gs *Groups) Open(id uint64) (*Group, error) {
 	g.state.Store(proto.Clone(st).(*storepb.GroupState))
 	gs.mu.Lock()
 	gs.m[id] = g
+	for _, ch := range gs.waiters[id] {
+		close(ch)
+	}
+	delete(gs.waiters, id)
 	gs.mu.Unlock()
 	return g, nil
+}
+
+// Wait waits until group id has its replica here (Open registered it) or
+// ctx ends, and reports whether it is here.
+func (gs *Groups) Wait(ctx context.Context, id uint64) bool {
+	gs.mu.Lock()
+	if gs.m[id] != nil {
+		gs.mu.Unlock()
+		return true
+	}
+	ch := make(chan struct{})
+	if gs.waiters == nil {
+		gs.waiters = make(map[uint64][]chan struct{})
+	}
+	gs.waiters[id] = append(gs.waiters[id], ch)
+	gs.mu.Unlock()
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+	}
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	ws := slices.DeleteFunc(gs.waiters[id], func(w chan struct{}) bool { return w == ch })
+	if len(ws) == 0 {
+		delete(gs.waiters, id)
+	} else {
+		gs.waiters[id] = ws
+	}
+	return gs.m[id] != nil
 }
 
 // Get returns group id, or nil if this store has no replica of it.

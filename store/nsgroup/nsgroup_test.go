@@ -1,6 +1,8 @@
 package nsgroup
 
 import (
+	"context"
+	"runtime"
 	"testing"
 	"time"
 
@@ -307,4 +309,51 @@ func FuzzApply(f *testing.F) {
 		}
 		ac.Done(err == nil)
 	})
+}
+
+// TestWaitWakesWhenTheGroupOpens: a caller waiting for a group's replica
+// wakes when it is registered, one whose wait ends first learns it is not
+// here, and no waiter is left behind either way.
+func TestWaitWakesWhenTheGroupOpens(t *testing.T) {
+	f := newFixture(t)
+	short, cancel := context.WithCancel(context.Background())
+	cancel()
+	if f.groups.Wait(short, testGroup) {
+		t.Fatal("Wait says a group that was never opened is here")
+	}
+	woke := make(chan bool)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		woke <- f.groups.Wait(ctx, testGroup)
+	}()
+	// Opened once the waiter is registered, so that it is woken, not
+	// answered at once.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		f.groups.mu.RLock()
+		n := len(f.groups.waiters[testGroup])
+		f.groups.mu.RUnlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the waiter never registered")
+		}
+		runtime.Gosched()
+	}
+	f.open(t)
+	select {
+	case here := <-woke:
+		if !here {
+			t.Fatal("Wait woke and says the opened group is not here")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait did not wake when the group opened")
+	}
+	if !f.groups.Wait(short, testGroup) {
+		t.Fatal("Wait on an open group says it is not here")
+	}
+	if len(f.groups.waiters) != 0 {
+		t.Fatalf("waiters left behind: %v", f.groups.waiters)
+	}
 }
