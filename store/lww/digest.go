@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/rdb-project/rdb/store/hlc"
 )
 
@@ -103,6 +105,11 @@ const MaxSettle = time.Duration(recentEpochs/2) * time.Duration(EpochNanos)
 type nsState struct {
 	mu    sync.RWMutex
 	bytes [NumBuckets]atomic.Int64
+	// replacing is the batch whose replaces hold mu exclusively
+	// (StageReplace), and replaces how many of them are staged in it; only
+	// the batch's owner changes replaces.
+	replacing atomic.Pointer[pebble.Batch]
+	replaces  int
 
 	// dmu guards the digests: settled holds the changes of epochs below
 	// folded, recent those of folded and later, a slice per epoch. The

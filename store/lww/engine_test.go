@@ -528,3 +528,93 @@ func replaceNow(e *Engine, ns string, ts hlc.Timestamp, kvs []KV) error {
 	done(err == nil)
 	return err
 }
+
+// TestReplacesNestInOneBatch: two replaces of a namespace staged in one
+// batch (a log with two fences of it, applied in one round after a
+// restart) do not wait on each other: the second stages over the first,
+// the namespace is released by the last done, and the records and digests
+// are those of the second.
+func TestReplacesNestInOneBatch(t *testing.T) {
+	s := newSolo(t, 1, nil)
+	ctx := context.Background()
+	if _, err := s.eng.Put(ctx, "ns", []byte("a"), []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	ts1, err := s.clock.Now()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts2 := ts1
+	ts2.Logical++
+	b := s.db.NewIndexedBatch()
+	defer b.Close()
+	staged := make(chan func(bool), 2)
+	go func() {
+		for _, st := range []struct {
+			ts  hlc.Timestamp
+			kvs []KV
+		}{{ts1, []KV{{Key: []byte("b"), Value: []byte("1")}}}, {ts2, []KV{{Key: []byte("c"), Value: []byte("2")}}}} {
+			done, err := s.eng.StageReplace(b, "ns", st.ts, st.kvs)
+			if err != nil {
+				t.Error(err)
+				close(staged)
+				return
+			}
+			staged <- done
+		}
+	}()
+	var dones []func(bool)
+	for range 2 {
+		select {
+		case done, ok := <-staged:
+			if !ok {
+				t.FailNow()
+			}
+			dones = append(dones, done)
+		case <-time.After(10 * time.Second):
+			// Release the first, so that the second (then done) and the
+			// engine's close do not wait for ever.
+			dones[0](false)
+			if done, ok := <-staged; ok {
+				done(false)
+			}
+			t.Fatal("the second replace of the namespace in one batch waits for the first")
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	dones[0](true)
+	// Still held by the second replace: a write waits.
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := s.eng.Put(ctx, "ns", []byte("d"), []byte("after"))
+		wrote <- err
+	}()
+	select {
+	case err := <-wrote:
+		t.Fatalf("a write went through while a replace still held the namespace (err %v)", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	dones[1](true)
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		recString(tomb("a", ts2.Wall, ts2.Logical, ts2.StoreID)),
+		recString(tomb("b", ts2.Wall, ts2.Logical, ts2.StoreID)),
+		recString(rec("c", "2", ts2.Wall, ts2.Logical, ts2.StoreID)),
+	}
+	var got []string
+	for _, r := range s.dump("ns") {
+		if string(r.Key) != "d" {
+			got = append(got, recString(r))
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("after two replaces: %v, want %v", got, want)
+	}
+	if !equalDigests(s.eng.Digests("ns"), digestsOf(s.dump("ns"))) {
+		t.Fatal("the digests are not those of the records after two replaces")
+	}
+}

@@ -403,6 +403,11 @@ type KV struct {
 // caller runs done, StageReplace holds ns exclusively: no write to ns is in
 // flight and none starts. The caller runs done(true) once b is committed
 // (the digests then take the changes) or done(false) if b is dropped.
+//
+// Replaces of ns staged in the same batch nest (a batch that applies a
+// log with two fences of one namespace converts it twice): the second is
+// staged over the first, as b holds it, and ns is released by the last
+// done.
 func (e *Engine) StageReplace(b *pebble.Batch, ns string, ts hlc.Timestamp, kvs []KV) (done func(committed bool), err error) {
 	if err := validNamespace(ns); err != nil {
 		return nil, err
@@ -418,12 +423,22 @@ func (e *Engine) StageReplace(b *pebble.Batch, ns string, ts hlc.Timestamp, kvs 
 			return nil, err
 		}
 	}
-	if err := e.enter(); err != nil {
-		return nil, err
-	}
 	st := e.state(ns)
-	st.mu.Lock()
+	if st.replacing.Load() != b {
+		if err := e.enter(); err != nil {
+			return nil, err
+		}
+		st.mu.Lock()
+		st.replacing.Store(b)
+	}
+	st.replaces++
 	release := func() {
+		if st.replaces--; st.replaces > 0 {
+			return
+		}
+		// Held exclusively: no writer fills the cache meanwhile.
+		e.cache.removeNamespace(ns)
+		st.replacing.Store(nil)
 		st.mu.Unlock()
 		e.opMu.RUnlock()
 	}
@@ -436,8 +451,6 @@ func (e *Engine) StageReplace(b *pebble.Batch, ns string, ts hlc.Timestamp, kvs 
 		if committed {
 			st.apply(changes)
 		}
-		// Held exclusively: no writer fills the cache meanwhile.
-		e.cache.removeNamespace(ns)
 		release()
 	}, nil
 }

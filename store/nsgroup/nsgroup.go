@@ -65,6 +65,8 @@ type Groups struct {
 	// waiters are closed when their group is registered (Wait); an
 	// entry lives only while someone waits.
 	waiters map[uint64][]chan struct{}
+	// cache is shared by the groups (valuecache.go).
+	cache *valueCache
 	// loading, while the store starts, is the iterator Open reads states
 	// through (StartLoading).
 	loading *pebble.Iterator
@@ -94,13 +96,13 @@ func New(deps Deps) *Groups {
 	if deps.OnStateChange == nil {
 		deps.OnStateChange = func(uint64) {}
 	}
-	return &Groups{deps: deps, m: make(map[uint64]*Group)}
+	return &Groups{deps: deps, m: make(map[uint64]*Group), cache: newValueCache()}
 }
 
 // Open loads group id's state from the DB and registers it. An unreadable
 // state is an error: the store must not start with an empty one instead.
 func (gs *Groups) Open(id uint64) (*Group, error) {
-	g := &Group{id: id, deps: &gs.deps}
+	g := &Group{id: id, deps: &gs.deps, cache: gs.cache}
 	st, err := gs.loadState(id)
 	if err != nil {
 		return nil, fmt.Errorf("nsgroup: group %d: %w", id, err)
@@ -162,6 +164,7 @@ func (gs *Groups) Forget(id uint64) {
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
 	delete(gs.m, id)
+	gs.cache.removeGroup(id) // called by the loop, which destroyed the replica
 }
 
 // State returns group id's switch state on this store, nil if it has no
@@ -186,6 +189,8 @@ func InitialKVs(group uint64, rec *storepb.NamespaceRecord) ([]raftstore.KV, err
 type Group struct {
 	id   uint64
 	deps *Deps
+	// cache is the store's value cache (valuecache.go), loop only.
+	cache *valueCache
 	// cur is the state as applied so far (loop only); state is what others
 	// read, published once the apply batch is committed.
 	cur   *storepb.GroupState
@@ -264,6 +269,7 @@ func (g *Group) carryOut(ac *raftstore.ApplyContext, index uint64, eff modeswitc
 		if err := ac.Batch.DeleteRange(prefix, keys.PrefixEnd(prefix), nil); err != nil {
 			return err
 		}
+		g.cache.removeGroup(g.id)
 	}
 	for _, r := range eff.Load {
 		if r.GetTombstone() {
@@ -272,6 +278,7 @@ func (g *Group) carryOut(ac *raftstore.ApplyContext, index uint64, eff modeswitc
 		if err := setValue(ac.Batch, keys.StrongKey(g.id, r.GetKey()), index, r.GetValue()); err != nil {
 			return err
 		}
+		g.wrote(ac, r.GetKey(), cachedValue{version: index, value: r.GetValue(), found: true})
 	}
 	if eff.Convert {
 		return g.convert(ac, eff.ConvertTs)
@@ -349,7 +356,7 @@ func (g *Group) applyCas(ac *raftstore.ApplyContext, index uint64, c *storepb.Ca
 	if !namespace.GroupActive(g.cur) {
 		return Result{Aborted: true}, nil
 	}
-	ver, val, found, err := g.Read(ac.Batch, c.GetKey())
+	ver, val, found, err := g.current(ac, c.GetKey())
 	if err != nil {
 		return Result{}, err
 	}
@@ -359,6 +366,7 @@ func (g *Group) applyCas(ac *raftstore.ApplyContext, index uint64, c *storepb.Ca
 	if err := setValue(ac.Batch, keys.StrongKey(g.id, c.GetKey()), index, c.GetValue()); err != nil {
 		return Result{}, err
 	}
+	g.wrote(ac, c.GetKey(), cachedValue{version: index, value: c.GetValue(), found: true})
 	return Result{Success: true, Found: true, Version: index}, nil
 }
 
@@ -366,7 +374,7 @@ func (g *Group) applyDelete(ac *raftstore.ApplyContext, c *storepb.DeleteCommand
 	if !namespace.GroupActive(g.cur) {
 		return Result{Aborted: true}, nil
 	}
-	ver, val, found, err := g.Read(ac.Batch, c.GetKey())
+	ver, val, found, err := g.current(ac, c.GetKey())
 	if err != nil {
 		return Result{}, err
 	}
@@ -377,6 +385,7 @@ func (g *Group) applyDelete(ac *raftstore.ApplyContext, c *storepb.DeleteCommand
 		if err := ac.Batch.Delete(keys.StrongKey(g.id, c.GetKey()), nil); err != nil {
 			return Result{}, err
 		}
+		g.wrote(ac, c.GetKey(), cachedValue{})
 	}
 	return Result{Success: true, Found: found, Version: ver}, nil
 }
@@ -390,6 +399,9 @@ func (g *Group) ApplyConfChange(*raftstore.ApplyContext, *eraftpb.ConfChange) er
 // any load began), this replica converts them too, in the same batch: it
 // may not have applied that fence itself.
 func (g *Group) Restore(ac *raftstore.ApplyContext) error {
+	// The snapshot replaced the keys.
+	g.cache.follow(ac)
+	g.cache.removeGroup(g.id)
 	st, err := loadState(ac.Batch, g.id)
 	if err != nil {
 		return fmt.Errorf("group %d: %w", g.id, err)
