@@ -248,11 +248,21 @@ func (f *Follower) setStores(stores []*storepb.StoreInfo) error {
 	return nil
 }
 
-// Ensure returns a namespace's row, creating it in PD with the default
-// mode if PD does not have it.
+// Ensure returns a namespace's row, creating it in PD if PD does not have
+// it: in the mode --namespace-mode gives it, else the default.
 func (f *Follower) Ensure(ctx context.Context, ns string) (*storepb.NamespaceRecord, error) {
 	if err := f.refusal(); err != nil {
 		return nil, err
+	}
+	if mode, ok := f.cfg.NamespaceModes[ns]; ok {
+		// Created in its --namespace-mode, not the default, even before
+		// seedLoop sets it: created strong and switched a moment later, it
+		// would answer its first caller with the wrong mode mid-switch.
+		resp, err := f.cli.SetNamespaceMode(ctx, &pdpb.SetNamespaceModeRequest{Name: ns, Mode: mode, OnlyIfAbsent: true})
+		if err != nil {
+			return nil, err
+		}
+		return resp.GetRecord(), nil
 	}
 	st, err := f.cli.GetNamespace(ctx, ns, true)
 	if err != nil {
