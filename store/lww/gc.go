@@ -106,7 +106,7 @@ func (e *Engine) removeTombstones(ns string, tombs []*storepb.LWWRecord) (int, e
 	var removed []removal
 	for _, t := range tombs {
 		lk := keys.LWWKey(ns, t.Key)
-		cur, err := e.currentRecord(lk)
+		cur, err := e.currentRecord(ns, t.Key, lk)
 		if err != nil {
 			return 0, err
 		}
@@ -126,7 +126,7 @@ func (e *Engine) removeTombstones(ns string, tombs []*storepb.LWWRecord) (int, e
 	}
 	for _, r := range removed {
 		st.change(r.key, r.old, nil)
-		e.cache.remove(keys.LWWKey(ns, r.key))
+		e.cache.remove(ns, r.key)
 	}
 	e.st.collected.Add(uint64(len(removed)))
 	return len(removed), nil

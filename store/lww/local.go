@@ -68,7 +68,7 @@ func (e *Engine) writeLocal(ctx context.Context, ns string, key, value []byte, t
 		mu.Unlock()
 		return hlc.Timestamp{}, err
 	}
-	old, err := e.currentRecord(lk)
+	old, err := e.currentRecord(ns, key, lk)
 	if err != nil {
 		mu.Unlock()
 		return hlc.Timestamp{}, err
@@ -86,7 +86,7 @@ func (e *Engine) writeLocal(ctx context.Context, ns string, key, value []byte, t
 		return hlc.Timestamp{}, fmt.Errorf("lww: write %q: %w", lk, err)
 	}
 	st.change(key, old, &r)
-	e.cache.put(lk, &r)
+	e.cache.put(ns, key, &r)
 	mu.Unlock()
 
 	e.enqueue(ns, r.toProto(key))
@@ -281,7 +281,7 @@ func (e *Engine) stage(r pebble.Reader, w *pebble.Batch, ns string, recs []*stor
 		var old *record
 		var err error
 		if r == pebble.Reader(e.db) {
-			old, err = e.currentRecord(lk)
+			old, err = e.currentRecord(ns, in.Key, lk)
 		} else {
 			old, err = readRecord(r, lk)
 		}

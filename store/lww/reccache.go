@@ -3,8 +3,6 @@ package lww
 import (
 	"hash/maphash"
 	"sync"
-
-	"github.com/rdb-project/rdb/store/keys"
 )
 
 // The record cache: the current record of recently written keys, so that
@@ -23,8 +21,10 @@ import (
 //     namespace's lock exclusively and removes the namespace's entries.
 //
 // Reads that hold no lock (Get, GetMany, scans, dumps) go to pebble.
-// Absent keys are not cached. It is bounded by bytes; past the bound,
-// entries leave in no particular order.
+// Absent keys are not cached. Entries are kept by namespace, so that
+// emptying a namespace costs its own entries, not the whole cache's (a
+// store may switch or drop thousands of its 100,000 namespaces). It is
+// bounded by bytes; past the bound, entries leave in no particular order.
 
 const (
 	// recordCacheBytes bounds the cache's keys and values.
@@ -33,8 +33,11 @@ const (
 	recordCacheMaxValue = 16 << 10
 	recordCacheShards   = 16
 	// cacheEntryOverhead is about what an entry costs beyond its key and
-	// value (map slot, record).
+	// value (map slot, record), and cacheNSOverhead what a namespace with
+	// entries in a shard costs beyond them (its map): counted too, so that
+	// 100,000 namespaces written once stay within the bound.
 	cacheEntryOverhead = 96
+	cacheNSOverhead    = 256
 )
 
 type recordCache struct {
@@ -42,8 +45,15 @@ type recordCache struct {
 	shards [recordCacheShards]cacheShard
 }
 
+// cacheShard holds the entries of the keys that hash to it, by namespace.
 type cacheShard struct {
 	mu    sync.Mutex
+	ns    map[string]*nsRecords
+	bytes int
+}
+
+// nsRecords are one namespace's entries in a shard, by key.
+type nsRecords struct {
 	m     map[string]*record
 	bytes int
 }
@@ -51,96 +61,126 @@ type cacheShard struct {
 func newRecordCache() *recordCache {
 	c := &recordCache{seed: maphash.MakeSeed()}
 	for i := range c.shards {
-		c.shards[i].m = make(map[string]*record)
+		c.shards[i].ns = make(map[string]*nsRecords)
 	}
 	return c
 }
 
-func (c *recordCache) shard(lk []byte) *cacheShard {
-	return &c.shards[maphash.Bytes(c.seed, lk)%recordCacheShards]
+func (c *recordCache) shard(key []byte) *cacheShard {
+	return &c.shards[maphash.Bytes(c.seed, key)%recordCacheShards]
 }
 
-func entrySize(lk []byte, r *record) int {
-	return len(lk) + len(r.value) + cacheEntryOverhead
+func entrySize(key string, r *record) int {
+	return len(key) + len(r.value) + cacheEntryOverhead
 }
 
-// get returns the cached record of lk; the caller must not change it.
-func (c *recordCache) get(lk []byte) (*record, bool) {
-	s := c.shard(lk)
+// get returns the cached record of key in ns; the caller must not change
+// it.
+func (c *recordCache) get(ns string, key []byte) (*record, bool) {
+	s := c.shard(key)
 	s.mu.Lock()
-	r, ok := s.m[string(lk)]
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	nr := s.ns[ns]
+	if nr == nil {
+		return nil, false
+	}
+	r, ok := nr.m[string(key)]
 	return r, ok
 }
 
-// put caches r (copied) as lk's record, or removes lk's entry if r is nil
-// or too large.
-func (c *recordCache) put(lk []byte, r *record) {
+// put caches r (copied) as key's record in ns, or removes key's entry if r
+// is nil or too large.
+func (c *recordCache) put(ns string, key []byte, r *record) {
 	if r == nil || len(r.value) > recordCacheMaxValue {
-		c.remove(lk)
+		c.remove(ns, key)
 		return
 	}
 	cp := &record{ts: r.ts, tombstone: r.tombstone}
 	if r.value != nil {
 		cp.value = append(make([]byte, 0, len(r.value)), r.value...)
 	}
-	s := c.shard(lk)
+	s := c.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.m[string(lk)]; ok {
-		s.bytes -= entrySize(lk, old)
+	k := string(key)
+	nr := s.ns[ns]
+	if nr == nil {
+		nr = &nsRecords{m: make(map[string]*record)}
+		s.ns[ns] = nr
+		s.bytes += cacheNSOverhead
 	}
-	s.m[string(lk)] = cp
-	s.bytes += entrySize(lk, cp)
-	for k, v := range s.m {
-		if s.bytes <= recordCacheBytes/recordCacheShards {
-			break
-		}
-		if k == string(lk) {
-			continue
-		}
-		delete(s.m, k)
-		s.bytes -= len(k) + len(v.value) + cacheEntryOverhead
+	if old, ok := nr.m[k]; ok {
+		nr.bytes -= entrySize(k, old)
+		s.bytes -= entrySize(k, old)
+	}
+	nr.m[k] = cp
+	nr.bytes += entrySize(k, cp)
+	s.bytes += entrySize(k, cp)
+	s.evict(ns, k)
+}
+
+// drop removes one entry of ns's nr, and nr once it is empty.
+func (s *cacheShard) drop(ns string, nr *nsRecords, k string, r *record) {
+	delete(nr.m, k)
+	nr.bytes -= entrySize(k, r)
+	s.bytes -= entrySize(k, r)
+	if len(nr.m) == 0 {
+		delete(s.ns, ns)
+		s.bytes -= cacheNSOverhead
 	}
 }
 
-func (c *recordCache) remove(lk []byte) {
-	s := c.shard(lk)
-	s.mu.Lock()
-	if old, ok := s.m[string(lk)]; ok {
-		delete(s.m, string(lk))
-		s.bytes -= entrySize(lk, old)
+// evict removes entries, any but keep of keepNS, until the shard is within
+// its share of the bound.
+func (s *cacheShard) evict(keepNS, keep string) {
+	for ns, nr := range s.ns {
+		for k, r := range nr.m {
+			if s.bytes <= recordCacheBytes/recordCacheShards {
+				return
+			}
+			if ns != keepNS || k != keep {
+				s.drop(ns, nr, k, r)
+			}
+		}
 	}
-	s.mu.Unlock()
+}
+
+func (c *recordCache) remove(ns string, key []byte) {
+	s := c.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if nr := s.ns[ns]; nr != nil {
+		if old, ok := nr.m[string(key)]; ok {
+			s.drop(ns, nr, string(key), old)
+		}
+	}
 }
 
 // removeNamespace removes every entry of ns.
 func (c *recordCache) removeNamespace(ns string) {
-	prefix := string(keys.LWWPrefix(ns))
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		for k, v := range s.m {
-			if len(k) >= len(prefix) && k[:len(prefix)] == prefix {
-				delete(s.m, k)
-				s.bytes -= len(k) + len(v.value) + cacheEntryOverhead
-			}
+		if nr := s.ns[ns]; nr != nil {
+			s.bytes -= nr.bytes + cacheNSOverhead
+			delete(s.ns, ns)
 		}
 		s.mu.Unlock()
 	}
 }
 
-// currentRecord returns the record pebble holds at lk, through the cache;
-// the caller holds lk's stripe lock (see above) and must not change it.
-func (e *Engine) currentRecord(lk []byte) (*record, error) {
-	if r, ok := e.cache.get(lk); ok {
+// currentRecord returns the record pebble holds at lk, the storage key of
+// key in ns, through the cache; the caller holds the key's stripe lock
+// (see above) and must not change the record.
+func (e *Engine) currentRecord(ns string, key, lk []byte) (*record, error) {
+	if r, ok := e.cache.get(ns, key); ok {
 		return r, nil
 	}
 	r, err := readRecord(e.db, lk)
 	if err != nil || r == nil {
 		return r, err
 	}
-	e.cache.put(lk, r)
+	e.cache.put(ns, key, r)
 	return r, nil
 }
 
@@ -149,6 +189,6 @@ func (e *Engine) currentRecord(lk []byte) (*record, error) {
 func (e *Engine) committed(st *nsState, ns string, changes []change) {
 	st.apply(changes)
 	for _, c := range changes {
-		e.cache.put(keys.LWWKey(ns, c.key), c.new)
+		e.cache.put(ns, c.key, c.new)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rdb-project/rdb/proto/storepb"
 	"github.com/rdb-project/rdb/store/hlc"
+	"github.com/rdb-project/rdb/store/keys"
 	"github.com/rdb-project/rdb/store/testseed"
 )
 
@@ -111,41 +112,74 @@ func cacheMatchesPebble(e *Engine) error {
 	for i := range e.cache.shards {
 		sh := &e.cache.shards[i]
 		sh.mu.Lock()
-		for lk, c := range sh.m {
-			r, err := readRecord(e.db, []byte(lk))
-			if err != nil {
-				sh.mu.Unlock()
-				return err
-			}
-			if r == nil || hlc.Compare(r.ts, c.ts) != 0 || r.tombstone != c.tombstone || !bytes.Equal(r.value, c.value) {
-				sh.mu.Unlock()
-				return fmt.Errorf("cache holds %q as %+v, pebble %+v", lk, *c, r)
-			}
-		}
+		err := shardMatchesPebble(e, sh)
 		sh.mu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// TestRecordCacheIsBounded fills the cache past its bound.
+// shardMatchesPebble checks one shard (locked): its records against
+// pebble's, and its byte counts against its entries.
+func shardMatchesPebble(e *Engine, sh *cacheShard) error {
+	total := 0
+	for ns, nr := range sh.ns {
+		if len(nr.m) == 0 {
+			return fmt.Errorf("namespace %q kept with no entry", ns)
+		}
+		nsBytes := 0
+		for key, c := range nr.m {
+			lk := keys.LWWKey(ns, []byte(key))
+			r, err := readRecord(e.db, lk)
+			if err != nil {
+				return err
+			}
+			if r == nil || hlc.Compare(r.ts, c.ts) != 0 || r.tombstone != c.tombstone || !bytes.Equal(r.value, c.value) {
+				return fmt.Errorf("cache holds %q as %+v, pebble %+v", lk, *c, r)
+			}
+			nsBytes += entrySize(key, c)
+		}
+		if nsBytes != nr.bytes {
+			return fmt.Errorf("namespace %q counts %d bytes, its entries %d", ns, nr.bytes, nsBytes)
+		}
+		total += nsBytes + cacheNSOverhead
+	}
+	if total != sh.bytes {
+		return fmt.Errorf("shard counts %d bytes, its entries %d", sh.bytes, total)
+	}
+	return nil
+}
+
+// TestRecordCacheIsBounded fills the cache past its bound, with large
+// records of one namespace and with small ones of 100,000 namespaces.
 func TestRecordCacheIsBounded(t *testing.T) {
 	c := newRecordCache()
 	v := make([]byte, recordCacheMaxValue)
 	for i := range 2 * recordCacheBytes / recordCacheMaxValue {
-		c.put(fmt.Appendf(nil, "e/ns/%d", i), &record{value: v})
+		c.put("ns", fmt.Appendf(nil, "k%d", i), &record{value: v})
 	}
-	total := 0
-	for i := range c.shards {
-		total += c.shards[i].bytes
-		if c.shards[i].bytes > recordCacheBytes/recordCacheShards {
-			t.Fatalf("shard %d holds %d bytes, above %d", i, c.shards[i].bytes, recordCacheBytes/recordCacheShards)
+	checkBound := func() {
+		t.Helper()
+		total := 0
+		for i := range c.shards {
+			total += c.shards[i].bytes
+			if c.shards[i].bytes > recordCacheBytes/recordCacheShards {
+				t.Fatalf("shard %d holds %d bytes, above %d", i, c.shards[i].bytes, recordCacheBytes/recordCacheShards)
+			}
+		}
+		if total < recordCacheBytes/2 {
+			t.Fatalf("the cache holds %d bytes of %d", total, recordCacheBytes)
 		}
 	}
-	if total < recordCacheBytes/2 {
-		t.Fatalf("the cache holds %d bytes of %d", total, recordCacheBytes)
-	}
-	c.put([]byte("e/ns/big"), &record{value: make([]byte, recordCacheMaxValue+1)})
-	if _, ok := c.get([]byte("e/ns/big")); ok {
+	checkBound()
+	c.put("ns", []byte("big"), &record{value: make([]byte, recordCacheMaxValue+1)})
+	if _, ok := c.get("ns", []byte("big")); ok {
 		t.Fatal("a record above the value bound was cached")
 	}
+	for i := range 100000 {
+		c.put(fmt.Sprintf("ns%d", i), []byte("k"), &record{value: []byte("v")})
+	}
+	checkBound()
 }

@@ -115,11 +115,29 @@ func TestValueCacheHoldsWhatTheBatchHolds(t *testing.T) {
 	}
 }
 
-// valueCacheMatches checks every cached key of g against pebble.
+// valueCacheMatches checks every cached key of g against pebble, and the
+// cache's byte counts against its entries.
 func valueCacheMatches(g *Group, db *pebble.DB) error {
-	prefix := keys.StrongPrefix(g.id)
-	for sk, c := range g.cache.m {
-		k := []byte(sk)[len(prefix):]
+	total := 0
+	for id, gv := range g.cache.groups {
+		n := 0
+		for k, c := range gv.m {
+			n += valueSize(k, c)
+		}
+		if len(gv.m) == 0 || n != gv.bytes {
+			return fmt.Errorf("group %d: %d entries counted as %d bytes, they hold %d", id, len(gv.m), gv.bytes, n)
+		}
+		total += n + valueGroupOverhead
+	}
+	if total != g.cache.bytes {
+		return fmt.Errorf("the cache counts %d bytes, its entries %d", g.cache.bytes, total)
+	}
+	gv := g.cache.groups[g.id]
+	if gv == nil {
+		return nil
+	}
+	for sk, c := range gv.m {
+		k := []byte(sk)
 		ver, val, found, err := g.Read(db, k)
 		if err != nil {
 			return err
@@ -147,11 +165,36 @@ func TestValueCacheForgetsADestroyedReplica(t *testing.T) {
 	}
 	ac.Done(true)
 	_ = b.Close()
-	if len(g.cache.m) == 0 {
+	if g.cache.groups[testGroup] == nil {
 		t.Fatal("an applied CAS left nothing in the cache")
 	}
 	f.groups.Forget(testGroup)
-	if len(g.cache.m) != 0 {
-		t.Fatalf("after Forget the cache holds %d keys of the group", len(g.cache.m))
+	if gv := g.cache.groups[testGroup]; gv != nil {
+		t.Fatalf("after Forget the cache holds %d keys of the group", len(gv.m))
 	}
+}
+
+// TestValueCacheIsBounded fills the cache past its bound, with large
+// values of one group and with small ones of 100,000 groups.
+func TestValueCacheIsBounded(t *testing.T) {
+	c := newValueCache()
+	v := make([]byte, valueCacheMaxValue)
+	for i := range 2 * valueCacheBytes / valueCacheMaxValue {
+		c.put(1, fmt.Appendf(nil, "k%d", i), cachedValue{version: 1, value: v, found: true})
+	}
+	check := func() {
+		t.Helper()
+		if c.bytes > valueCacheBytes || c.bytes < valueCacheBytes/2 {
+			t.Fatalf("the cache holds %d bytes, bound %d", c.bytes, valueCacheBytes)
+		}
+	}
+	check()
+	c.put(1, []byte("big"), cachedValue{value: make([]byte, valueCacheMaxValue+1), found: true})
+	if _, ok := c.get(1, []byte("big")); ok {
+		t.Fatal("a value above the bound was cached")
+	}
+	for g := range uint64(100000) {
+		c.put(g+2, []byte("k"), cachedValue{version: 1, value: []byte("v"), found: true})
+	}
+	check()
 }

@@ -2,6 +2,7 @@ package pdfollow_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/rdb-project/rdb/pd/report"
 	"github.com/rdb-project/rdb/store/modetable"
 	"github.com/rdb-project/rdb/store/pdfollow"
+	"github.com/rdb-project/rdb/store/storetest"
 )
 
 // TestCostlyReportsKeepTheStoreUp: a store whose every report is costly
@@ -65,13 +67,12 @@ func TestCostlyReportsKeepTheStoreUp(t *testing.T) {
 		}
 		return len(stores) == 1 && stores[0].GetUp()
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !up() {
-		if time.Now().After(deadline) {
-			t.Fatal("the store never registered as up")
+	storetest.Eventually(t, 10*time.Second, func() error {
+		if !up() {
+			return errors.New("not up")
 		}
-		<-time.After(50 * time.Millisecond)
-	}
+		return nil
+	}, "the store registers as up")
 	// Watched for more than twice PD's limit: spaced by ten times their
 	// cost (6s), its heartbeats would leave it silent for longer.
 	for end := time.Now().Add(watch); time.Now().Before(end); <-time.After(100 * time.Millisecond) {
