@@ -11,19 +11,16 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"sync"
 	"sync/atomic"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/reflection"
@@ -131,28 +128,16 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.Close()
 		return nil, err
 	}
-	var clientTLS *tls.Config
-	if cfg.TLS.Enabled() {
-		if clientTLS, err = cfg.TLS.ClientConfig(); err != nil {
-			s.Close()
-			return nil, err
-		}
-	}
 	if s.creds, err = cfg.TLS.ClientCredentials(); err != nil {
 		s.Close()
 		return nil, err
 	}
 	s.fwd.creds = s.creds
-	s.client, err = clientv3.New(clientv3.Config{
-		Endpoints:   localEndpoints(cfg.ClientURLs),
-		DialTimeout: requestTimeout,
-		TLS:         clientTLS,
-		Logger:      lg.Named("etcd-client").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel)),
-	})
-	if err != nil {
-		s.Close()
-		return nil, fmt.Errorf("etcd client: %w", err)
-	}
+	// PD's own calls to etcd are function calls into the member it embeds,
+	// not gRPC over a socket to itself: a namespace created is three etcd
+	// calls, and their encoding, loopback round trips and decoding were a
+	// fifth of PD's CPU while namespaces were created at 1,000 a second.
+	s.client = v3client.New(e.Server)
 	s.ready.Store(true)
 	s.wg.Go(func() { s.runElection(s.ctx) })
 	s.lg.Info("PD member started", zap.Uint64("id", s.member.Id), zap.Strings("client-urls", cfg.AdvertiseClientURLs))
@@ -213,26 +198,6 @@ func (s *Server) etcdConfig(lg *zap.Logger) (*embed.Config, error) {
 		reflection.Register(gs)
 	}
 	return ecfg, nil
-}
-
-// localEndpoints turns listen URLs into addresses this process can dial.
-func localEndpoints(urls []string) []string {
-	out := make([]string, 0, len(urls))
-	for _, s := range urls {
-		u, err := url.Parse(s)
-		if err != nil {
-			continue
-		}
-		host, port, err := net.SplitHostPort(u.Host)
-		if err != nil {
-			continue
-		}
-		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-			host = "127.0.0.1"
-		}
-		out = append(out, net.JoinHostPort(host, port))
-	}
-	return out
 }
 
 // Member returns this member.
