@@ -184,15 +184,17 @@ func (s *Server) GetNamespace(ctx context.Context, req *pdpb.GetNamespaceRequest
 }
 
 func (s *Server) namespaceStatusOf(ctx context.Context, l *leadership, name string, create bool) (*pdpb.NamespaceStatus, error) {
-	rec, err := s.readNamespace(ctx, name)
+	var rec *storepb.NamespaceRecord
+	var err error
+	if create {
+		// One read, not two: the update reads the row and leaves one
+		// that exists as it is.
+		rec, _, err = s.updateNamespace(ctx, l, name, createDefaultFunc)
+	} else {
+		rec, err = s.readNamespace(ctx, name)
+	}
 	if err != nil {
 		return nil, err
-	}
-	if rec == nil && create {
-		rec, _, err = s.updateNamespace(ctx, l, name, createDefaultFunc)
-		if err != nil {
-			return nil, err
-		}
 	}
 	if rec == nil {
 		return nil, errNamespaceNotFound(name)
