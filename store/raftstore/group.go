@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/raft/v3"
 	eraftpb "go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rdb-project/rdb/store/keys"
@@ -63,6 +64,13 @@ type group struct {
 	// hbTerm, hbCtx: the highest read context this store sent in a
 	// heartbeat as the group's leader, and in which term (intake rule 10).
 	hbTerm, hbCtx uint64
+
+	// v is what view returns, reused: members is raft's configuration,
+	// read again only after what may change it (creation, an applied
+	// conf change, a stepped snapshot: membersStale); the callbacks are
+	// made once. Intake checks every message against it.
+	v            view
+	membersStale bool
 
 	appliedIdx atomic.Uint64
 	status     atomic.Pointer[Status]
@@ -290,25 +298,44 @@ func (g *group) retryStaleReads(now time.Time) {
 	}
 }
 
-// raftLogger sends Raft's log through zap; Raft's Info is our Debug except
-// for elections, which operators want to see.
-type raftLogger struct{ s *zap.SugaredLogger }
-
-func newRaftLogger(l *zap.Logger) raft.Logger {
-	return &raftLogger{s: l.WithOptions(zap.AddCallerSkip(1)).Sugar()}
+// raftLogger sends Raft's log through zap, Raft's Info as our Debug. Its
+// zap logger is the store's, made once (newRaftLog): the group is a field
+// added to what is logged, not a logger made per group (100,000 of them).
+type raftLogger struct {
+	s     *zap.SugaredLogger
+	group uint64
 }
 
-func (l *raftLogger) Debug(v ...any)                 { l.s.Debug(v...) }
-func (l *raftLogger) Debugf(format string, v ...any) { l.s.Debugf(format, v...) }
-func (l *raftLogger) Info(v ...any)                  { l.s.Debug(v...) }
-func (l *raftLogger) Infof(format string, v ...any)  { l.s.Debugf(format, v...) }
-func (l *raftLogger) Warning(v ...any)               { l.s.Warn(v...) }
-func (l *raftLogger) Warningf(format string, v ...any) {
-	l.s.Warnf(format, v...)
+// newRaftLog is the logger every raftLogger of a store shares.
+func newRaftLog(l *zap.Logger) *zap.SugaredLogger {
+	return l.WithOptions(zap.AddCallerSkip(2)).Sugar()
 }
-func (l *raftLogger) Error(v ...any)                 { l.s.Error(v...) }
-func (l *raftLogger) Errorf(format string, v ...any) { l.s.Errorf(format, v...) }
-func (l *raftLogger) Fatal(v ...any)                 { l.s.Fatal(v...) }
-func (l *raftLogger) Fatalf(format string, v ...any) { l.s.Fatalf(format, v...) }
-func (l *raftLogger) Panic(v ...any)                 { l.s.Panic(v...) }
-func (l *raftLogger) Panicf(format string, v ...any) { l.s.Panicf(format, v...) }
+
+func (l *raftLogger) on(lvl zapcore.Level) bool {
+	return lvl >= zapcore.DPanicLevel || l.s.Level().Enabled(lvl)
+}
+
+func (l *raftLogger) print(lvl zapcore.Level, v []any) {
+	if l.on(lvl) {
+		l.s.Logw(lvl, fmt.Sprint(v...), "group", l.group)
+	}
+}
+
+func (l *raftLogger) printf(lvl zapcore.Level, format string, v []any) {
+	if l.on(lvl) {
+		l.s.Logw(lvl, fmt.Sprintf(format, v...), "group", l.group)
+	}
+}
+
+func (l *raftLogger) Debug(v ...any)                   { l.print(zapcore.DebugLevel, v) }
+func (l *raftLogger) Debugf(format string, v ...any)   { l.printf(zapcore.DebugLevel, format, v) }
+func (l *raftLogger) Info(v ...any)                    { l.print(zapcore.DebugLevel, v) }
+func (l *raftLogger) Infof(format string, v ...any)    { l.printf(zapcore.DebugLevel, format, v) }
+func (l *raftLogger) Warning(v ...any)                 { l.print(zapcore.WarnLevel, v) }
+func (l *raftLogger) Warningf(format string, v ...any) { l.printf(zapcore.WarnLevel, format, v) }
+func (l *raftLogger) Error(v ...any)                   { l.print(zapcore.ErrorLevel, v) }
+func (l *raftLogger) Errorf(format string, v ...any)   { l.printf(zapcore.ErrorLevel, format, v) }
+func (l *raftLogger) Fatal(v ...any)                   { l.print(zapcore.FatalLevel, v) }
+func (l *raftLogger) Fatalf(format string, v ...any)   { l.printf(zapcore.FatalLevel, format, v) }
+func (l *raftLogger) Panic(v ...any)                   { l.print(zapcore.PanicLevel, v) }
+func (l *raftLogger) Panicf(format string, v ...any)   { l.printf(zapcore.PanicLevel, format, v) }

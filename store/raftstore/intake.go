@@ -228,22 +228,42 @@ type view struct {
 	staged func(data []byte, index, term uint64) bool
 }
 
-// view returns the group's view. Loop only.
+// view returns the group's view, good until the next call. Loop only.
+// Every message from another store is checked against it, so it is g.v
+// filled in place: raft's configuration is read again only after what may
+// change it (membersStale), and the callbacks are made once.
 func (g *group) view() *view {
-	v := rawNodeView(g.rn, g.rs.cfg.StoreID, g.id)
+	v := &g.v
+	if v.staged == nil {
+		v.self, v.group = g.rs.cfg.StoreID, g.id
+		if f := g.rs.cfg.ValidateCommand; f != nil {
+			v.validate = func(cmd []byte) error { return f(g.id, cmd) }
+		}
+		v.joining = func(id uint64) bool { return addedInLog(g.storage, g.applied.index+1, id) }
+		v.staged = func(data []byte, index, term uint64) bool { return g.rs.hasStaged(data, g.id, index, term) }
+		g.membersStale = true
+	}
+	if g.membersStale {
+		v.members = appendMembers(v.members[:0], g.rn)
+		g.membersStale = false
+	} else if checkViews {
+		if fresh := appendMembers(nil, g.rn); !slices.Equal(fresh, v.members) {
+			panic(fmt.Sprintf("raftstore: group %d: cached members %v, raft has %v", g.id, v.members, fresh))
+		}
+	}
+	fillStatus(v, g.rn)
 	if !g.logMoved {
 		if li, err := g.storage.LastIndex(); err == nil {
 			v.last, v.settled = max(li, v.commit), true
 		}
 	}
 	v.hbTerm, v.hbCtx = g.hbTerm, g.hbCtx
-	if f := g.rs.cfg.ValidateCommand; f != nil {
-		v.validate = func(cmd []byte) error { return f(g.id, cmd) }
-	}
-	v.joining = func(id uint64) bool { return addedInLog(g.storage, g.applied.index+1, id) }
-	v.staged = func(data []byte, index, term uint64) bool { return g.rs.hasStaged(data, g.id, index, term) }
 	return v
 }
+
+// checkViews makes view compare its cached configuration with raft's at
+// every call (tests set it).
+var checkViews = false
 
 // addedInLog reports whether an entry of s from index lo on is a conf
 // change that adds store id (as a voter or a learner).
@@ -272,14 +292,23 @@ func addedInLog(s raft.Storage, lo, id uint64) bool {
 // rawNodeView is what a RawNode tells of itself; last is its commit index
 // (always at or below its last index), not settled.
 func rawNodeView(rn *raft.RawNode, self, group uint64) *view {
-	st := rn.BasicStatus()
-	v := &view{
-		self: self, group: group,
-		term: st.GetTerm(), commit: st.GetCommit(), lead: st.Lead, leader: st.RaftState == raft.StateLeader,
-		last: st.GetCommit(),
-	}
-	rn.WithProgress(func(id uint64, _ raft.ProgressType, _ tracker.Progress) { v.members = append(v.members, id) })
+	v := &view{self: self, group: group, members: appendMembers(nil, rn)}
+	fillStatus(v, rn)
 	return v
+}
+
+// fillStatus sets what raft's status tells of v; last is its commit index
+// until the caller knows better.
+func fillStatus(v *view, rn *raft.RawNode) {
+	st := rn.BasicStatus()
+	v.term, v.commit, v.lead, v.leader = st.GetTerm(), st.GetCommit(), st.Lead, st.RaftState == raft.StateLeader
+	v.last, v.settled = st.GetCommit(), false
+}
+
+// appendMembers appends the voters and learners of rn's configuration.
+func appendMembers(dst []uint64, rn *raft.RawNode) []uint64 {
+	rn.WithProgress(func(id uint64, _ raft.ProgressType, _ tracker.Progress) { dst = append(dst, id) })
+	return dst
 }
 
 // emptyView is the view of a replica not created yet: no configuration,

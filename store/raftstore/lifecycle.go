@@ -31,6 +31,7 @@ func Open(cfg Config) (*RaftStore, error) {
 		cfg:      cfg,
 		db:       cfg.DB,
 		log:      cfg.Logger,
+		raftLog:  newRaftLog(cfg.Logger),
 		groups:   make(map[uint64]*group),
 		waiters:  make(map[uint64]*waiter),
 		snaps:    make(map[uint64]*pendingSnapshot),
@@ -249,6 +250,9 @@ func (rs *RaftStore) stepRemote(from, group uint64, m *eraftpb.Message, quiesce,
 	if err := g.rn.Step(m); err != nil {
 		rs.log.Debug("step", zap.Uint64("group", group), zap.Error(err))
 	}
+	if m.GetType() == eraftpb.MsgSnap {
+		g.membersStale = true // raft may have restored its configuration from it
+	}
 	if quiesce {
 		rs.followerQuiesce(g, from, m)
 	}
@@ -429,7 +433,8 @@ func (rs *RaftStore) flushBoots() error {
 		return err
 	}
 	for _, bt := range boots {
-		g, err := rs.openGroup(bt.group)
+		// Its state is what was just written: not read back.
+		g, err := rs.openLoaded(bootstrapState(bt.voters), bt.group)
 		if err != nil {
 			bt.done(err)
 			continue
@@ -486,6 +491,11 @@ func (rs *RaftStore) openGroupWith(r reader, id uint64) (*group, error) {
 	if err != nil {
 		return nil, err
 	}
+	return rs.openLoaded(lg, id)
+}
+
+// openLoaded is openGroup with the group's state in hand.
+func (rs *RaftStore) openLoaded(lg *loadedGroup, id uint64) (*group, error) {
 	sm, err := rs.cfg.NewStateMachine(id)
 	if err != nil {
 		return nil, err
@@ -522,7 +532,7 @@ func (rs *RaftStore) openGroupWith(r reader, id uint64) (*group, error) {
 		PreVote:                   true,
 		ReadOnlyOption:            raft.ReadOnlySafe,
 		StepDownOnRemoval:         true,
-		Logger:                    newRaftLogger(rs.log.With(zap.Uint64("group", id))),
+		Logger:                    &raftLogger{s: rs.raftLog, group: id},
 	})
 	if err != nil {
 		return nil, err

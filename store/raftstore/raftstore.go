@@ -219,6 +219,8 @@ type RaftStore struct {
 	cfg Config
 	db  *pebble.DB
 	log *zap.Logger
+	// raftLog is what every group's raftLogger writes to.
+	raftLog *zap.SugaredLogger
 
 	mu     sync.RWMutex // guards groups for readers outside the loop
 	groups map[uint64]*group

@@ -23,7 +23,13 @@ import (
 	"github.com/rdb-project/rdb/store/kvread"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain checks every view's cached configuration against raft's: the
+// conf changes, snapshots and restarts these tests make would show a
+// change that does not mark it stale.
+func TestMain(m *testing.M) {
+	checkViews = true
+	goleak.VerifyTestMain(m)
+}
 
 // kvSM is a state machine that stores each command under its index and
 // fails on the command "fail".
@@ -365,6 +371,36 @@ func TestApplyErrorStopsTheLoop(t *testing.T) {
 	}
 	if lg.applied.index != good {
 		t.Fatalf("durable applied index %d, want %d", lg.applied.index, good)
+	}
+}
+
+// A bootstrapped replica is opened from bootstrapState, not read back:
+// it must be what loadGroup reads from what writeBootstrap wrote.
+func TestBootstrapStateIsWhatLoadReads(t *testing.T) {
+	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	voters := []uint64{1, 2, 3}
+	b := db.NewBatch()
+	if err := writeBootstrap(b, 7, voters, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadGroup(db, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bootstrapState(voters)
+	if !proto.Equal(got.applied.conf, want.applied.conf) || !proto.Equal(got.hs, want.hs) {
+		t.Fatalf("loaded conf %v, hard state %v; bootstrapState has %v, %v", got.applied.conf, got.hs, want.applied.conf, want.hs)
+	}
+	got.applied.conf, got.hs, want.applied.conf, want.hs = nil, nil, nil, nil
+	if *got != *want {
+		t.Fatalf("loaded %+v, bootstrapState is %+v", *got, *want)
 	}
 }
 

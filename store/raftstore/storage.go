@@ -16,6 +16,7 @@ package raftstore
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -506,22 +507,35 @@ func finishInstall(db *pebble.DB, r reader, group uint64) (bool, error) {
 	return true, nil
 }
 
-// writeBootstrap writes the first state of a group with the given voters:
-// as if initIndex entries had been applied. initial holds state machine
-// keys and values to write with it.
+// bootstrapState is a group's first state with the given voters: as if
+// initIndex entries had been applied, with an empty log. It is what
+// writeBootstrap writes, as loadGroup would read it back.
+func bootstrapState(voters []uint64) *loadedGroup {
+	return &loadedGroup{
+		applied: appliedState{index: initIndex, term: initTerm, conf: &eraftpb.ConfState{Voters: slices.Clone(voters)}},
+		hs:      &eraftpb.HardState{Term: new(initTerm), Commit: new(initIndex)},
+		trunc:   initIndex, truncTerm: initTerm,
+		last: initIndex, lastTerm: initTerm,
+		exists: true,
+	}
+}
+
+// writeBootstrap writes a group's first state (bootstrapState) with the
+// given voters. initial holds state machine keys and values to write with
+// it.
 func writeBootstrap(b *pebble.Batch, group uint64, voters []uint64, initial []KV) error {
-	cs := &eraftpb.ConfState{Voters: voters}
-	ab, err := encodeApplied(appliedState{index: initIndex, term: initTerm, conf: cs})
+	lg := bootstrapState(voters)
+	ab, err := encodeApplied(lg.applied)
 	if err != nil {
 		return err
 	}
-	hs, err := proto.Marshal(&eraftpb.HardState{Term: new(initTerm), Commit: new(initIndex)})
+	hs, err := proto.Marshal(lg.hs)
 	if err != nil {
 		return err
 	}
 	for _, op := range []struct{ k, v []byte }{
 		{keys.Applied(group), ab},
-		{keys.Truncated(group), encodeIndexTerm(initIndex, initTerm)},
+		{keys.Truncated(group), encodeIndexTerm(lg.trunc, lg.truncTerm)},
 		{keys.HardState(group), hs},
 	} {
 		if err := b.Set(op.k, op.v, nil); err != nil {
