@@ -49,6 +49,10 @@ type Table struct {
 	eventual map[string]struct{} // the namespaces whose row says eventual
 	fences   map[string]*sync.RWMutex
 	changed  chan struct{} // closed and replaced on every change
+	// waiting: the channels of WaitVersion callers, by namespace, closed
+	// when its row changes (only its own waiters wake: a store creating
+	// 1,000 namespaces a second has as many callers waiting at once).
+	waiting  map[string][]chan struct{}
 	onChange []func(old, cur *storepb.NamespaceRecord)
 }
 
@@ -60,6 +64,7 @@ func New() *Table {
 		eventual: make(map[string]struct{}),
 		fences:   make(map[string]*sync.RWMutex),
 		changed:  make(chan struct{}),
+		waiting:  make(map[string][]chan struct{}),
 	}
 }
 
@@ -155,6 +160,10 @@ func (t *Table) Apply(rec *storepb.NamespaceRecord) bool {
 	}
 	close(t.changed)
 	t.changed = make(chan struct{})
+	for _, ch := range t.waiting[ns] {
+		close(ch)
+	}
+	delete(t.waiting, ns)
 	hooks := t.onChange
 	t.mu.Unlock()
 	f.Unlock()
@@ -184,13 +193,24 @@ func (t *Table) Changed() <-chan struct{} {
 // when ctx ends.
 func (t *Table) WaitVersion(ctx context.Context, ns string, version uint64) (*storepb.NamespaceRecord, error) {
 	for {
-		ch := t.Changed()
-		if r, ok := t.Get(ns); ok && r.GetVersion() >= version {
+		t.mu.Lock()
+		if r, ok := t.rows[ns]; ok && r.GetVersion() >= version {
+			t.mu.Unlock()
 			return r, nil
 		}
+		ch := make(chan struct{})
+		t.waiting[ns] = append(t.waiting[ns], ch)
+		t.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			t.mu.Lock()
+			if w := slices.DeleteFunc(t.waiting[ns], func(c chan struct{}) bool { return c == ch }); len(w) > 0 {
+				t.waiting[ns] = w
+			} else {
+				delete(t.waiting, ns)
+			}
+			t.mu.Unlock()
 			return nil, ctx.Err()
 		}
 	}

@@ -105,3 +105,43 @@ func TestEventualFollowsTheRows(t *testing.T) {
 		t.Fatalf("Eventual() = %v, want [b c]", got)
 	}
 }
+
+// TestWaitVersionWakesOnItsOwnRow: a caller waiting for one namespace's
+// row wakes when that row arrives, whatever else is applied meanwhile; a
+// caller that gives up leaves nothing behind.
+func TestWaitVersionWakesOnItsOwnRow(t *testing.T) {
+	tb := New()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got := make(chan *storepb.NamespaceRecord, 1)
+	go func() {
+		r, err := tb.WaitVersion(ctx, "b", 2)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- r
+	}()
+	for v := range uint64(100) {
+		tb.Apply(&storepb.NamespaceRecord{Name: "a", Mode: "strong", Version: v + 1})
+	}
+	tb.Apply(&storepb.NamespaceRecord{Name: "b", Mode: "strong", Version: 1})
+	select {
+	case r := <-got:
+		t.Fatalf("WaitVersion(b, 2) returned %v before version 2", r)
+	default:
+	}
+	tb.Apply(&storepb.NamespaceRecord{Name: "b", Mode: "eventual", Version: 2})
+	if r := <-got; r.GetVersion() != 2 {
+		t.Fatalf("WaitVersion(b, 2) = %v", r)
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel2()
+	if _, err := tb.WaitVersion(short, "c", 1); err == nil {
+		t.Fatal("WaitVersion for a row never applied returned nil")
+	}
+	tb.mu.RLock()
+	defer tb.mu.RUnlock()
+	if len(tb.waiting) != 0 {
+		t.Fatalf("%d namespaces still have waiters: %v", len(tb.waiting), tb.waiting)
+	}
+}

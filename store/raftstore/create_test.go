@@ -218,3 +218,70 @@ func TestRestartedLeaderIsElectedAgainOnFirstCall(t *testing.T) {
 		t.Fatalf("restarted leader's store, first call: %v", err)
 	}
 }
+
+// TestMessageBeforeQueuedCreationWaitsForIt: a round takes a message for a
+// new group, and the group's creation is queued while the round runs (its
+// row applied meanwhile): the message goes back to the inbox, behind the
+// creation, and finds the replica bootstrapped; no snapshot is sent.
+func TestMessageBeforeQueuedCreationWaitsForIt(t *testing.T) {
+	n := newNet()
+	var mu sync.Mutex
+	var snaps int
+	called := make(chan struct{}, 1)
+	n.tap = func(from, to, _ uint64, m *eraftpb.Message) {
+		if m.GetType() == eraftpb.MsgSnap {
+			mu.Lock()
+			snaps++
+			mu.Unlock()
+		}
+	}
+	n.sent = func(from, to uint64, rm *storepb.RaftMessage) {
+		m := &eraftpb.Message{}
+		if from == 1 && to == 2 && rm.GetGroupId() == 20 && proto.Unmarshal(rm.GetData(), m) == nil && m.GetType() == eraftpb.MsgPreVote {
+			select {
+			case called <- struct{}{}:
+			default:
+			}
+		}
+	}
+	nodes := []*node{n.start(t, 1, vfs.NewMem()), n.start(t, 2, vfs.NewMem()), n.start(t, 3, vfs.NewMem())}
+	voters := []uint64{1, 2, 3}
+	if err := nodes[2].rs.CreateGroup(ctxT(t, 5*time.Second), 20, voters, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	// Hold store 2's loop, and queue a second hold and then the leader's
+	// pre-vote behind it: one round takes both.
+	release1, held1 := make(chan struct{}), make(chan struct{})
+	nodes[1].rs.post(func() { close(held1); <-release1 })
+	<-held1
+	release2, held2 := make(chan struct{}), make(chan struct{})
+	nodes[1].rs.post(func() { close(held2); <-release2 })
+	if err := nodes[0].rs.CreateGroup(ctxT(t, 5*time.Second), 20, voters, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-called:
+	case <-time.After(5 * time.Second):
+		t.Fatal("store 1 did not campaign")
+	}
+	close(release1)
+	<-held2
+	// The round holding the pre-vote runs; the creation comes after it.
+	nodes[1].rs.CreateGroupAsync(20, voters, nil, false)
+	close(release2)
+	eventually(t, 10*time.Second, func() error {
+		st, ok := nodes[1].rs.Status(20)
+		if !ok || st.Leader == 0 {
+			return fmt.Errorf("store 2: %+v", st)
+		}
+		if st.SnapshotsApplied > 0 {
+			t.Fatalf("store 2's replica took a snapshot: it was created empty")
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if snaps > 0 {
+		t.Fatalf("%d snapshots sent for a group every store bootstrapped", snaps)
+	}
+}

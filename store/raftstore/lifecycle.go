@@ -38,6 +38,7 @@ func Open(cfg Config) (*RaftStore, error) {
 		staged:   make(map[uint64]*stagedSnapshot),
 		peers:    make(map[uint64]*peerLiveness),
 		creating: make(map[uint64]bool),
+		queued:   make(map[uint64]int),
 		stopc:    make(chan struct{}),
 		donec:    make(chan struct{}),
 	}
@@ -199,6 +200,12 @@ func (rs *RaftStore) stepRemote(from, group uint64, m *eraftpb.Message, quiesce,
 		rs.afterCreate = append(rs.afterCreate, heldMessage{from: from, group: group, m: m, quiesce: quiesce})
 		return
 	}
+	if g == nil && rs.isQueued(group) {
+		// Its creation is in the inbox, taken after this message (a new
+		// row was applied while the loop was busy): stepped behind it.
+		rs.post(func() { rs.stepRemote(from, group, m, quiesce, retried) })
+		return
+	}
 	if g == nil {
 		if err := checkMessage(rs.emptyView(group), from, m); err != nil {
 			rs.drop(from, group, m, err)
@@ -334,7 +341,7 @@ func (rs *RaftStore) ReportSnapshot(group, to uint64, ok bool) {
 // the new replica start an election at once.
 func (rs *RaftStore) CreateGroup(ctx context.Context, group uint64, voters []uint64, initial []KV, campaign bool) error {
 	done := make(chan error, 1)
-	rs.inbox.putItem(item{create: true, group: group, fn: func() { rs.createGroup(group, voters, initial, campaign, func(err error) { done <- err }) }})
+	rs.queueCreate(group, func() { rs.createGroup(group, voters, initial, campaign, func(err error) { done <- err }) })
 	select {
 	case err := <-done:
 		return err
@@ -348,13 +355,29 @@ func (rs *RaftStore) CreateGroup(ctx context.Context, group uint64, voters []uin
 // CreateGroupAsync is CreateGroup without waiting: work queued after it
 // (proposals, reads) finds the group. Safe to call from the loop itself.
 func (rs *RaftStore) CreateGroupAsync(group uint64, voters []uint64, initial []KV, campaign bool) {
-	rs.inbox.putItem(item{create: true, group: group, fn: func() {
+	rs.queueCreate(group, func() {
 		rs.createGroup(group, voters, initial, campaign, func(err error) {
 			if err != nil {
 				rs.log.Error("create group", zap.Uint64("group", group), zap.Error(err))
 			}
 		})
-	}})
+	})
+}
+
+// queueCreate puts a creation of group in the inbox, counted in queued
+// until the loop takes it.
+func (rs *RaftStore) queueCreate(group uint64, fn func()) {
+	rs.queuedMu.Lock()
+	rs.queued[group]++
+	rs.queuedMu.Unlock()
+	rs.inbox.putItem(item{create: true, group: group, fn: fn})
+}
+
+// isQueued reports whether a creation of group is in the inbox.
+func (rs *RaftStore) isQueued(group uint64) bool {
+	rs.queuedMu.Lock()
+	defer rs.queuedMu.Unlock()
+	return rs.queued[group] > 0
 }
 
 // boot is a group bootstrap waiting for the loop's next flush.

@@ -52,6 +52,11 @@ func (rs *RaftStore) run() {
 		for _, it := range items {
 			if it.create {
 				rs.creating[it.group] = true
+				rs.queuedMu.Lock()
+				if rs.queued[it.group]--; rs.queued[it.group] <= 0 {
+					delete(rs.queued, it.group)
+				}
+				rs.queuedMu.Unlock()
 			}
 		}
 		for _, it := range items {

@@ -254,6 +254,12 @@ type RaftStore struct {
 	// creation, stepped once the batch is done (stepRemote).
 	creating    map[uint64]bool
 	afterCreate []heldMessage
+	// queued counts the creations of each group put in the inbox and not
+	// yet taken from it (CreateGroupAsync): a message for such a group that
+	// a round takes before the creation goes back to the inbox, behind it,
+	// rather than creating an empty replica that only a snapshot can fill.
+	queuedMu sync.Mutex
+	queued   map[uint64]int
 
 	inbox inbox
 	// arrivals: when each store was last heard from, as its messages
