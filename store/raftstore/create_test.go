@@ -3,6 +3,7 @@ package raftstore
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,31 +80,7 @@ func TestCampaignerLeadsWhenPeersCreateLate(t *testing.T) {
 // the replica bootstrapped. Taken first, it would create an empty replica,
 // which only a snapshot could fill: one snapshot per namespace created.
 func TestMessageBeforeCreationFindsTheBootstrappedReplica(t *testing.T) {
-	n := newNet()
-	var mu sync.Mutex
-	var snaps int
-	called := make(chan struct{}, 1)
-	n.tap = func(from, to, _ uint64, m *eraftpb.Message) {
-		if m.GetType() == eraftpb.MsgSnap {
-			mu.Lock()
-			snaps++
-			mu.Unlock()
-		}
-	}
-	n.sent = func(from, to uint64, rm *storepb.RaftMessage) {
-		m := &eraftpb.Message{}
-		if from == 1 && to == 2 && rm.GetGroupId() == 20 && proto.Unmarshal(rm.GetData(), m) == nil && m.GetType() == eraftpb.MsgPreVote {
-			select {
-			case called <- struct{}{}:
-			default:
-			}
-		}
-	}
-	nodes := []*node{n.start(t, 1, vfs.NewMem()), n.start(t, 2, vfs.NewMem()), n.start(t, 3, vfs.NewMem())}
-	voters := []uint64{1, 2, 3}
-	if err := nodes[2].rs.CreateGroup(ctxT(t, 5*time.Second), 20, voters, nil, false); err != nil {
-		t.Fatal(err)
-	}
+	nodes, voters, called, snaps := newGroupRace(t)
 	// Hold store 2's loop while the leader calls and the creation is
 	// queued behind its message.
 	release := make(chan struct{})
@@ -121,21 +98,7 @@ func TestMessageBeforeCreationFindsTheBootstrappedReplica(t *testing.T) {
 	// Send delivers synchronously: the pre-vote is queued.
 	nodes[1].rs.CreateGroupAsync(20, voters, nil, false)
 	close(release)
-	eventually(t, 10*time.Second, func() error {
-		st, ok := nodes[1].rs.Status(20)
-		if !ok || st.Leader == 0 {
-			return fmt.Errorf("store 2: %+v", st)
-		}
-		if st.SnapshotsApplied > 0 {
-			t.Fatalf("store 2's replica took a snapshot: it was created empty")
-		}
-		return nil
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	if snaps > 0 {
-		t.Fatalf("%d snapshots sent for a group every store bootstrapped", snaps)
-	}
+	waitBootstrapped(t, nodes[1], snaps)
 }
 
 // TestStartReaderReadsWhatTheDBHolds: start-up's forward-moving reader
@@ -224,31 +187,7 @@ func TestRestartedLeaderIsElectedAgainOnFirstCall(t *testing.T) {
 // row applied meanwhile): the message goes back to the inbox, behind the
 // creation, and finds the replica bootstrapped; no snapshot is sent.
 func TestMessageBeforeQueuedCreationWaitsForIt(t *testing.T) {
-	n := newNet()
-	var mu sync.Mutex
-	var snaps int
-	called := make(chan struct{}, 1)
-	n.tap = func(from, to, _ uint64, m *eraftpb.Message) {
-		if m.GetType() == eraftpb.MsgSnap {
-			mu.Lock()
-			snaps++
-			mu.Unlock()
-		}
-	}
-	n.sent = func(from, to uint64, rm *storepb.RaftMessage) {
-		m := &eraftpb.Message{}
-		if from == 1 && to == 2 && rm.GetGroupId() == 20 && proto.Unmarshal(rm.GetData(), m) == nil && m.GetType() == eraftpb.MsgPreVote {
-			select {
-			case called <- struct{}{}:
-			default:
-			}
-		}
-	}
-	nodes := []*node{n.start(t, 1, vfs.NewMem()), n.start(t, 2, vfs.NewMem()), n.start(t, 3, vfs.NewMem())}
-	voters := []uint64{1, 2, 3}
-	if err := nodes[2].rs.CreateGroup(ctxT(t, 5*time.Second), 20, voters, nil, false); err != nil {
-		t.Fatal(err)
-	}
+	nodes, voters, called, snaps := newGroupRace(t)
 	// Hold store 2's loop, and queue a second hold and then the leader's
 	// pre-vote behind it: one round takes both.
 	release1, held1 := make(chan struct{}), make(chan struct{})
@@ -269,8 +208,44 @@ func TestMessageBeforeQueuedCreationWaitsForIt(t *testing.T) {
 	// The round holding the pre-vote runs; the creation comes after it.
 	nodes[1].rs.CreateGroupAsync(20, voters, nil, false)
 	close(release2)
+	waitBootstrapped(t, nodes[1], snaps)
+}
+
+// newGroupRace starts three stores, with group 20 created on store 3. called
+// receives when store 1 sends store 2 a pre-vote for group 20; snaps counts
+// the snapshots sent.
+func newGroupRace(t *testing.T) (nodes []*node, voters []uint64, called chan struct{}, snaps *atomic.Int64) {
+	n := newNet()
+	snaps = &atomic.Int64{}
+	called = make(chan struct{}, 1)
+	n.tap = func(from, to, _ uint64, m *eraftpb.Message) {
+		if m.GetType() == eraftpb.MsgSnap {
+			snaps.Add(1)
+		}
+	}
+	n.sent = func(from, to uint64, rm *storepb.RaftMessage) {
+		m := &eraftpb.Message{}
+		if from == 1 && to == 2 && rm.GetGroupId() == 20 && proto.Unmarshal(rm.GetData(), m) == nil && m.GetType() == eraftpb.MsgPreVote {
+			select {
+			case called <- struct{}{}:
+			default:
+			}
+		}
+	}
+	nodes = []*node{n.start(t, 1, vfs.NewMem()), n.start(t, 2, vfs.NewMem()), n.start(t, 3, vfs.NewMem())}
+	voters = []uint64{1, 2, 3}
+	if err := nodes[2].rs.CreateGroup(ctxT(t, 5*time.Second), 20, voters, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	return nodes, voters, called, snaps
+}
+
+// waitBootstrapped waits for nd's replica of group 20 to know its leader,
+// and fails if it took a snapshot or any was sent.
+func waitBootstrapped(t *testing.T, nd *node, snaps *atomic.Int64) {
+	t.Helper()
 	eventually(t, 10*time.Second, func() error {
-		st, ok := nodes[1].rs.Status(20)
+		st, ok := nd.rs.Status(20)
 		if !ok || st.Leader == 0 {
 			return fmt.Errorf("store 2: %+v", st)
 		}
@@ -279,9 +254,7 @@ func TestMessageBeforeQueuedCreationWaitsForIt(t *testing.T) {
 		}
 		return nil
 	})
-	mu.Lock()
-	defer mu.Unlock()
-	if snaps > 0 {
-		t.Fatalf("%d snapshots sent for a group every store bootstrapped", snaps)
+	if n := snaps.Load(); n > 0 {
+		t.Fatalf("%d snapshots sent for a group every store bootstrapped", n)
 	}
 }
