@@ -8,6 +8,7 @@ package report
 import (
 	"math/rand/v2"
 	"slices"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -42,12 +43,21 @@ type GroupEntry struct {
 	Voters, Learners              []uint64
 }
 
-// SweepEvery is how often (in heartbeats) a store visits every entry of
-// its report even though PD has the rest: in between, it visits only the
-// entries it noted as changed (Builder.All). A change a store failed to
-// note reaches PD within this many heartbeats. Tests that check that every
-// change is noted set it out of reach before they start a store.
-var SweepEvery = 60
+// SweepEvery is how often (in heartbeats, and no sooner than
+// SweepInterval) a store visits every entry of its report even though PD
+// has the rest: in between, it visits only the entries it noted as changed
+// (Builder.All). A change a store failed to note reaches PD within this
+// many heartbeats or that interval, whichever is longer. Tests that check
+// that every change is noted set it out of reach before they start a
+// store.
+//
+// Both bound it: a store sends a heartbeat as soon as a row changes, many a
+// second while namespaces are created, and a sweep of 100,000 namespaces
+// every 60 of those would cost more than the creations.
+var (
+	SweepEvery    = 60
+	SweepInterval = time.Minute
+)
 
 // Sender is the store's side: what PD last acknowledged of its report.
 // A heartbeat's report costs a map lookup and a comparison per entry
@@ -57,8 +67,10 @@ type Sender struct {
 	// full: the next report is whole (nothing acknowledged in this
 	// session yet, or a heartbeat's fate is unknown).
 	full bool
-	// sinceSweep counts the Builds since one visited every entry.
+	// sinceSweep counts the Builds since one visited every entry, at
+	// lastSweep.
 	sinceSweep int
+	lastSweep  time.Time
 	gen        uint64 // of the report being built
 	ns         map[string]*sent[NamespaceEntry]
 	gs         map[uint64]*sent[GroupEntry]
@@ -106,9 +118,10 @@ func (s *Sender) Build(req *pdpb.StoreHeartbeatRequest, fill func(*Builder)) {
 		req.ReportBase = s.seq - 1
 	}
 	s.sentNS, s.sentGS, s.goneNS, s.goneGS = s.sentNS[:0], s.sentGS[:0], s.goneNS[:0], s.goneGS[:0]
-	b := &Builder{s: s, req: req, all: s.full || s.sinceSweep+1 >= SweepEvery}
+	now := time.Now()
+	b := &Builder{s: s, req: req, all: s.full || (s.sinceSweep+1 >= SweepEvery && now.Sub(s.lastSweep) >= SweepInterval)}
 	if b.all {
-		s.sinceSweep = 0
+		s.sinceSweep, s.lastSweep = 0, now
 	} else {
 		s.sinceSweep++
 	}

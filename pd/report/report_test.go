@@ -126,6 +126,9 @@ func TestDeltaHoldsOnlyChanges(t *testing.T) {
 	if r.Groups[10].GetLeader() == 3 {
 		t.Fatalf("a heartbeat that was not a sweep reported a change the store did not note")
 	}
+	interval := SweepInterval
+	SweepInterval = 0
+	defer func() { SweepInterval = interval }()
 	for range SweepEvery - 1 {
 		req = &pdpb.StoreHeartbeatRequest{}
 		s.Build(req, notingNothing)
@@ -299,4 +302,25 @@ func indexOf(full *pdpb.StoreHeartbeatRequest) Index {
 		idx.Groups[g.GetGroupId()] = g
 	}
 	return idx
+}
+
+// TestSweepsAreSpacedInTime: heartbeats sent many a second (a store
+// reports every change at once) sweep no more often than SweepInterval.
+func TestSweepsAreSpacedInTime(t *testing.T) {
+	every := SweepEvery
+	SweepEvery = 2
+	defer func() { SweepEvery = every }()
+	s := NewSender()
+	sweeps := 0
+	for range 100 {
+		s.Build(&pdpb.StoreHeartbeatRequest{}, func(b *Builder) {
+			if b.All() {
+				sweeps++
+			}
+		})
+		s.Acknowledge(true)
+	}
+	if sweeps != 1 {
+		t.Fatalf("%d of 100 heartbeats in a row visited every entry; want only the first (whole) report", sweeps)
+	}
 }
