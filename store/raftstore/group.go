@@ -65,12 +65,11 @@ type group struct {
 	// heartbeat as the group's leader, and in which term (intake rule 10).
 	hbTerm, hbCtx uint64
 
-	// v is what view returns, reused: members is raft's configuration,
-	// read again only after what may change it (creation, an applied
-	// conf change, a stepped snapshot: membersStale); the callbacks are
-	// made once. Intake checks every message against it.
-	v            view
-	membersStale bool
+	// raftMembers is raft's configuration for intake checks (view), read
+	// again only after what may change it: creation, an applied conf
+	// change, a stepped snapshot (membersKnown false).
+	raftMembers  []uint64
+	membersKnown bool
 
 	appliedIdx atomic.Uint64
 	status     atomic.Pointer[Status]

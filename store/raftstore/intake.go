@@ -228,29 +228,36 @@ type view struct {
 	staged func(data []byte, index, term uint64) bool
 }
 
-// view returns the group's view, good until the next call. Loop only.
-// Every message from another store is checked against it, so it is g.v
-// filled in place: raft's configuration is read again only after what may
-// change it (membersStale), and the callbacks are made once.
+// view returns the group's view, good until the next call of view. Loop
+// only. Every message from another store is checked against it, so it is
+// the store's one view (rs.v) filled in place, with callbacks made once
+// that act on the group viewed (rs.viewing); raft's configuration is read
+// again only after what may change it (g.membersKnown).
 func (g *group) view() *view {
-	v := &g.v
+	rs := g.rs
+	v := &rs.v
 	if v.staged == nil {
-		v.self, v.group = g.rs.cfg.StoreID, g.id
-		if f := g.rs.cfg.ValidateCommand; f != nil {
-			v.validate = func(cmd []byte) error { return f(g.id, cmd) }
+		if f := rs.cfg.ValidateCommand; f != nil {
+			v.validate = func(cmd []byte) error { return f(rs.viewing.id, cmd) }
 		}
-		v.joining = func(id uint64) bool { return addedInLog(g.storage, g.applied.index+1, id) }
-		v.staged = func(data []byte, index, term uint64) bool { return g.rs.hasStaged(data, g.id, index, term) }
-		g.membersStale = true
+		v.joining = func(id uint64) bool {
+			return addedInLog(rs.viewing.storage, rs.viewing.applied.index+1, id)
+		}
+		v.staged = func(data []byte, index, term uint64) bool {
+			return rs.hasStaged(data, rs.viewing.id, index, term)
+		}
 	}
-	if g.membersStale {
-		v.members = appendMembers(v.members[:0], g.rn)
-		g.membersStale = false
+	rs.viewing = g
+	v.self, v.group = rs.cfg.StoreID, g.id
+	if !g.membersKnown {
+		g.raftMembers = appendMembers(g.raftMembers[:0], g.rn)
+		g.membersKnown = true
 	} else if checkViews {
-		if fresh := appendMembers(nil, g.rn); !slices.Equal(fresh, v.members) {
-			panic(fmt.Sprintf("raftstore: group %d: cached members %v, raft has %v", g.id, v.members, fresh))
+		if fresh := appendMembers(nil, g.rn); !slices.Equal(fresh, g.raftMembers) {
+			panic(fmt.Sprintf("raftstore: group %d: cached members %v, raft has %v", g.id, g.raftMembers, fresh))
 		}
 	}
+	v.members = g.raftMembers
 	fillStatus(v, g.rn)
 	if !g.logMoved {
 		if li, err := g.storage.LastIndex(); err == nil {

@@ -258,7 +258,7 @@ func (rs *RaftStore) stepRemote(from, group uint64, m *eraftpb.Message, quiesce,
 		rs.log.Debug("step", zap.Uint64("group", group), zap.Error(err))
 	}
 	if m.GetType() == eraftpb.MsgSnap {
-		g.membersStale = true // raft may have restored its configuration from it
+		g.membersKnown = false // raft may have restored its configuration from it
 	}
 	if quiesce {
 		rs.followerQuiesce(g, from, m)

@@ -368,7 +368,7 @@ func (rs *RaftStore) applyEntry(ac *ApplyContext, g *group, e *eraftpb.Entry) (f
 			return func() { rs.deliver(id, result{err: err}) }, nil
 		}
 		g.applied.conf = g.rn.ApplyConfChange(cc)
-		g.membersStale = true
+		g.membersKnown = false
 		rs.notePeers(g.applied.conf, time.Now())
 		if err := g.sm.ApplyConfChange(ac, cc); err != nil {
 			return nil, err

@@ -221,6 +221,10 @@ type RaftStore struct {
 	log *zap.Logger
 	// raftLog is what every group's raftLogger writes to.
 	raftLog *zap.SugaredLogger
+	// v is the view intake checks a message against, of group viewing
+	// (group.view). Loop only.
+	v       view
+	viewing *group
 
 	mu     sync.RWMutex // guards groups for readers outside the loop
 	groups map[uint64]*group
