@@ -134,9 +134,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.fwd.creds = s.creds
 	// PD's own calls to etcd are function calls into the member it embeds,
-	// not gRPC over a socket to itself: a namespace created is three etcd
-	// calls, and their encoding, loopback round trips and decoding were a
-	// fifth of PD's CPU while namespaces were created at 1,000 a second.
+	// not gRPC over a socket to itself: their encoding, loopback round
+	// trips and decoding were over a third of PD's CPU while namespaces
+	// were created (8.9 s against 5.6 s for 10,000).
 	s.client = v3client.New(e.Server)
 	s.ready.Store(true)
 	s.wg.Go(func() { s.runElection(s.ctx) })
