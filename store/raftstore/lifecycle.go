@@ -28,19 +28,18 @@ import (
 func Open(cfg Config) (*RaftStore, error) {
 	cfg.setDefaults()
 	rs := &RaftStore{
-		cfg:      cfg,
-		db:       cfg.DB,
-		log:      cfg.Logger,
-		raftLog:  newRaftLog(cfg.Logger),
-		groups:   make(map[uint64]*group),
-		waiters:  make(map[uint64]*waiter),
-		snaps:    make(map[uint64]*pendingSnapshot),
-		staged:   make(map[uint64]*stagedSnapshot),
-		peers:    make(map[uint64]*peerLiveness),
-		creating: make(map[uint64]bool),
-		queued:   make(map[uint64]int),
-		stopc:    make(chan struct{}),
-		donec:    make(chan struct{}),
+		cfg:     cfg,
+		db:      cfg.DB,
+		log:     cfg.Logger,
+		raftLog: newRaftLog(cfg.Logger),
+		groups:  make(map[uint64]*group),
+		waiters: make(map[uint64]*waiter),
+		snaps:   make(map[uint64]*pendingSnapshot),
+		staged:  make(map[uint64]*stagedSnapshot),
+		peers:   make(map[uint64]*peerLiveness),
+		queued:  make(map[uint64]int),
+		stopc:   make(chan struct{}),
+		donec:   make(chan struct{}),
 	}
 	rs.inbox.init()
 	var seed [16]byte
@@ -192,17 +191,11 @@ func (rs *RaftStore) StepSnapshot(from, group uint64, m *eraftpb.Message) {
 // (quiesce.go).
 func (rs *RaftStore) stepRemote(from, group uint64, m *eraftpb.Message, quiesce, retried bool) {
 	g := rs.groups[group]
-	if g == nil && rs.creating[group] {
+	if g == nil && rs.isQueued(group) {
 		// Its creation is queued behind this message (a new row was
 		// applied, and its leader called at once): stepped after it, the
 		// message finds the bootstrapped replica. Taken now, it would
 		// create an empty one, which only a snapshot can fill.
-		rs.afterCreate = append(rs.afterCreate, heldMessage{from: from, group: group, m: m, quiesce: quiesce})
-		return
-	}
-	if g == nil && rs.isQueued(group) {
-		// Its creation is in the inbox, taken after this message (a new
-		// row was applied while the loop was busy): stepped behind it.
 		rs.post(func() { rs.stepRemote(from, group, m, quiesce, retried) })
 		return
 	}
@@ -270,14 +263,6 @@ func (rs *RaftStore) stepRemote(from, group uint64, m *eraftpb.Message, quiesce,
 			rs.moved = append(rs.moved, g)
 		}
 	}
-}
-
-// heldMessage is a message from another store held back until the round's
-// creations are done (stepRemote).
-type heldMessage struct {
-	from, group uint64
-	m           *eraftpb.Message
-	quiesce     bool
 }
 
 // ReportUnreachable tells every group that a store could not be reached.
@@ -365,7 +350,7 @@ func (rs *RaftStore) CreateGroupAsync(group uint64, voters []uint64, initial []K
 }
 
 // queueCreate puts a creation of group in the inbox, counted in queued
-// until the loop takes it.
+// until the loop runs it.
 func (rs *RaftStore) queueCreate(group uint64, fn func()) {
 	rs.queuedMu.Lock()
 	rs.queued[group]++
@@ -373,7 +358,17 @@ func (rs *RaftStore) queueCreate(group uint64, fn func()) {
 	rs.inbox.putItem(item{create: true, group: group, fn: fn})
 }
 
-// isQueued reports whether a creation of group is in the inbox.
+// unqueue counts off a creation of group the loop is about to run.
+func (rs *RaftStore) unqueue(group uint64) {
+	rs.queuedMu.Lock()
+	defer rs.queuedMu.Unlock()
+	if rs.queued[group]--; rs.queued[group] <= 0 {
+		delete(rs.queued, group)
+	}
+}
+
+// isQueued reports whether a creation of group is in the inbox, not run
+// yet.
 func (rs *RaftStore) isQueued(group uint64) bool {
 	rs.queuedMu.Lock()
 	defer rs.queuedMu.Unlock()

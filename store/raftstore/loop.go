@@ -48,37 +48,18 @@ func (rs *RaftStore) run() {
 		case <-rs.inbox.ready:
 		}
 		var err error
-		items := rs.inbox.take()
-		for _, it := range items {
+		for _, it := range rs.inbox.take() {
 			if it.create {
-				rs.creating[it.group] = true
-				rs.queuedMu.Lock()
-				if rs.queued[it.group]--; rs.queued[it.group] <= 0 {
-					delete(rs.queued, it.group)
-				}
-				rs.queuedMu.Unlock()
-			}
-		}
-		for _, it := range items {
-			if !it.create {
+				rs.unqueue(it.group)
+			} else if err = rs.flushBoots(); err != nil {
 				// Work queued after a creation finds the group.
-				if err = rs.flushBoots(); err != nil {
-					break // callers still waiting learn the loop stopped
-				}
+				break // callers still waiting learn the loop stopped
 			}
 			it.fn()
 		}
 		if err == nil {
 			err = rs.flushBoots()
 		}
-		clear(rs.creating)
-		if err == nil {
-			for _, h := range rs.afterCreate {
-				rs.stepRemote(h.from, h.group, h.m, h.quiesce, false)
-			}
-		}
-		clear(rs.afterCreate)
-		rs.afterCreate = rs.afterCreate[:0]
 		if err != nil {
 			rs.log.Error("raft loop stops: persistence failed", zap.Error(err))
 			rs.cfg.OnFatal(err)

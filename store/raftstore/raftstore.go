@@ -253,15 +253,10 @@ type RaftStore struct {
 	// their groups.
 	boots   []boot
 	booting map[uint64]bool
-	// creating: the groups whose creation is queued in the round's batch
-	// of work; afterCreate, the messages for them that came before their
-	// creation, stepped once the batch is done (stepRemote).
-	creating    map[uint64]bool
-	afterCreate []heldMessage
 	// queued counts the creations of each group put in the inbox and not
-	// yet taken from it (CreateGroupAsync): a message for such a group that
-	// a round takes before the creation goes back to the inbox, behind it,
-	// rather than creating an empty replica that only a snapshot can fill.
+	// run yet (queueCreate): a message for such a group that the loop
+	// takes before the creation goes back to the inbox, behind it, rather
+	// than creating an empty replica that only a snapshot can fill.
 	queuedMu sync.Mutex
 	queued   map[uint64]int
 
