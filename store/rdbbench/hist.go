@@ -136,6 +136,13 @@ func (h *Histogram) Spans(edges []time.Duration) []Span {
 	return spans
 }
 
+// bucketMiddle is the middle of the bucket that holds d, where Spans
+// counts it.
+func bucketMiddle(d time.Duration) time.Duration {
+	lo, hi := bucketRange(bucketOf(max(int64(d), 0)))
+	return time.Duration(lo + (hi-lo)/2)
+}
+
 // bucketOf is the index of the bucket that holds v (v >= 0).
 func bucketOf(v int64) int {
 	if v < exactBelow {

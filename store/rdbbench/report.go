@@ -99,13 +99,24 @@ func newReport(r Report, s *stats, elapsed time.Duration) Report {
 		Min: ms(h.Min()), Mean: ms(h.Mean()), Max: ms(h.Max()),
 		P50: ms(h.Percentile(0.50)), P90: ms(h.Percentile(0.90)), P99: ms(h.Percentile(0.99)), P999: ms(h.Percentile(0.999)),
 	}
-	r.Histogram = []Bucket{}
-	if h.Count() > 0 {
-		for _, sp := range h.Spans(displayEdges(h.Min(), h.Max())) {
-			r.Histogram = append(r.Histogram, Bucket{From: ms(sp.From), To: ms(sp.To), Count: sp.Count})
-		}
-	}
+	r.Histogram = histogramBuckets(h)
 	return r
+}
+
+// histogramBuckets is h's display: every duration recorded is counted in
+// one bar. Spans counts a bucket where its middle falls, and the middle of
+// the smallest or largest duration's bucket may lie outside [min, max]:
+// the edges cover those middles too.
+func histogramBuckets(h *Histogram) []Bucket {
+	out := []Bucket{}
+	if h.Count() == 0 {
+		return out
+	}
+	lo, hi := min(h.Min(), bucketMiddle(h.Min())), max(h.Max(), bucketMiddle(h.Max()))
+	for _, sp := range h.Spans(displayEdges(lo, hi)) {
+		out = append(out, Bucket{From: ms(sp.From), To: ms(sp.To), Count: sp.Count})
+	}
+	return out
 }
 
 // displayEdges are the histogram's bar edges: the 1-2-5 steps (1µs, 2µs,
