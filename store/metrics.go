@@ -64,6 +64,7 @@ var storeCounters = []struct {
 	{counterDesc("rdb_raft_messages_dropped_total", "Raft messages from the network dropped by the intake checks."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.Dropped }},
 	{counterDesc("rdb_raft_wakeups_total", "Sleeping Raft groups woken (by a call, a message, or a failed leader store)."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.Wakeups }},
 	{counterDesc("rdb_raft_quiesced_total", "Raft groups put to sleep (idle, fully replicated)."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.Quiesced }},
+	{counterDesc("rdb_raft_stores_down_total", "Times another store was taken for down (not heard from for an election timeout), which wakes the sleeping groups it led."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.StoresDown }},
 	{counterDesc("rdb_raft_heartbeats_total", "Heartbeats (and responses) of awake Raft groups sent, coalesced into one batch per store pair per round."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.Heartbeats }},
 	{counterDesc("rdb_raft_log_cache_hits_total", "Raft log lookups answered by the cache of each group's newest entries."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.LogCacheHits }},
 	{counterDesc("rdb_raft_log_reads_total", "Raft log lookups read from the DB."), func(r raftstore.Stats, _ lww.Stats) uint64 { return r.LogReads }},

@@ -45,7 +45,9 @@ type group struct {
 	// tickIdx is g's place in rs.ticking, -1 while it sleeps (quiesce.go);
 	// idleTicks counts a leader's consecutive idle ticks. dirty: g is in
 	// rs.dirty, to be handled this round. undurable: g is in rs.undurable.
-	// wakeQueued: g is in rs.wakeQueue.
+	// wakeQueued: g is in rs.wakeQueue. leaderGone: the store of the
+	// leader it last knew failed or restarted (wakeLedBy), so the
+	// leader's lease protects no one (quiesce.go).
 	tickIdx   int
 	idleTicks int
 	// holdTicks: ticks a new replica that was not made to campaign lets
@@ -57,6 +59,7 @@ type group struct {
 	dirty      bool
 	undurable  bool
 	wakeQueued bool
+	leaderGone bool
 
 	// logMoved: an append or a snapshot was stepped this round, so raft's
 	// log may end below the storage's until the round is persisted.
@@ -111,6 +114,7 @@ func (g *group) noteSoftState(ss *raft.SoftState) {
 	}
 	if ss.Lead != g.lead {
 		g.rs.log.Debug("leader changed", zap.Uint64("group", g.id), zap.Uint64("leader", ss.Lead))
+		g.leaderGone = false
 	}
 	g.lead, g.state = ss.Lead, ss.RaftState
 }
@@ -119,6 +123,9 @@ func (g *group) isLeader() bool { return g.state == raft.StateLeader }
 
 func (g *group) publishStatus() {
 	hs := g.rn.BasicStatus()
+	if hs.Lead != g.lead {
+		g.leaderGone = false
+	}
 	g.lead, g.state = hs.Lead, hs.RaftState
 	prev := g.status.Load()
 	st := &Status{

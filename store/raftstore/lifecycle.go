@@ -90,7 +90,15 @@ func Open(cfg Config) (*RaftStore, error) {
 
 // Start runs the Raft loop.
 func (rs *RaftStore) Start() {
-	rs.startWakeAt = time.Now().Add(startWakeDelay * time.Duration(rs.cfg.ElectionTicks) * rs.cfg.TickInterval)
+	now := time.Now()
+	// Loading took time in which no store could be heard (the server
+	// does not serve yet): liveness counts from now, or a store with
+	// 100,000 groups would take every peer for down at its first tick,
+	// and wake every group they lead.
+	for _, p := range rs.peers {
+		p.lastHeard = now
+	}
+	rs.startWakeAt = now.Add(startWakeDelay * time.Duration(rs.cfg.ElectionTicks) * rs.cfg.TickInterval)
 	rs.started.Store(true)
 	go rs.run()
 	go rs.sendLiveness()
@@ -228,18 +236,15 @@ func (rs *RaftStore) stepRemote(from, group uint64, m *eraftpb.Message, quiesce,
 		return
 	}
 	g.received.Add(1)
-	if m.GetType() == eraftpb.MsgPreVote && g.lead == from && from != rs.cfg.StoreID {
-		// Its own leader asks for votes: it leads no more (its store
-		// restarted, most likely). The replica heard from it last, so it
-		// would refuse for a whole election timeout yet (CheckQuorum's
-		// lease protects a leader from others' campaigns, and there is
-		// none to protect), and the group stay leaderless that long: run
-		// its clock past the lease. Votes never decide what is committed,
-		// and reads do not rely on leases (ReadOnlySafe): only
-		// availability is at stake.
-		for range rs.cfg.ElectionTicks {
-			g.rn.Tick()
-		}
+	if m.GetType() == eraftpb.MsgPreVote && !g.isLeader() && ((g.lead == from && from != rs.cfg.StoreID) || g.leaderGone || rs.silent(g.lead)) {
+		// Its own leader asks for votes, or the leader's store failed or
+		// restarted, or has been silent for half an election timeout
+		// (the store asking may have taken it for down a little before
+		// this one): there is no leader to protect. The replica heard
+		// from it last, so it would refuse for a whole election timeout
+		// yet (CheckQuorum's lease), and the group stay leaderless that
+		// long: it forgets that leader.
+		rs.forgetLeader(g)
 	}
 	quiesce = quiesce && m.GetType() == eraftpb.MsgHeartbeat
 	if g.tickIdx >= 0 || !(quiesce || m.GetType() == eraftpb.MsgHeartbeatResp) {

@@ -42,6 +42,7 @@ package raftstore
 // so the first call waits one or two election timeouts.
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"maps"
@@ -382,10 +383,26 @@ func (rs *RaftStore) checkLiveness(now time.Time) {
 		}
 		if !p.down && now.Sub(p.lastHeard) > timeout {
 			p.down = true
+			rs.stats.storesDown.Add(1)
 			rs.log.Info("store not heard from for an election timeout: waking the groups it led", zap.Uint64("store", id))
 			rs.wakeLedBy(id)
 		}
 	}
+}
+
+// silent reports whether another store has not been heard from for half
+// an election timeout: every store sends every peer its liveness each
+// heartbeat tick. Loop only.
+func (rs *RaftStore) silent(id uint64) bool {
+	p := rs.peers[id]
+	if id == raft.None || id == rs.cfg.StoreID || p == nil {
+		return false
+	}
+	heard := p.lastHeard
+	if at := rs.arrival(id); at.After(heard) {
+		heard = at
+	}
+	return time.Since(heard) > time.Duration(rs.cfg.ElectionTicks)*rs.cfg.TickInterval/2
 }
 
 // noteArrival records that store from was heard at at. Any goroutine: the
@@ -422,12 +439,31 @@ func (rs *RaftStore) queueWake(g *group) {
 }
 
 // drainWakes wakes up to wakeBudget queued groups. Loop only, every tick.
+//
+// A group whose leader's store failed or restarted (leaderGone) would
+// otherwise tick for an election timeout before its first campaign, and
+// refuse its peers' campaigns for as long (the leader's lease): with
+// 30,000 such groups, tens of thousands tick at once for seconds, which is
+// most of what such a wake-up costs. It runs its clock past the lease at
+// forgets its leader instead (forgetLeader), and the replica on the first
+// live member (lowest store id) campaigns at once; the others grant it
+// (stepRemote), or campaign after their own election timeout if it does
+// not. Both peers queue the same groups in the same order (by
+// group id), so they wake each group at about the same time.
 func (rs *RaftStore) drainWakes() {
 	n := min(len(rs.wakeQueue), wakeBudget)
 	for _, g := range rs.wakeQueue[:n] {
 		g.wakeQueued = false
-		if rs.groups[g.id] == g {
-			rs.wake(g)
+		if rs.groups[g.id] != g {
+			continue
+		}
+		rs.wake(g)
+		if g.leaderGone && !g.isLeader() {
+			first := rs.firstLive(g)
+			rs.forgetLeader(g)
+			if first {
+				_ = g.rn.Campaign()
+			}
 		}
 	}
 	rest := copy(rs.wakeQueue, rs.wakeQueue[n:])
@@ -459,14 +495,50 @@ func (rs *RaftStore) wakeStartLeaders(now time.Time) {
 	rs.startWakes = nil
 }
 
-// wakeLedBy queues every sleeping group whose leader is store id. Loop
-// only; it visits every group, but only when a store fails or restarts.
+// wakeLedBy queues every sleeping group whose leader is store id, in
+// group id order, marked leaderGone. Loop only; it visits every group, but
+// only when a store fails or restarts.
 func (rs *RaftStore) wakeLedBy(id uint64) {
+	var led []*group
 	for _, g := range rs.groups {
 		if g.tickIdx < 0 && g.lead == id {
-			rs.queueWake(g)
+			led = append(led, g)
 		}
 	}
+	slices.SortFunc(led, func(a, b *group) int { return cmp.Compare(a.id, b.id) })
+	for _, g := range led {
+		g.leaderGone = true
+		rs.queueWake(g)
+	}
+}
+
+// forgetLeader makes g's replica forget the leader it last knew, which
+// leads no more (its store failed or restarted), so that it grants its
+// peers' campaigns at once: a follower refuses them for an election
+// timeout after it last heard from its leader (CheckQuorum's lease), and a
+// sleeping one's clock stands still. It does not campaign itself before its
+// own election timeout. Votes never decide what is committed, and reads do
+// not rely on leases (ReadOnlySafe): only availability is at stake. Loop
+// only.
+func (rs *RaftStore) forgetLeader(g *group) {
+	g.leaderGone = false
+	_ = g.rn.ForgetLeader()
+}
+
+// firstLive reports whether this store is the lowest-numbered voter of g
+// not known to be down, the leader's store aside.
+func (rs *RaftStore) firstLive(g *group) bool {
+	first := uint64(0)
+	for _, id := range g.applied.conf.GetVoters() {
+		if id == g.lead || (first != 0 && id > first) {
+			continue
+		}
+		if p := rs.peers[id]; id != rs.cfg.StoreID && (p == nil || p.down) {
+			continue
+		}
+		first = id
+	}
+	return first == rs.cfg.StoreID
 }
 
 // wakeLeadingWith queues every sleeping group this store leads in which

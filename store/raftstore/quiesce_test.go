@@ -98,6 +98,55 @@ func TestQuiescedGroupElectsWhenItsLeaderDies(t *testing.T) {
 	}
 }
 
+// TestFirstLiveMemberElectsForAFailedStore: when the store leading many
+// sleeping groups stops, every group wakes on the others with its clock
+// past the leader's lease, and the first live member (the lowest store id)
+// campaigns at once and wins: one election per group, not one at each
+// follower's random election timeout (with 8 groups, the other member would
+// win some of them by chance).
+func TestFirstLiveMemberElectsForAFailedStore(t *testing.T) {
+	n := newNet()
+	var nodes []*node
+	groups := []uint64{11, 12, 13, 14, 15, 16, 17, 18}
+	for id := uint64(1); id <= 3; id++ {
+		nd := n.start(t, id, vfs.NewMem())
+		for _, g := range groups {
+			if err := nd.rs.CreateGroup(ctxT(t, 5*time.Second), g, []uint64{1, 2, 3}, nil, id == 3); err != nil {
+				t.Fatal(err)
+			}
+		}
+		nodes = append(nodes, nd)
+	}
+	terms := map[uint64]uint64{}
+	for _, g := range groups {
+		eventually(t, 10*time.Second, func() error {
+			if st, _ := nodes[2].rs.Status(g); !st.IsLeader {
+				return fmt.Errorf("store 3 does not lead group %d", g)
+			}
+			return nil
+		})
+		if _, err := nodes[2].rs.ProposeRetrying(ctxT(t, 5*time.Second), g, []byte("a")); err != nil {
+			t.Fatal(err)
+		}
+		waitAsleep(t, nodes, g)
+		st, _ := nodes[2].rs.Status(g)
+		terms[g] = st.Term
+	}
+	nodes[2].stop()
+	for _, g := range groups {
+		eventually(t, 10*time.Second, func() error {
+			if st, _ := nodes[0].rs.Status(g); !st.IsLeader {
+				st2, _ := nodes[1].rs.Status(g)
+				return fmt.Errorf("group %d: store 1 does not lead (store 1 %+v, store 2 %+v)", g, st, st2)
+			}
+			return nil
+		})
+		if st, _ := nodes[0].rs.Status(g); st.Term != terms[g]+1 {
+			t.Fatalf("group %d: store 1 leads in term %d, want %d (one election)", g, st.Term, terms[g]+1)
+		}
+	}
+}
+
 // TestMissedQuiesceHeartbeat: a follower that never got the quiesce
 // heartbeat keeps ticking and campaigns; the others refuse it (their
 // leader is alive), the leader wakes and heartbeats, and the group ends
@@ -141,6 +190,43 @@ func restartable(t *testing.T, n *net, groups []uint64, tune ...func(*Config)) (
 		}
 	}
 	return nodes, fss
+}
+
+// TestSlowStartTakesNoPeerForDown: a store whose start-up took longer
+// than an election timeout (loading 100,000 groups, in which it could hear
+// no one) does not take its peers for down at its first tick: their
+// liveness counts from the start.
+func TestSlowStartTakesNoPeerForDown(t *testing.T) {
+	n := newNet()
+	nodes, fss := restartable(t, n, []uint64{7})
+	if _, err := nodes[0].rs.ProposeRetrying(ctxT(t, 5*time.Second), 7, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	waitAsleep(t, nodes, 7)
+	nodes[1].stop()
+	n.mu.Lock()
+	// Heard by no one, and hearing no one, for 3 election timeouts while
+	// it loads.
+	n.cut[2] = true
+	n.beforeStart = func(uint64) { time.Sleep(300 * time.Millisecond) }
+	n.mu.Unlock()
+	nd, err := n.open(2, fss[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nd.stop)
+	// Half an election timeout after the start (10 ticks of 10ms), the
+	// store serves.
+	time.Sleep(50 * time.Millisecond)
+	n.mu.Lock()
+	n.cut[2] = false
+	n.mu.Unlock()
+	if _, err := nd.rs.ProposeRetrying(ctxT(t, 5*time.Second), 7, []byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	if d := nd.rs.Stats().StoresDown; d != 0 {
+		t.Fatalf("the restarted store took a peer for down %d times", d)
+	}
 }
 
 // TestRestartedStoreSleepsUntilUsed: a store restarted while its group

@@ -176,12 +176,15 @@ type Stats struct {
 	// answered by a group's cache of its newest entries, and those read
 	// from the DB.
 	LogCacheHits, LogReads uint64
+	// StoresDown counts the times another store was taken for down (not
+	// heard from for an election timeout), which wakes the groups it led.
+	StoresDown uint64
 }
 
 type stats struct {
 	rounds, synced, written, applied, snapsSent, readIndexes, reads, dropped atomic.Uint64
 	awake, wakeups, quiesced, groups                                         atomic.Uint64
-	snapStaging, snapBytes, heartbeats, logHits, logReads                    atomic.Uint64
+	snapStaging, snapBytes, heartbeats, logHits, logReads, storesDown        atomic.Uint64
 }
 
 // Stats returns the loop's counters.
@@ -193,7 +196,7 @@ func (rs *RaftStore) Stats() Stats {
 		Dropped: s.dropped.Load(),
 		Groups:  s.groups.Load(), Awake: s.awake.Load(), Wakeups: s.wakeups.Load(), Quiesced: s.quiesced.Load(),
 		SnapshotsReceiving: s.snapStaging.Load(), SnapshotBytesReceived: s.snapBytes.Load(), Heartbeats: s.heartbeats.Load(),
-		LogCacheHits: s.logHits.Load(), LogReads: s.logReads.Load(),
+		LogCacheHits: s.logHits.Load(), LogReads: s.logReads.Load(), StoresDown: s.storesDown.Load(),
 	}
 }
 

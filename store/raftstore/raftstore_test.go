@@ -69,6 +69,8 @@ type net struct {
 	// sent, if set, sees every message sent, delivered or not (a real
 	// transport queues what a cut-off store gets later).
 	sent func(from, to uint64, rm *storepb.RaftMessage)
+	// beforeStart, if set, runs between a store's Open and its Start.
+	beforeStart func(id uint64)
 }
 
 type netEnd struct {
@@ -200,7 +202,11 @@ func (n *net) open(id uint64, fs vfs.FS, tune ...func(*Config)) (*node, error) {
 	nd.rs = rs
 	n.mu.Lock()
 	n.rs[id] = rs
+	before := n.beforeStart
 	n.mu.Unlock()
+	if before != nil {
+		before(id)
+	}
 	rs.Start()
 	return nd, nil
 }
