@@ -530,15 +530,15 @@ func (rs *RaftStore) openLoaded(lg *loadedGroup, id uint64) (*group, error) {
 		applied:        lg.applied,
 		trunc:          lg.trunc,
 		durableApplied: lg.applied.index,
-		reads:          make(map[string]*readBatch),
 		tickIdx:        -1,
+		logger:         raftLogger{s: rs.raftLog, group: id},
 	}
 	g.lastIndex = lg.last
-	g.storage = &groupStorage{
-		db: rs.db, group: id, hs: lg.hs, conf: func() *eraftpb.ConfState { return g.applied.conf },
+	g.storage = &g.storageOf
+	*g.storage = groupStorage{
+		db: rs.db, group: id, hs: lg.hs, owner: g,
 		first: lg.trunc + 1, truncTerm: lg.truncTerm, last: lg.last, lastTerm: lg.lastTerm,
-		snapshot: g.makeSnapshot,
-		hits:     &rs.stats.logHits, reads: &rs.stats.logReads,
+		hits: &rs.stats.logHits, reads: &rs.stats.logReads,
 	}
 	rn, err := raft.NewRawNode(&raft.Config{
 		ID:                        rs.cfg.StoreID,
@@ -555,7 +555,7 @@ func (rs *RaftStore) openLoaded(lg *loadedGroup, id uint64) (*group, error) {
 		PreVote:                   true,
 		ReadOnlyOption:            raft.ReadOnlySafe,
 		StepDownOnRemoval:         true,
-		Logger:                    &raftLogger{s: rs.raftLog, group: id},
+		Logger:                    &g.logger,
 	})
 	if err != nil {
 		return nil, err

@@ -202,11 +202,13 @@ func (rs *RaftStore) Stats() Stats {
 
 // Status is a snapshot of a group's Raft state.
 type Status struct {
-	Group    uint64
-	Leader   uint64
-	Term     uint64
-	Commit   uint64
-	Applied  uint64
+	Group   uint64
+	Leader  uint64
+	Term    uint64
+	Commit  uint64
+	Applied uint64
+	// Voters and Learners are the applied configuration's own slices,
+	// which are replaced, never changed in place: read only.
 	Voters   []uint64
 	Learners []uint64
 	IsLeader bool

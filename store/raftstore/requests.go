@@ -192,6 +192,9 @@ func (rs *RaftStore) issueReads() {
 		}
 		rs.readSeq++
 		ctx := binary.BigEndian.AppendUint64(nil, rs.readSeq)
+		if g.reads == nil {
+			g.reads = make(map[string]*readBatch)
+		}
 		g.reads[string(ctx)] = &readBatch{waiters: g.pendingReads, sent: time.Now()}
 		rs.stats.readIndexes.Add(1)
 		rs.stats.reads.Add(uint64(len(g.pendingReads)))

@@ -25,7 +25,7 @@ func TestGroupStorage(t *testing.T) {
 	}
 	defer db.Close()
 	s := &groupStorage{db: db, group: 7, first: 6, truncTerm: 5, last: 5, lastTerm: 5,
-		conf: func() *eraftpb.ConfState { return &eraftpb.ConfState{Voters: []uint64{1}} }}
+		owner: confOnly{&eraftpb.ConfState{Voters: []uint64{1}}}}
 	write := func(ents []*eraftpb.Entry) {
 		t.Helper()
 		b := db.NewBatch()
@@ -138,4 +138,12 @@ func TestFollowerCatchesUpFromTheLogOnDisk(t *testing.T) {
 	if st, _ := nodes[lagging].rs.Status(7); st.SnapshotsApplied != 0 {
 		t.Fatalf("caught up by snapshot, not from the log")
 	}
+}
+
+// confOnly is a storageOwner with a configuration and no snapshot.
+type confOnly struct{ cs *eraftpb.ConfState }
+
+func (o confOnly) appliedConf() *eraftpb.ConfState { return o.cs }
+func (o confOnly) makeSnapshot() (*eraftpb.Snapshot, error) {
+	return nil, raft.ErrSnapshotTemporarilyUnavailable
 }
