@@ -119,19 +119,24 @@ func (g *group) noteSoftState(ss *raft.SoftState) {
 	}
 	if ss.Lead != g.lead {
 		g.rs.log.Debug("leader changed", zap.Uint64("group", g.id), zap.Uint64("leader", ss.Lead))
+	}
+	g.setLead(ss.Lead, ss.RaftState)
+}
+
+// setLead records the leader and role raft reports. A new leader ends
+// leaderGone: the group has one again, or is electing one.
+func (g *group) setLead(lead uint64, state raft.StateType) {
+	if lead != g.lead {
 		g.leaderGone = false
 	}
-	g.lead, g.state = ss.Lead, ss.RaftState
+	g.lead, g.state = lead, state
 }
 
 func (g *group) isLeader() bool { return g.state == raft.StateLeader }
 
 func (g *group) publishStatus() {
 	hs := g.rn.BasicStatus()
-	if hs.Lead != g.lead {
-		g.leaderGone = false
-	}
-	g.lead, g.state = hs.Lead, hs.RaftState
+	g.setLead(hs.Lead, hs.RaftState)
 	prev := g.status.Load()
 	st := &Status{
 		Group:    g.id,

@@ -530,13 +530,11 @@ func (rs *RaftStore) forgetLeader(g *group) {
 func (rs *RaftStore) firstLive(g *group) bool {
 	first := uint64(0)
 	for _, id := range g.applied.conf.GetVoters() {
-		if id == g.lead || (first != 0 && id > first) {
-			continue
+		p := rs.peers[id]
+		live := id == rs.cfg.StoreID || (p != nil && !p.down)
+		if id != g.lead && live && (first == 0 || id < first) {
+			first = id
 		}
-		if p := rs.peers[id]; id != rs.cfg.StoreID && (p == nil || p.down) {
-			continue
-		}
-		first = id
 	}
 	return first == rs.cfg.StoreID
 }

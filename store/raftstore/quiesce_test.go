@@ -198,7 +198,10 @@ func restartable(t *testing.T, n *net, groups []uint64, tune ...func(*Config)) (
 // liveness counts from the start.
 func TestSlowStartTakesNoPeerForDown(t *testing.T) {
 	n := newNet()
-	nodes, fss := restartable(t, n, []uint64{7})
+	// An election timeout of 20 ticks of 10ms: the store serves a quarter
+	// of one after its start, with room to spare on a loaded machine.
+	slow := func(c *Config) { c.ElectionTicks = 20 }
+	nodes, fss := restartable(t, n, []uint64{7}, slow)
 	if _, err := nodes[0].rs.ProposeRetrying(ctxT(t, 5*time.Second), 7, []byte("a")); err != nil {
 		t.Fatal(err)
 	}
@@ -208,15 +211,13 @@ func TestSlowStartTakesNoPeerForDown(t *testing.T) {
 	// Heard by no one, and hearing no one, for 3 election timeouts while
 	// it loads.
 	n.cut[2] = true
-	n.beforeStart = func(uint64) { time.Sleep(300 * time.Millisecond) }
+	n.beforeStart = func(uint64) { time.Sleep(600 * time.Millisecond) }
 	n.mu.Unlock()
-	nd, err := n.open(2, fss[1])
+	nd, err := n.open(2, fss[1], slow)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nd.stop)
-	// Half an election timeout after the start (10 ticks of 10ms), the
-	// store serves.
 	time.Sleep(50 * time.Millisecond)
 	n.mu.Lock()
 	n.cut[2] = false
