@@ -7,6 +7,7 @@ package tests
 //
 //   go test -run XXX -bench IdleNamespaces -benchtime 1x ./tests/ -args -idle.namespaces=100000
 //   go test -run XXX -bench IdleNamespaces -benchtime 1x ./tests/ -args -idle.namespaces=100000 -idle.pd
+//   ... -idle.memory-limit 1536MiB   (the stores run with --memory-limit)
 
 import (
 	"context"
@@ -32,6 +33,7 @@ var (
 	idleWindow     = flag.Duration("idle.window", 20*time.Second, "how long BenchmarkIdleNamespaces measures idle CPU")
 	idlePD         = flag.Bool("idle.pd", false, "BenchmarkIdleNamespaces runs a placement driver and PD-mode stores")
 	idleKeep       = flag.Bool("idle.keep", false, "BenchmarkIdleNamespaces keeps its data directories (and says where)")
+	idleMemLimit   = flag.String("idle.memory-limit", "", "--memory-limit for BenchmarkIdleNamespaces's stores (default: none)")
 )
 
 // BenchmarkIdleNamespaces reports namespaces created per second, idle CPU
@@ -60,8 +62,12 @@ func BenchmarkIdleNamespaces(b *testing.B) {
 		pd = startProc(b, dir, binaries(b)+"/pd-server", "--name", "pd1", "--data-dir", dir+"/pd1",
 			"--client-urls", "http://"+pdAddr, "--peer-urls", "http://"+freePort(b), "--form-settle", "1s", "--log-level", "warn", "--enable-pprof")
 		for i, a := range addrs {
-			procs = append(procs, startProc(b, dir, bin, "--store-id", strconv.Itoa(i+1), "--addr", a,
-				"--data-dir", fmt.Sprintf("%s/s%d", dir, i+1), "--pd", pdAddr, "--log-level", "warn", "--metrics-addr", freePort(b)))
+			args := []string{"--store-id", strconv.Itoa(i + 1), "--addr", a,
+				"--data-dir", fmt.Sprintf("%s/s%d", dir, i+1), "--pd", pdAddr, "--log-level", "warn", "--metrics-addr", freePort(b)}
+			if *idleMemLimit != "" {
+				args = append(args, "--memory-limit", *idleMemLimit)
+			}
+			procs = append(procs, startProc(b, dir, bin, args...))
 		}
 	} else {
 		for i, a := range addrs {
@@ -69,6 +75,9 @@ func BenchmarkIdleNamespaces(b *testing.B) {
 				"--metrics-addr", freePort(b)}
 			if i > 0 {
 				args = append(args, "--peer", "1="+addrs[0])
+			}
+			if *idleMemLimit != "" {
+				args = append(args, "--memory-limit", *idleMemLimit)
 			}
 			procs = append(procs, startProc(b, dir, bin, args...))
 		}

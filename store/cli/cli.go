@@ -44,6 +44,7 @@ func NewCommand() *cobra.Command {
 		metricsAddr   string
 		tlsFiles      security.Files
 		maxNamespaces int
+		memoryLimit   string
 	)
 	cmd := &cobra.Command{
 		Use:   "rdb-server",
@@ -103,10 +104,18 @@ PD mode: stores register with the placement driver and follow its table:
 			if err := tlsFiles.Check(""); err != nil {
 				return err
 			}
+			limit, err := ParseMemoryLimit(memoryLimit)
+			if err != nil {
+				return err
+			}
 			if cfg.Logger, err = NewLogger(logLevel); err != nil {
 				return err
 			}
 			defer func() { _ = cfg.Logger.Sync() }()
+			if limit > 0 {
+				gcOff := setMemoryLimit(limit)
+				cfg.Logger.Info("memory limit set", zap.Int64("bytes", limit), zap.Bool("gc_percent_off", gcOff))
+			}
 			return run(cfg)
 		},
 	}
@@ -127,6 +136,7 @@ PD mode: stores register with the placement driver and follow its table:
 	f.StringVar(&tlsFiles.KeyFile, "key-file", "", "the certificate's key")
 	f.StringVar(&tlsFiles.TrustedCAFile, "trusted-ca-file", "", "the CA that signs every certificate of the cluster")
 	f.IntVar(&maxNamespaces, "max-namespaces", store.DefaultMaxNamespaces, "the most namespaces a static-mode cluster creates (PD mode: pd-server's flag)")
+	f.StringVar(&memoryLimit, "memory-limit", "", "memory the store's Go runtime may use, e.g. 1536MiB or 2GiB; the garbage collector then runs when the heap nears it, not each time the heap doubles (default: off, Go's own pacing)")
 	cmd.AddCommand(newHealthCommand())
 	return cmd
 }

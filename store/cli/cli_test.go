@@ -47,6 +47,8 @@ func TestBadFlagsExitWithAMessage(t *testing.T) {
 		{[]string{"--store-id", "1", "--addr", "127.0.0.1:0", "--namespace-mode", "logs=fast"}, "strong or eventual"},
 		{[]string{"--store-id", "1", "--addr", "127.0.0.1:0", "--log-level", "loud"}, "log-level"},
 		{[]string{"--store-id", "1", "--addr", "127.0.0.1:0", "--pd", "a:1", "--peer", "2=b:2"}, "do not go together"},
+		{[]string{"--store-id", "1", "--addr", "127.0.0.1:0", "--memory-limit", "2 apples"}, "--memory-limit"},
+		{[]string{"--store-id", "1", "--addr", "127.0.0.1:0", "--memory-limit", "1MiB"}, "64MiB"},
 		{[]string{"--no-such-flag"}, "unknown flag"},
 	} {
 		cmd := NewCommand()
@@ -57,6 +59,27 @@ func TestBadFlagsExitWithAMessage(t *testing.T) {
 		err := cmd.Execute()
 		if err == nil || !strings.Contains(err.Error(), tc.says) {
 			t.Errorf("rdb-server %v: err = %v, want one saying %q", tc.args, err, tc.says)
+		}
+	}
+}
+
+func TestParseMemoryLimit(t *testing.T) {
+	for in, want := range map[string]int64{
+		"":          0,
+		"1536MiB":   1536 << 20,
+		"1.5GiB":    3 << 29,
+		"2GB":       2e9,
+		"2 GiB":     2 << 30,
+		"67108864":  64 << 20,
+		"100000KiB": 100000 << 10,
+	} {
+		if got, err := ParseMemoryLimit(in); err != nil || got != want {
+			t.Errorf("ParseMemoryLimit(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"lots", "1.5", "-1GiB", "1XB", "NaNGiB", "InfMiB", "10MiB", "1e30GiB", "GiB"} {
+		if _, err := ParseMemoryLimit(bad); err == nil {
+			t.Errorf("ParseMemoryLimit(%q) accepted", bad)
 		}
 	}
 }
