@@ -13,7 +13,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -55,6 +57,7 @@ func BenchmarkIdleNamespaces(b *testing.B) {
 		b.Logf("data directories kept in %s", dir)
 	}
 	addrs := []string{freePort(b), freePort(b), freePort(b)}
+	metricsAddrs := []string{freePort(b), freePort(b), freePort(b)}
 	var procs []*proc
 	var pd *proc
 	if *idlePD {
@@ -63,7 +66,7 @@ func BenchmarkIdleNamespaces(b *testing.B) {
 			"--client-urls", "http://"+pdAddr, "--peer-urls", "http://"+freePort(b), "--form-settle", "1s", "--log-level", "warn", "--enable-pprof")
 		for i, a := range addrs {
 			args := []string{"--store-id", strconv.Itoa(i + 1), "--addr", a,
-				"--data-dir", fmt.Sprintf("%s/s%d", dir, i+1), "--pd", pdAddr, "--log-level", "warn", "--metrics-addr", freePort(b)}
+				"--data-dir", fmt.Sprintf("%s/s%d", dir, i+1), "--pd", pdAddr, "--log-level", "warn", "--metrics-addr", metricsAddrs[i]}
 			if *idleMemLimit != "" {
 				args = append(args, "--memory-limit", *idleMemLimit)
 			}
@@ -72,7 +75,7 @@ func BenchmarkIdleNamespaces(b *testing.B) {
 	} else {
 		for i, a := range addrs {
 			args := []string{"--store-id", strconv.Itoa(i + 1), "--addr", a, "--data-dir", fmt.Sprintf("%s/s%d", dir, i+1), "--log-level", "warn",
-				"--metrics-addr", freePort(b)}
+				"--metrics-addr", metricsAddrs[i]}
 			if i > 0 {
 				args = append(args, "--peer", "1="+addrs[0])
 			}
@@ -136,7 +139,11 @@ func BenchmarkIdleNamespaces(b *testing.B) {
 		b.ReportMetric(r, "pd-rss-MiB")
 	}
 
+	// The stores' GC cycles during the CAS run: at 100,000 namespaces a
+	// cycle marks a large live heap, and calls made during one are slower.
+	gc0 := gcCycles(b, metricsAddrs)
 	busy := casLatency(b, cs[0], "default", 2000)
+	b.ReportMetric(float64(gcCycles(b, metricsAddrs)-gc0), "gc-cycles-during-cas")
 	b.ReportMetric(float64(empty[0].Microseconds())/1000, "empty-p50-ms")
 	b.ReportMetric(float64(empty[1].Microseconds())/1000, "empty-p99-ms")
 	b.ReportMetric(float64(busy[0].Microseconds())/1000, "p50-ms")
@@ -201,6 +208,37 @@ func casLatency(b *testing.B, c clients, ns string, count int) [2]time.Duration 
 	}
 	slices.Sort(lat)
 	return [2]time.Duration{lat[len(lat)/2], lat[len(lat)*99/100]}
+}
+
+// gcCycles sums the GC cycles the stores serving metrics on addrs have
+// completed (go_gc_duration_seconds_count).
+func gcCycles(b *testing.B, addrs []string) uint64 {
+	var sum uint64
+	for _, a := range addrs {
+		resp, err := http.Get("http://" + a + "/metrics")
+		if err != nil {
+			b.Fatalf("metrics of %s: %v", a, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			b.Fatalf("metrics of %s: %v", a, err)
+		}
+		found := false
+		for line := range strings.Lines(string(body)) {
+			if v, ok := strings.CutPrefix(line, "go_gc_duration_seconds_count "); ok {
+				n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				if err != nil {
+					b.Fatalf("metrics of %s: %q: %v", a, line, err)
+				}
+				sum, found = sum+uint64(n), true
+			}
+		}
+		if !found {
+			b.Fatalf("metrics of %s: no go_gc_duration_seconds_count", a)
+		}
+	}
+	return sum
 }
 
 // idleUsage measures a process's CPU (percent of one core) over window and
