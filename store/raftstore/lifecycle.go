@@ -18,7 +18,6 @@ import (
 	"go.etcd.io/raft/v3"
 	eraftpb "go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/rdb-project/rdb/proto/storepb"
 	"github.com/rdb-project/rdb/store/keys"
@@ -144,8 +143,8 @@ func (rs *RaftStore) Step(from uint64, msgs []*storepb.RaftMessage) {
 			}
 			continue
 		}
-		em := &eraftpb.Message{}
-		if err := proto.Unmarshal(m.GetData(), em); err != nil {
+		em, err := decodeMessage(m.GetData())
+		if err != nil {
 			undecodable++
 			continue
 		}
