@@ -214,8 +214,9 @@ func casLatency(b *testing.B, c clients, ns string, count int) [2]time.Duration 
 // completed (go_gc_duration_seconds_count).
 func gcCycles(b *testing.B, addrs []string) uint64 {
 	var sum uint64
+	hc := &http.Client{Timeout: 10 * time.Second}
 	for _, a := range addrs {
-		resp, err := http.Get("http://" + a + "/metrics")
+		resp, err := hc.Get("http://" + a + "/metrics")
 		if err != nil {
 			b.Fatalf("metrics of %s: %v", a, err)
 		}

@@ -102,9 +102,8 @@ func FuzzDecodeMessage(f *testing.F) {
 		if !proto.Equal(fast, want) {
 			t.Fatalf("%x: fast path %v, proto.Unmarshal %v", b, fast, want)
 		}
-		// Neither shares more than the input: a second decode of a copy
-		// is equal too.
-		again, _ := decodeMessage(append([]byte(nil), b...))
+		// decodeMessage, which Step calls, gives the same message.
+		again, _ := decodeMessage(b)
 		if !proto.Equal(again, want) {
 			t.Fatalf("%x: decodeMessage %v, want %v", b, again, want)
 		}
